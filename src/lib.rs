@@ -1,0 +1,24 @@
+//! sftp-operator: converge AWS (ECS, NLB, security groups, Cloud Map, Route 53) to declarative
+//! `SftpService` manifests for the atmoz/sftp container.
+//!
+//! The data path, stage by stage (render and plan are pure; only observe and apply do I/O):
+//!
+//! ```text
+//! -f PATH ─▶ load ─▶ validate ─▶ render ─▶ Desired ─┐
+//!                                                   ├─▶ plan ─▶ Plan ─▶ apply ─▶ AWS
+//!            AWS ─▶ observe ─────────────▶ Observed ─┘
+//! ```
+//!
+//! - [`load`]: files, directories and stdin → YAML documents → [`spec::Manifest`] plus positions.
+//! - [`validate`]: every rule, every problem located → [`validate::Service`].
+//! - [`render`]: a service → the resources it should own ([`render::Desired`]).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod diagnostic;
+pub mod load;
+pub mod names;
+pub mod render;
+pub mod spec;
+pub mod sshkeys;
+pub mod validate;

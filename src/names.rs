@@ -1,0 +1,105 @@
+//! Names and tags derived from an SftpService's name, in one place so every stage agrees.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// `metadata.name` is a DNS label (Cloud Map service names are labels too).
+pub const MAX_NAME_LEN: usize = 63;
+/// Target group names are at most 32 characters.
+const TARGET_GROUP_MAX: usize = 32;
+
+pub const TAG_PREFIX: &str = "sftp-operator/";
+pub const OWNER_TAG: &str = "sftp-operator/owner";
+pub const SERVICE_TAG: &str = "sftp-operator/service";
+pub const CONTAINER_NAME: &str = "sftp";
+/// Identifies the security-group rules the operator owns (with the rule tags).
+pub const RULE_DESCRIPTION_PREFIX: &str = "sftp-operator";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Names {
+    pub ecs_service: String,
+    pub task_family: String,
+    pub target_group: String,
+    pub cloud_map_service: String,
+    pub host_key_secret: String,
+}
+
+impl Names {
+    pub fn derive(name: &str) -> Names {
+        Names {
+            ecs_service: name.to_owned(),
+            task_family: format!("sftp-{name}"),
+            target_group: target_group_name(name),
+            cloud_map_service: name.to_owned(),
+            host_key_secret: format!("sftp-operator/{name}/host-keys"),
+        }
+    }
+}
+
+/// `sftp-<name>` when it fits in 32 characters; otherwise a prefix plus a stable hash of the
+/// full name, so two long names sharing a prefix still get distinct target groups.
+fn target_group_name(name: &str) -> String {
+    let full = format!("sftp-{name}");
+    if full.len() <= TARGET_GROUP_MAX {
+        return full;
+    }
+    let hash = &hex::encode(Sha256::digest(name.as_bytes()))[..8];
+    let keep = TARGET_GROUP_MAX - "sftp-".len() - 1 - hash.len();
+    let prefix = name[..keep].trim_end_matches('-');
+    format!("sftp-{prefix}-{hash}")
+}
+
+/// Description on every security-group rule the operator owns.
+pub fn rule_description(owner: &str, service: &str) -> String {
+    format!("{RULE_DESCRIPTION_PREFIX} owner={owner} service={service}")
+}
+
+/// TXT ownership value beside each managed record, in the external-dns manner.
+pub fn txt_owner_value(owner: &str, service: &str) -> String {
+    format!("\"heritage=sftp-operator,{OWNER_TAG}={owner},{SERVICE_TAG}={service}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_name_still_fits_every_aws_limit() {
+        let name = "a".repeat(MAX_NAME_LEN);
+        let n = Names::derive(&name);
+        assert!(n.target_group.len() <= 32, "{}", n.target_group);
+        assert!(n.task_family.len() <= 255);
+        assert!(n.cloud_map_service.len() <= 63);
+        assert!(n.host_key_secret.len() <= 512);
+    }
+
+    #[test]
+    fn long_names_sharing_a_prefix_get_distinct_target_groups() {
+        let a = Names::derive("research-data-exchange-partner-one").target_group;
+        let b = Names::derive("research-data-exchange-partner-two").target_group;
+        assert_ne!(a, b);
+        assert!(a.len() <= 32 && b.len() <= 32);
+        assert_eq!(
+            a,
+            Names::derive("research-data-exchange-partner-one").target_group,
+            "stable"
+        );
+    }
+
+    #[test]
+    fn short_names_are_kept_readable() {
+        assert_eq!(
+            Names::derive("campus-sftp").target_group,
+            "sftp-campus-sftp"
+        );
+    }
+
+    #[test]
+    fn a_hash_suffix_never_leaves_a_double_hyphen() {
+        let name = format!("{}-{}", "a".repeat(25), "b".repeat(20));
+        let tg = Names::derive(&name).target_group;
+        assert!(!tg.contains("--"), "{tg}");
+        assert!(tg.len() <= 32);
+    }
+}

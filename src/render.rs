@@ -1,0 +1,651 @@
+//! Render: a validated [`Service`] → the AWS resources it should have, as plain data.
+//! Pure and deterministic: the same service renders byte-for-byte the same, and a user or key
+//! change touches only the key-delivery part of the task definition (and so its hash).
+//!
+//! Keys reach atmoz without a custom image through an `entryPoint` prelude in the atmoz
+//! container: it writes the host private keys (from Secrets Manager through `secrets`, never
+//! plain environment) and each user's public keys with mode 600, unsets the variables and
+//! `exec`s atmoz's `/entrypoint`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::names::{self, Names};
+use crate::validate::{HostKeySource, Service, Storage, User};
+
+/// Everything one SftpService should own, before anything is looked up in AWS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Desired {
+    pub service: String,
+    pub names: Names,
+    pub tags: BTreeMap<String, String>,
+    pub task_definition: TaskDefinition,
+    /// SHA-256 of the task definition's canonical JSON, kept as a tag on each revision: a new
+    /// revision is registered only when this changes.
+    pub task_definition_hash: String,
+    pub ecs_service: EcsService,
+    pub target_group: TargetGroup,
+    pub listener: Listener,
+    /// Rules for the allowed CIDRs; the NLB's subnet CIDRs are added once the NLB is observed.
+    pub ingress: Vec<IngressRule>,
+    pub cloud_map: Option<CloudMapService>,
+    /// The owned host-key secret, when the operator generates the keys.
+    pub host_key_secret: Option<String>,
+    /// Records known without AWS: ownership TXT and SSHFP. A records need live placement.
+    pub dns_records: Vec<DnsRecord>,
+    pub key_fingerprints: Vec<KeyFingerprint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyFingerprint {
+    pub user: String,
+    pub algorithm: String,
+    pub fingerprint: String,
+    pub comment: String,
+}
+
+// ---- ECS task definition: shaped like RegisterTaskDefinition's input ----
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinition {
+    pub family: String,
+    pub network_mode: String,
+    pub requires_compatibilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    pub container_definitions: Vec<ContainerDefinition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDefinition {
+    pub name: String,
+    pub image: String,
+    pub essential: bool,
+    pub cpu: u32,
+    pub memory: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_point: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<KeyValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_points: Vec<MountPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux_parameters: Option<LinuxParameters>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_configuration: Option<LogConfiguration>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    pub name: String,
+    pub value_from: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountPoint {
+    pub source_volume: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxParameters {
+    pub capabilities_add: Vec<String>,
+    pub devices: Vec<Device>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub host_path: String,
+    pub container_path: String,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogConfiguration {
+    pub log_driver: String,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_source_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efs: Option<EfsVolume>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EfsVolume {
+    pub file_system_id: String,
+    pub root_directory: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_point_id: Option<String>,
+    pub transit_encryption: bool,
+}
+
+// ---- ECS service, load balancing, network, discovery, DNS ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsService {
+    pub name: String,
+    pub cluster: String,
+    pub desired_count: u32,
+    pub launch_type: String,
+    pub container_name: String,
+    pub container_port: u16,
+    /// Host port is fixed, so an old task must stop before a new one can start on that host.
+    pub minimum_healthy_percent: u32,
+    pub maximum_percent: u32,
+    pub circuit_breaker_rollback: bool,
+    /// `distinctInstance` when more than one task runs (the host port is fixed).
+    pub distinct_instance: bool,
+    pub health_check_grace_period_seconds: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetGroup {
+    pub name: String,
+    pub protocol: String,
+    pub port: u16,
+    pub target_type: String,
+    pub health_check: HealthCheck,
+    pub deregistration_delay_seconds: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub protocol: String,
+    pub port: String,
+    pub interval_seconds: i32,
+    pub healthy_threshold: i32,
+    pub unhealthy_threshold: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    pub port: u16,
+    pub protocol: String,
+    pub idle_timeout_seconds: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRule {
+    pub protocol: String,
+    pub port: u16,
+    pub cidr: String,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudMapService {
+    pub name: String,
+    pub namespace: String,
+    pub srv_ttl: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsRecord {
+    /// Zone name (trailing dot) or id, as validated.
+    pub zone: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub ttl: u32,
+    pub values: Vec<String>,
+}
+
+/// The tags every owned resource carries: the manifest's labels plus ownership.
+pub fn tags(service: &Service, owner: &str) -> BTreeMap<String, String> {
+    let mut t = service.labels.clone();
+    t.insert(names::OWNER_TAG.to_owned(), owner.to_owned());
+    t.insert(names::SERVICE_TAG.to_owned(), service.name.clone());
+    t
+}
+
+/// The prelude that runs before atmoz's `/entrypoint` (see the module docs). `/home` may be a
+/// persistent volume, so keys written by earlier tasks are removed first: the manifest is the
+/// only source of truth for who may log in.
+const PRELUDE: &str = r#"set -eu
+umask 077
+put_host_key() {
+  [ -n "$2" ] || return 0
+  printf '%s\n' "$2" > "/etc/ssh/ssh_host_$1_key"
+  chmod 600 "/etc/ssh/ssh_host_$1_key"
+  ssh-keygen -y -f "/etc/ssh/ssh_host_$1_key" > "/etc/ssh/ssh_host_$1_key.pub"
+}
+put_host_key ed25519 "${SFTP_HOST_KEY_ED25519:-}"
+put_host_key rsa "${SFTP_HOST_KEY_RSA:-}"
+unset SFTP_HOST_KEY_ED25519 SFTP_HOST_KEY_RSA
+for u in $SFTP_MANAGED_USERS; do
+  rm -rf "/home/$u/.ssh/keys" "/home/$u/.ssh/authorized_keys"
+done
+printf '%s\n' "${SFTP_AUTHORIZED_KEYS:-}" | while read -r u k; do
+  [ -n "$u" ] || continue
+  mkdir -p "/home/$u/.ssh/keys"
+  printf '%s\n' "$k" >> "/home/$u/.ssh/keys/sftp-operator.pub"
+  chmod 600 "/home/$u/.ssh/keys/sftp-operator.pub"
+done
+unset SFTP_AUTHORIZED_KEYS SFTP_MANAGED_USERS
+if [ "${SFTP_AUDIT_LOG:-0}" = 1 ]; then
+  sed -i 's/^#*LogLevel.*//' /etc/ssh/sshd_config
+  echo 'LogLevel VERBOSE' >> /etc/ssh/sshd_config
+fi
+if [ -n "${SFTP_S3_BUCKET:-}" ]; then
+  mkdir -p /etc/sftp.d
+  cat > /etc/sftp.d/50-goofys <<'EOF'
+#!/bin/sh
+set -eu
+for entry in $SFTP_S3_MOUNTS; do
+  u=${entry%%:*}; rest=${entry#*:}; ids=${rest%%:*}; dir=${rest#*:}
+  goofys -o allow_other --uid "${ids%/*}" --gid "${ids#*/}" --file-mode=0660 --dir-mode=0770 \
+    "$SFTP_S3_BUCKET:$u" "/home/$u/$dir"
+done
+EOF
+  chmod 700 /etc/sftp.d/50-goofys
+fi
+exec /entrypoint "$@"
+"#;
+
+/// The atmoz user list: `user:pass[:e]:uid:gid:dir1,dir2`, space-separated, in manifest order.
+pub fn atmoz_users(users: &[User], redact: bool) -> String {
+    users
+        .iter()
+        .map(|u| {
+            let pass = match (&u.password_hash, redact) {
+                (Some(_), true) => "<redacted>:e".to_owned(),
+                (Some(h), false) => format!("{}:e", h.expose()),
+                (None, _) => String::new(),
+            };
+            let gid = u.gid.map(|g| g.to_string()).unwrap_or_default();
+            format!(
+                "{}:{}:{}:{}:{}",
+                u.name,
+                pass,
+                u.uid,
+                gid,
+                u.directories.join(",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `user key` lines, sorted so reordering keys in the manifest changes nothing.
+fn authorized_keys(users: &[User]) -> String {
+    let mut lines: Vec<String> = users
+        .iter()
+        .flat_map(|u| {
+            u.keys
+                .iter()
+                .map(move |k| format!("{} {}", u.name, k.line()))
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// Partition, region and account of the load balancer: the host-key secret lives beside it.
+fn arn_parts(arn: &str) -> (&str, &str, &str) {
+    let mut it = arn.split(':');
+    let _ = it.next();
+    let partition = it.next().unwrap_or("aws");
+    let _ = it.next();
+    let region = it.next().unwrap_or("");
+    let account = it.next().unwrap_or("");
+    (partition, region, account)
+}
+
+/// The ARN (without Secrets Manager's random suffix, which ECS and GetSecretValue accept) of
+/// the secret holding the host keys.
+pub fn host_key_secret_arn(s: &Service) -> String {
+    match &s.host_keys {
+        HostKeySource::Secret(arn) => arn.clone(),
+        HostKeySource::Generate => {
+            let (partition, region, account) = arn_parts(&s.load_balancer_arn);
+            format!(
+                "arn:{partition}:secretsmanager:{region}:{account}:secret:{}",
+                s.names.host_key_secret
+            )
+        }
+    }
+}
+
+const HOME_VOLUME: &str = "sftp-home";
+
+pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {
+    let secret = host_key_secret_arn(s);
+    let mut environment = vec![
+        KeyValue {
+            name: "SFTP_USERS".into(),
+            value: atmoz_users(&s.users, redact),
+        },
+        KeyValue {
+            name: "SFTP_AUTHORIZED_KEYS".into(),
+            value: authorized_keys(&s.users),
+        },
+        KeyValue {
+            name: "SFTP_MANAGED_USERS".into(),
+            value: s
+                .users
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+    ];
+    if s.audit_log {
+        environment.push(KeyValue {
+            name: "SFTP_AUDIT_LOG".into(),
+            value: "1".into(),
+        });
+    }
+    let (image, volumes, mount_points, linux_parameters) = match &s.storage {
+        Storage::Efs {
+            file_system_id,
+            access_point_id,
+            root_directory,
+        } => (
+            s.image.clone(),
+            vec![Volume {
+                name: HOME_VOLUME.into(),
+                host_source_path: None,
+                efs: Some(EfsVolume {
+                    file_system_id: file_system_id.clone(),
+                    // With an access point, EFS requires the root directory to be "/".
+                    root_directory: if access_point_id.is_some() {
+                        "/".into()
+                    } else {
+                        root_directory.clone()
+                    },
+                    access_point_id: access_point_id.clone(),
+                    transit_encryption: true,
+                }),
+            }],
+            vec![MountPoint {
+                source_volume: HOME_VOLUME.into(),
+                container_path: "/home".into(),
+                read_only: false,
+            }],
+            None,
+        ),
+        Storage::HostPath { path } => (
+            s.image.clone(),
+            vec![Volume {
+                name: HOME_VOLUME.into(),
+                host_source_path: Some(path.clone()),
+                efs: None,
+            }],
+            vec![MountPoint {
+                source_volume: HOME_VOLUME.into(),
+                container_path: "/home".into(),
+                read_only: false,
+            }],
+            None,
+        ),
+        Storage::S3 { bucket, image } => {
+            environment.push(KeyValue {
+                name: "SFTP_S3_BUCKET".into(),
+                value: bucket.clone(),
+            });
+            let mounts = s
+                .users
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{}:{}/{}:{}",
+                        u.name,
+                        u.uid,
+                        u.gid.unwrap_or(u.uid),
+                        u.directories[0]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            environment.push(KeyValue {
+                name: "SFTP_S3_MOUNTS".into(),
+                value: mounts,
+            });
+            (
+                image.clone(),
+                vec![],
+                vec![],
+                Some(LinuxParameters {
+                    capabilities_add: vec!["MKNOD".into(), "SYS_ADMIN".into()],
+                    devices: vec![Device {
+                        host_path: "/dev/fuse".into(),
+                        container_path: "/dev/fuse".into(),
+                        permissions: vec!["read".into(), "write".into(), "mknod".into()],
+                    }],
+                }),
+            )
+        }
+    };
+    environment.sort();
+    let log_configuration = s.awslogs.as_ref().map(|l| LogConfiguration {
+        log_driver: "awslogs".into(),
+        options: BTreeMap::from([
+            ("awslogs-group".into(), l.group.clone()),
+            ("awslogs-region".into(), l.region.clone()),
+            ("awslogs-stream-prefix".into(), l.stream_prefix.clone()),
+        ]),
+    });
+    TaskDefinition {
+        family: s.names.task_family.clone(),
+        network_mode: "bridge".into(),
+        requires_compatibilities: vec!["EC2".into()],
+        execution_role_arn: s.execution_role_arn.clone(),
+        task_role_arn: s.task_role_arn.clone(),
+        container_definitions: vec![ContainerDefinition {
+            name: names::CONTAINER_NAME.into(),
+            image,
+            essential: true,
+            cpu: s.cpu,
+            memory: s.memory,
+            port_mappings: vec![PortMapping {
+                container_port: 22,
+                host_port: s.port,
+                protocol: "tcp".into(),
+            }],
+            entry_point: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                PRELUDE.into(),
+                "sftp-operator-prelude".into(),
+            ],
+            command: vec![],
+            environment,
+            secrets: vec![
+                SecretRef {
+                    name: "SFTP_HOST_KEY_ED25519".into(),
+                    value_from: format!("{secret}:ed25519::"),
+                },
+                SecretRef {
+                    name: "SFTP_HOST_KEY_RSA".into(),
+                    value_from: format!("{secret}:rsa::"),
+                },
+            ],
+            mount_points,
+            linux_parameters,
+            log_configuration,
+        }],
+        volumes,
+    }
+}
+
+/// Hash of the canonical JSON of a task definition (unredacted: a hash change must roll the
+/// service; the hash itself reveals nothing).
+pub fn task_definition_hash(td: &TaskDefinition) -> String {
+    let json = serde_json::to_vec(td).expect("task definition serialises");
+    hex::encode(&Sha256::digest(&json)[..16])
+}
+
+pub fn render(s: &Service, owner: &str) -> Desired {
+    let td = task_definition(s, false);
+    let task_definition_hash = task_definition_hash(&td);
+    let description = names::rule_description(owner, &s.name);
+    let ingress = s
+        .allowed_cidrs
+        .iter()
+        .map(|c| IngressRule {
+            protocol: "tcp".into(),
+            port: s.port,
+            cidr: c.to_string(),
+            description: description.clone(),
+        })
+        .collect();
+    let mut dns_records = Vec::new();
+    if let Some(d) = &s.dns {
+        let owner_txt = names::txt_owner_value(owner, &s.name);
+        let mut owned = vec![(d.zone.clone(), d.record.clone())];
+        if let Some(p) = &d.public_record {
+            owned.push((
+                d.public_zone.clone().unwrap_or_else(|| d.zone.clone()),
+                p.clone(),
+            ));
+        }
+        for (zone, name) in owned {
+            dns_records.push(DnsRecord {
+                zone,
+                name,
+                kind: "TXT".into(),
+                ttl: d.ttl,
+                values: vec![owner_txt.clone()],
+            });
+        }
+        if d.sshfp && !s.host_public_keys.is_empty() {
+            dns_records.push(DnsRecord {
+                zone: d.zone.clone(),
+                name: d.record.clone(),
+                kind: "SSHFP".into(),
+                ttl: d.ttl,
+                values: sshfp_values(&s.host_public_keys),
+            });
+        }
+    }
+    dns_records.sort();
+    let key_fingerprints = s
+        .users
+        .iter()
+        .flat_map(|u| {
+            u.keys.iter().map(|k| KeyFingerprint {
+                user: u.name.clone(),
+                algorithm: k.algorithm.clone(),
+                fingerprint: k.fingerprint.clone(),
+                comment: k.comment.clone(),
+            })
+        })
+        .collect();
+    Desired {
+        service: s.name.clone(),
+        names: s.names.clone(),
+        tags: tags(s, owner),
+        task_definition: td,
+        task_definition_hash,
+        ecs_service: EcsService {
+            name: s.names.ecs_service.clone(),
+            cluster: s.cluster.clone(),
+            desired_count: s.desired_count,
+            launch_type: "EC2".into(),
+            container_name: names::CONTAINER_NAME.into(),
+            container_port: 22,
+            minimum_healthy_percent: 0,
+            maximum_percent: 100,
+            circuit_breaker_rollback: true,
+            distinct_instance: s.desired_count > 1,
+            health_check_grace_period_seconds: 30,
+        },
+        target_group: TargetGroup {
+            name: s.names.target_group.clone(),
+            protocol: "TCP".into(),
+            port: s.port,
+            target_type: "instance".into(),
+            health_check: HealthCheck {
+                protocol: "TCP".into(),
+                port: "traffic-port".into(),
+                interval_seconds: 10,
+                healthy_threshold: 3,
+                unhealthy_threshold: 3,
+            },
+            deregistration_delay_seconds: 30,
+        },
+        listener: Listener {
+            port: s.listener_port,
+            protocol: "TCP".into(),
+            idle_timeout_seconds: s.idle_timeout,
+        },
+        ingress,
+        cloud_map: s.namespace.as_ref().map(|ns| CloudMapService {
+            name: s.names.cloud_map_service.clone(),
+            namespace: ns.clone(),
+            srv_ttl: 10,
+        }),
+        host_key_secret: (s.host_keys == HostKeySource::Generate)
+            .then(|| s.names.host_key_secret.clone()),
+        dns_records,
+        key_fingerprints,
+    }
+}
+
+/// SSHFP rdata (`alg 2 sha256hex`) for each host key with a known SSHFP algorithm, sorted.
+pub fn sshfp_values(keys: &[crate::sshkeys::ParsedKey]) -> Vec<String> {
+    let mut v: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.sshfp_algorithm.map(|a| format!("{a} 2 {}", k.sha256_hex)))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The output of `render`: desired resources with password hashes replaced, safe to print.
+pub fn render_for_display(s: &Service, owner: &str) -> Desired {
+    let mut d = render(s, owner);
+    d.task_definition = task_definition(s, true);
+    d
+}

@@ -1,0 +1,259 @@
+//! The `SftpService` manifest exactly as users write it: k8s-style, camelCase, unknown fields
+//! rejected, documented defaults filled in. Nothing here is checked beyond its YAML type; the
+//! rules live in [`crate::validate`], which turns a [`Manifest`] into a [`crate::validate::Service`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "sftp-operator/v1alpha1";
+pub const KIND: &str = "SftpService";
+pub const DEFAULT_IMAGE: &str = "atmoz/sftp:alpine";
+
+/// One `SftpService` document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "SftpService")]
+pub struct Manifest {
+    /// Must be `sftp-operator/v1alpha1`.
+    pub api_version: String,
+    /// Must be `SftpService`.
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// DNS label naming the ECS service, task family (`sftp-<name>`), target group and records.
+    pub name: String,
+    /// Copied onto every AWS resource as tags.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spec {
+    /// ECS cluster name or ARN; must exist.
+    pub cluster: String,
+    /// Container image; defaults to `atmoz/sftp:alpine`.
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Number of tasks; more than one spreads them over distinct instances (the host port is fixed).
+    #[serde(default = "default_desired_count")]
+    pub desired_count: u32,
+    /// Static host port (bridge mode), 1024–32767: below ECS's ephemeral range.
+    pub port: u32,
+    /// CPU units reserved for the container.
+    #[serde(default = "default_cpu")]
+    pub cpu: u32,
+    /// Memory (MiB) reserved for the container.
+    #[serde(default = "default_memory")]
+    pub memory: u32,
+    pub users: Vec<User>,
+    pub storage: Storage,
+    #[serde(default)]
+    pub host_keys: HostKeys,
+    /// Lets ECS pull the image and read the host-key secret into the task.
+    #[serde(default)]
+    pub execution_role_arn: Option<String>,
+    /// Role the task runs as; needed for `s3` storage.
+    #[serde(default)]
+    pub task_role_arn: Option<String>,
+    pub load_balancer: LoadBalancer,
+    pub access: Access,
+    #[serde(default)]
+    pub discovery: Option<Discovery>,
+    #[serde(default)]
+    pub dns: Option<Dns>,
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct User {
+    /// atmoz user name: `[A-Za-z0-9._][A-Za-z0-9._-]{0,31}`, not `root`.
+    pub name: String,
+    /// Unique within the service, at least 1000.
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// Directories created in the (root-owned) chroot home; at least one, so uploads can land.
+    #[serde(default)]
+    pub directories: Vec<String>,
+    /// OpenSSH public keys (`ssh-ed25519 AAAA... comment`).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// crypt(3) hash (`$6$...`, `$y$...`); plaintext passwords are refused.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// Exactly one of `efs`, `hostPath`, `s3`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Storage {
+    #[serde(default)]
+    pub efs: Option<Efs>,
+    /// A path on the container instance (seed 1: EFS mounted on the host).
+    #[serde(default)]
+    pub host_path: Option<String>,
+    #[serde(default)]
+    pub s3: Option<S3>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Efs {
+    pub file_system_id: String,
+    #[serde(default)]
+    pub access_point_id: Option<String>,
+    #[serde(default = "default_root_directory")]
+    pub root_directory: String,
+}
+
+/// S3 through goofys (seed 2): needs an image with goofys and a task role; runs privileged-ish
+/// (SYS_ADMIN + MKNOD and `/dev/fuse`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3 {
+    pub bucket: String,
+    /// An atmoz-based image that also carries goofys.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Role with read/write/delete on the bucket (or give `spec.taskRoleArn`).
+    #[serde(default)]
+    pub task_role_arn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostKeys {
+    /// Generate Ed25519 + RSA-4096 host keys once and keep them in Secrets Manager.
+    #[serde(default = "default_true")]
+    pub generate: bool,
+    /// Use an existing secret instead (JSON object of OpenSSH private keys).
+    #[serde(default)]
+    pub secret_arn: Option<String>,
+    /// Public halves of the host keys, for SSHFP records and `known_hosts` without AWS access.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+}
+
+impl Default for HostKeys {
+    fn default() -> Self {
+        HostKeys {
+            generate: true,
+            secret_arn: None,
+            public_keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadBalancer {
+    /// ARN of an existing network load balancer.
+    pub arn: String,
+    /// Static TCP listener port on the NLB.
+    pub listener_port: u32,
+    /// Seconds before the NLB drops an idle TCP flow (60–6000); its 350 s default cuts idle SFTP sessions.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Access {
+    /// The container instances' security group.
+    pub security_group_id: String,
+    /// Client networks allowed on `port`; the NLB's subnets are added for health checks.
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
+    /// Required for `0.0.0.0/0` or `::/0`.
+    #[serde(default)]
+    pub allow_public: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Discovery {
+    /// Cloud Map private DNS namespace (name or `ns-` id).
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dns {
+    /// Hosted zone (name or `Z...` id) for the direct record.
+    pub zone: String,
+    /// A record(s) = private IPs of the hosts running the task.
+    pub record: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// Publish SSHFP records for the host keys.
+    #[serde(default)]
+    pub sshfp: bool,
+    /// Optional alias A record to the NLB.
+    #[serde(default)]
+    pub public_record: Option<String>,
+    /// Zone for `publicRecord` when it differs from `zone`.
+    #[serde(default)]
+    pub public_zone: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Logging {
+    /// `LogLevel VERBOSE` in sshd: logins and key fingerprints in the container log.
+    #[serde(default)]
+    pub audit: bool,
+    #[serde(default)]
+    pub awslogs: Option<AwsLogs>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsLogs {
+    pub group: String,
+    pub region: String,
+    #[serde(default = "default_stream_prefix")]
+    pub stream_prefix: String,
+}
+
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_owned()
+}
+fn default_desired_count() -> u32 {
+    1
+}
+fn default_cpu() -> u32 {
+    256
+}
+fn default_memory() -> u32 {
+    512
+}
+fn default_root_directory() -> String {
+    "/".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_idle_timeout() -> u32 {
+    3600
+}
+fn default_ttl() -> u32 {
+    60
+}
+fn default_stream_prefix() -> String {
+    "sftp".to_owned()
+}
+
+/// JSON Schema of the manifest, for editors (yaml-language-server) and `sftp-operator schema`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Manifest)).expect("schema serialises")
+}

@@ -1,0 +1,155 @@
+//! OpenSSH public keys: parsing, fingerprints, SSHFP data — and host-key generation.
+//!
+//! Error messages never include the key text: a private key pasted by mistake must not end up
+//! in a terminal scrollback or a CI log.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use ssh_key::{Algorithm, HashAlg, PublicKey};
+
+/// A public key that parsed, in the canonical `algorithm base64 [comment]` form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParsedKey {
+    /// `algorithm base64` without the comment: what identity (and duplicate checks) rest on.
+    pub blob: String,
+    pub comment: String,
+    pub algorithm: String,
+    /// `SHA256:...` as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub bits: Option<u32>,
+    /// SSHFP algorithm number (RFC 4255/6594/7479): RSA 1, ECDSA 3, Ed25519 4.
+    pub sshfp_algorithm: Option<u8>,
+    /// SHA-256 of the key blob, hex: SSHFP fingerprint type 2.
+    pub sha256_hex: String,
+}
+
+impl ParsedKey {
+    /// The authorized_keys line: blob plus comment.
+    pub fn line(&self) -> String {
+        if self.comment.is_empty() {
+            self.blob.clone()
+        } else {
+            format!("{} {}", self.blob, self.comment)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "this is a private key; paste the public half (the `.pub` file) instead — the key is not shown here"
+    )]
+    PrivateKey,
+    #[error("not an OpenSSH public key ({0}); expected `ssh-ed25519 AAAA... comment`")]
+    Unparseable(String),
+    #[error("RSA key of {0} bits is too weak; at least 2048 bits are required")]
+    WeakRsa(u32),
+    #[error("authorized_keys options are not supported here; give the bare key")]
+    Options,
+}
+
+/// True when the text looks like any private key format (PEM, OpenSSH, PuTTY).
+pub fn looks_private(text: &str) -> bool {
+    let t = text.trim_start();
+    t.contains("PRIVATE KEY") || t.starts_with("PuTTY-User-Key-File") || t.starts_with("-----BEGIN")
+}
+
+pub fn parse_public_key(text: &str) -> Result<ParsedKey, KeyError> {
+    if looks_private(text) {
+        return Err(KeyError::PrivateKey);
+    }
+    let trimmed = text.trim();
+    let first = trimmed.split_whitespace().next().unwrap_or("");
+    if !first.is_empty()
+        && Algorithm::new(first).is_err()
+        && trimmed.contains(' ')
+        && (first.contains('=') || first.contains(','))
+    {
+        return Err(KeyError::Options);
+    }
+    let key = PublicKey::from_openssh(trimmed).map_err(|e| KeyError::Unparseable(describe(&e)))?;
+    let bits = rsa_bits(&key);
+    if let Some(b) = bits
+        && b < 2048
+    {
+        return Err(KeyError::WeakRsa(b));
+    }
+    Ok(describe_key(&key, bits))
+}
+
+fn describe(e: &ssh_key::Error) -> String {
+    // ssh-key's messages name the failing step, never the input.
+    match e {
+        ssh_key::Error::AlgorithmUnknown | ssh_key::Error::AlgorithmUnsupported { .. } => {
+            "unknown key algorithm".into()
+        }
+        ssh_key::Error::Encoding(_) => "bad base64 or key data".into(),
+        other => other.to_string(),
+    }
+}
+
+fn rsa_bits(key: &PublicKey) -> Option<u32> {
+    let rsa = key.key_data().rsa()?;
+    let n = rsa.n.as_positive_bytes().unwrap_or(rsa.n.as_bytes());
+    let lead = n.first().map_or(0, |b| b.leading_zeros());
+    Some((n.len() as u32 * 8).saturating_sub(lead))
+}
+
+fn describe_key(key: &PublicKey, bits: Option<u32>) -> ParsedKey {
+    let blob_bytes = key.to_bytes().unwrap_or_default();
+    let openssh = key.to_openssh().unwrap_or_default();
+    let mut parts = openssh.split_whitespace();
+    let blob = format!(
+        "{} {}",
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or("")
+    );
+    let algorithm = key.algorithm();
+    let sshfp_algorithm = match algorithm {
+        Algorithm::Rsa { .. } => Some(1),
+        Algorithm::Ecdsa { .. } => Some(3),
+        Algorithm::Ed25519 => Some(4),
+        _ => None,
+    };
+    ParsedKey {
+        blob,
+        comment: key.comment().to_owned(),
+        algorithm: algorithm.as_str().to_owned(),
+        fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+        bits,
+        sshfp_algorithm,
+        sha256_hex: hex::encode(Sha256::digest(&blob_bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFIoKsJjFWreGcAuiHllsitYI/zAomIvsiDu9IwEUlwH alice@example.edu";
+
+    #[test]
+    fn an_ed25519_key_parses_with_its_fingerprint_and_sshfp_type() {
+        let k = parse_public_key(ED).unwrap();
+        assert_eq!(k.algorithm, "ssh-ed25519");
+        assert_eq!(k.comment, "alice@example.edu");
+        assert!(k.fingerprint.starts_with("SHA256:"));
+        assert_eq!(k.sshfp_algorithm, Some(4));
+        assert_eq!(k.sha256_hex.len(), 64);
+    }
+
+    #[test]
+    fn a_private_key_is_refused_without_echoing_it() {
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----";
+        let err = parse_public_key(pem).unwrap_err();
+        assert_eq!(err, KeyError::PrivateKey);
+        assert!(!err.to_string().contains("b3BlbnNzaC1rZXktdjEA"));
+    }
+
+    #[test]
+    fn garbage_is_refused_without_echoing_it() {
+        let err = parse_public_key("ssh-ed25519 notbase64!!! me").unwrap_err();
+        assert!(matches!(err, KeyError::Unparseable(_)));
+        assert!(!err.to_string().contains("notbase64"));
+    }
+}

@@ -1,0 +1,848 @@
+//! Validate: [`LoadedManifest`]s → [`Service`]s, the normalised, checked form every later stage
+//! uses. Pure; collects every problem instead of stopping at the first.
+//!
+//! ```text
+//! LoadedManifest ──per-document rules──▶ Service ──cross-document rules──▶ Vec<Service>
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde::Serialize;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::load::{LoadedManifest, Origin, PathIndex};
+use crate::names::{self, Names};
+use crate::spec::{self, Manifest};
+use crate::sshkeys::{self, ParsedKey};
+
+/// A password hash: used to render the task definition, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+impl Serialize for PasswordHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: Option<u32>,
+    pub directories: Vec<String>,
+    pub keys: Vec<ParsedKey>,
+    pub password_hash: Option<PasswordHash>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "mode")]
+pub enum Storage {
+    Efs {
+        file_system_id: String,
+        access_point_id: Option<String>,
+        root_directory: String,
+    },
+    HostPath {
+        path: String,
+    },
+    S3 {
+        bucket: String,
+        image: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostKeySource {
+    /// Generated on first converge into the owned secret `sftp-operator/<name>/host-keys`.
+    Generate,
+    /// A secret the user manages.
+    Secret(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dns {
+    /// Zone name (normalised, trailing dot) or hosted-zone id.
+    pub zone: String,
+    pub record: String,
+    pub ttl: u32,
+    pub sshfp: bool,
+    pub public_record: Option<String>,
+    pub public_zone: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AwsLogs {
+    pub group: String,
+    pub region: String,
+    pub stream_prefix: String,
+}
+
+/// A checked, normalised SftpService: everything render and plan need, nothing they must re-check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub name: String,
+    #[serde(skip)]
+    pub origin: Origin,
+    pub names: Names,
+    pub labels: BTreeMap<String, String>,
+    /// Cluster name (an ARN is reduced to its name so comparisons never flap).
+    pub cluster: String,
+    pub image: String,
+    pub desired_count: u32,
+    pub port: u16,
+    pub cpu: u32,
+    pub memory: u32,
+    pub users: Vec<User>,
+    pub storage: Storage,
+    pub host_keys: HostKeySource,
+    pub host_public_keys: Vec<ParsedKey>,
+    pub execution_role_arn: Option<String>,
+    pub task_role_arn: Option<String>,
+    pub load_balancer_arn: String,
+    pub listener_port: u16,
+    pub idle_timeout: u32,
+    pub security_group_id: String,
+    /// Sorted, canonical, deduplicated.
+    pub allowed_cidrs: Vec<IpNet>,
+    pub namespace: Option<String>,
+    pub dns: Option<Dns>,
+    pub audit_log: bool,
+    pub awslogs: Option<AwsLogs>,
+}
+
+static DNS_LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$").unwrap());
+static ATMOZ_USER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$").unwrap());
+static CRYPT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\$(1|5|6|y|2b|2y|2a)\$[./A-Za-z0-9$=,]+$").unwrap());
+static SG_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
+static FS_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^fs-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
+static FSAP_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^fsap-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
+static LB_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(net|app|gwy)/[A-Za-z0-9-]{1,32}/[0-9a-f]+$")
+        .unwrap()
+});
+static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$").unwrap()
+});
+static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+        .unwrap()
+});
+static CLUSTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/)?([A-Za-z0-9_-]{1,255})$").unwrap()
+});
+static ZONE_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(/hostedzone/)?(Z[A-Z0-9]{1,31})$").unwrap());
+static NAMESPACE_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^ns-[a-z0-9]{16}$").unwrap());
+static REGION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$").unwrap());
+static BUCKET: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
+static DIRECTORY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$").unwrap());
+
+/// Collects the problems of one document, each located through the document's [`PathIndex`].
+struct Checker<'a> {
+    file: &'a PathBuf,
+    index: &'a PathIndex,
+    out: &'a mut Diagnostics,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.out.push(Diagnostic::new(
+            self.file,
+            self.index.locate(path),
+            path,
+            message,
+        ));
+    }
+
+    fn hint(&mut self, path: &str, message: impl Into<String>, hint: impl Into<String>) {
+        self.out.push(
+            Diagnostic::new(self.file, self.index.locate(path), path, message).with_hint(hint),
+        );
+    }
+
+    fn range(&mut self, path: &str, v: u32, lo: u32, hi: u32, why: &str) {
+        if v < lo || v > hi {
+            self.hint(path, format!("{v} is out of range {lo}–{hi}"), why);
+        }
+    }
+
+    fn pattern(&mut self, path: &str, v: &str, re: &Regex, what: &str) -> bool {
+        let ok = re.is_match(v);
+        if !ok {
+            self.err(path, format!("`{v}` is not {what}"));
+        }
+        ok
+    }
+}
+
+/// Normalises a DNS name for comparison: lower case, `\052` → `*`, exactly one trailing dot.
+pub fn normalize_dns_name(name: &str) -> String {
+    let n = name.trim().to_ascii_lowercase().replace("\\052", "*");
+    let n = n.trim_end_matches('.');
+    format!("{n}.")
+}
+
+fn valid_dns_name(name: &str) -> bool {
+    let n = name.trim_end_matches('.');
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').enumerate().all(|(i, l)| {
+            (i == 0 && l == "*")
+                || (!l.is_empty() && l.len() <= 63 && DNS_LABEL.is_match(&l.to_ascii_lowercase()))
+        })
+}
+
+/// A zone given by id passes through; a zone name is normalised.
+fn zone_ref(zone: &str) -> String {
+    match ZONE_ID.captures(zone) {
+        Some(c) => c[2].to_owned(),
+        None => normalize_dns_name(zone),
+    }
+}
+
+/// Whether `record` lies in `zone` (a name, normalised); ids cannot be checked offline.
+fn in_zone(record: &str, zone: &str) -> bool {
+    record == zone || record.ends_with(&format!(".{zone}"))
+}
+
+pub fn validate(docs: &[LoadedManifest]) -> Result<Vec<Service>, Diagnostics> {
+    let mut out = Diagnostics::default();
+    let mut services = Vec::new();
+    for doc in docs {
+        let mut c = Checker {
+            file: &doc.origin.file,
+            index: &doc.index,
+            out: &mut out,
+        };
+        if let Some(s) = check_document(&mut c, &doc.origin, &doc.manifest) {
+            services.push(s);
+        }
+    }
+    check_across(docs, &services, &mut out);
+    if out.is_empty() {
+        Ok(services)
+    } else {
+        Err(out.sorted())
+    }
+}
+
+fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<Service> {
+    let before = c.out.len();
+    if m.api_version != spec::API_VERSION {
+        c.hint(
+            "apiVersion",
+            format!("unsupported apiVersion `{}`", m.api_version),
+            format!("use `{}`", spec::API_VERSION),
+        );
+    }
+    if m.kind != spec::KIND {
+        c.hint(
+            "kind",
+            format!("unsupported kind `{}`", m.kind),
+            format!("use `{}`", spec::KIND),
+        );
+    }
+    let name = &m.metadata.name;
+    if !DNS_LABEL.is_match(name) || name.len() > names::MAX_NAME_LEN {
+        c.hint(
+            "metadata.name",
+            format!(
+                "`{name}` is not a DNS label of at most {} characters",
+                names::MAX_NAME_LEN
+            ),
+            "lower-case letters, digits and '-', starting and ending with a letter or digit",
+        );
+    }
+    check_labels(c, &m.metadata.labels);
+    let s = &m.spec;
+
+    let cluster = match CLUSTER.captures(&s.cluster) {
+        Some(cap) => cap[2].to_owned(),
+        None => {
+            c.err(
+                "spec.cluster",
+                format!("`{}` is not an ECS cluster name or ARN", s.cluster),
+            );
+            String::new()
+        }
+    };
+    if s.image.trim().is_empty() || s.image.contains(char::is_whitespace) {
+        c.err(
+            "spec.image",
+            "image must be a non-empty image reference without spaces",
+        );
+    }
+    c.range(
+        "spec.desiredCount",
+        s.desired_count,
+        0,
+        10,
+        "one task per container instance; 0 stops the service",
+    );
+    c.range(
+        "spec.port",
+        s.port,
+        1024,
+        32767,
+        "the host port must stay below ECS's ephemeral range (32768+) and away from the host's sshd and privileged ports",
+    );
+    c.range("spec.cpu", s.cpu, 128, 10240, "CPU units; 1024 = one vCPU");
+    c.range("spec.memory", s.memory, 64, 122880, "memory in MiB");
+
+    let users = check_users(c, &s.users);
+    let storage = check_storage(c, s);
+    let task_role_arn = s
+        .task_role_arn
+        .clone()
+        .or_else(|| s.storage.s3.as_ref().and_then(|x| x.task_role_arn.clone()));
+    if let Some(arn) = &s.task_role_arn {
+        c.pattern("spec.taskRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
+    }
+    if let Some(arn) = &s.execution_role_arn {
+        c.pattern("spec.executionRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
+    }
+
+    // Host keys: persistent, or every failover shows clients "REMOTE HOST IDENTIFICATION HAS CHANGED".
+    let host_keys = match (&s.host_keys.secret_arn, s.host_keys.generate) {
+        (Some(arn), generate) => {
+            if generate && c.index.contains("spec.hostKeys.generate") {
+                c.err(
+                    "spec.hostKeys",
+                    "give either `generate: true` or `secretArn`, not both",
+                );
+            }
+            c.pattern(
+                "spec.hostKeys.secretArn",
+                arn,
+                &SECRET_ARN,
+                "a Secrets Manager secret ARN",
+            );
+            HostKeySource::Secret(arn.clone())
+        }
+        (None, true) => HostKeySource::Generate,
+        (None, false) => {
+            c.hint(
+                "spec.hostKeys",
+                "host keys must persist across tasks",
+                "set `generate: true` (the default) or `secretArn` to an existing secret, or clients will see \"host key changed\" after every failover",
+            );
+            HostKeySource::Generate
+        }
+    };
+    if s.execution_role_arn.is_none() {
+        c.hint(
+            "spec.executionRoleArn",
+            "an execution role is required: ECS reads the host-key secret into the task with it",
+            "give a role with secretsmanager:GetSecretValue on the host-key secret (and ECR pull if the image is private)",
+        );
+    }
+    let mut host_public_keys = Vec::new();
+    for (i, k) in s.host_keys.public_keys.iter().enumerate() {
+        match sshkeys::parse_public_key(k) {
+            Ok(p) => host_public_keys.push(p),
+            Err(e) => c.err(&format!("spec.hostKeys.publicKeys[{i}]"), e.to_string()),
+        }
+    }
+
+    let lb = &s.load_balancer;
+    c.pattern(
+        "spec.loadBalancer.arn",
+        &lb.arn,
+        &LB_ARN,
+        "an Elastic Load Balancing load-balancer ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/net/NAME/ID)",
+    );
+    c.range(
+        "spec.loadBalancer.listenerPort",
+        lb.listener_port,
+        1,
+        65535,
+        "a TCP port",
+    );
+    c.range(
+        "spec.loadBalancer.idleTimeout",
+        lb.idle_timeout,
+        60,
+        6000,
+        "seconds; the NLB accepts 60–6000 and drops idle SFTP sessions after its 350 s default",
+    );
+
+    c.pattern(
+        "spec.access.securityGroupId",
+        &s.access.security_group_id,
+        &SG_ID,
+        "a security group id (sg-...)",
+    );
+    let allowed_cidrs = check_cidrs(c, &s.access.allowed_cidrs, s.access.allow_public);
+
+    let namespace = s.discovery.as_ref().map(|d| {
+        if !NAMESPACE_ID.is_match(&d.namespace) && !valid_dns_name(&d.namespace) {
+            c.err(
+                "spec.discovery.namespace",
+                format!(
+                    "`{}` is neither a namespace name nor an ns- id",
+                    d.namespace
+                ),
+            );
+        }
+        if NAMESPACE_ID.is_match(&d.namespace) {
+            d.namespace.clone()
+        } else {
+            d.namespace.trim_end_matches('.').to_ascii_lowercase()
+        }
+    });
+
+    let dns = s.dns.as_ref().map(|d| check_dns(c, d));
+    if let Some(d) = &dns
+        && d.sshfp
+        && host_keys != HostKeySource::Generate
+        && host_public_keys.is_empty()
+    {
+        c.hint(
+            "spec.dns.sshfp",
+            "SSHFP needs the host public keys",
+            "list them in `spec.hostKeys.publicKeys` when the host keys come from your own secret",
+        );
+    }
+
+    let awslogs = s.logging.awslogs.as_ref().map(|l| {
+        if l.group.is_empty() || l.group.len() > 512 {
+            c.err(
+                "spec.logging.awslogs.group",
+                "log group name must be 1–512 characters",
+            );
+        }
+        c.pattern(
+            "spec.logging.awslogs.region",
+            &l.region,
+            &REGION,
+            "an AWS region",
+        );
+        AwsLogs {
+            group: l.group.clone(),
+            region: l.region.clone(),
+            stream_prefix: l.stream_prefix.clone(),
+        }
+    });
+
+    if c.out.len() > before {
+        return None;
+    }
+    Some(Service {
+        name: name.clone(),
+        origin: origin.clone(),
+        names: Names::derive(name),
+        labels: m.metadata.labels.clone(),
+        cluster,
+        image: s.image.clone(),
+        desired_count: s.desired_count,
+        port: s.port as u16,
+        cpu: s.cpu,
+        memory: s.memory,
+        users,
+        storage: storage?,
+        host_keys,
+        host_public_keys,
+        execution_role_arn: s.execution_role_arn.clone(),
+        task_role_arn,
+        load_balancer_arn: lb.arn.clone(),
+        listener_port: lb.listener_port as u16,
+        idle_timeout: lb.idle_timeout,
+        security_group_id: s.access.security_group_id.clone(),
+        allowed_cidrs,
+        namespace,
+        dns,
+        audit_log: s.logging.audit,
+        awslogs,
+    })
+}
+
+fn check_labels(c: &mut Checker<'_>, labels: &BTreeMap<String, String>) {
+    for (k, v) in labels {
+        let path = format!("metadata.labels.{k}");
+        if k.is_empty() || k.len() > 128 || v.len() > 256 {
+            c.err(
+                &path,
+                "tag keys are 1–128 characters and values at most 256",
+            );
+        }
+        if k.starts_with("aws:") || k.starts_with(names::TAG_PREFIX) {
+            c.hint(
+                &path,
+                format!("label `{k}` uses a reserved prefix"),
+                format!("`aws:` and `{}` are reserved", names::TAG_PREFIX),
+            );
+        }
+    }
+}
+
+fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
+    if users.is_empty() {
+        c.err("spec.users", "at least one user is required");
+    }
+    let mut names_seen = BTreeMap::new();
+    let mut uids_seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let p = format!("spec.users[{i}]");
+        if !ATMOZ_USER.is_match(&u.name) {
+            c.hint(
+                &format!("{p}.name"),
+                format!("`{}` is not a valid user name", u.name),
+                "atmoz accepts [A-Za-z0-9._][A-Za-z0-9._-]{0,31}",
+            );
+        } else if u.name == "root" {
+            c.err(&format!("{p}.name"), "`root` cannot be an SFTP user");
+        }
+        if let Some(first) = names_seen.insert(u.name.clone(), i) {
+            c.err(
+                &format!("{p}.name"),
+                format!("duplicate user `{}` (also spec.users[{first}])", u.name),
+            );
+        }
+        if u.uid < 1000 {
+            c.hint(
+                &format!("{p}.uid"),
+                format!("uid {} is below 1000", u.uid),
+                "uids under 1000 belong to system accounts in the image",
+            );
+        }
+        if let Some(first) = uids_seen.insert(u.uid, i) {
+            c.err(
+                &format!("{p}.uid"),
+                format!("duplicate uid {} (also spec.users[{first}])", u.uid),
+            );
+        }
+        if u.directories.is_empty() {
+            c.hint(
+                &format!("{p}.directories"),
+                "at least one directory is required",
+                "the chroot home is root-owned, so uploads need a writable directory such as `upload`",
+            );
+        }
+        for (j, d) in u.directories.iter().enumerate() {
+            if !DIRECTORY.is_match(d) || d.split('/').any(|s| s == "." || s == "..") {
+                c.hint(
+                    &format!("{p}.directories[{j}]"),
+                    format!("`{d}` is not a relative directory path"),
+                    "letters, digits, '.', '_', '-' separated by '/', without '..'",
+                );
+            }
+        }
+        let mut keys: Vec<ParsedKey> = Vec::new();
+        for (j, k) in u.keys.iter().enumerate() {
+            let kp = format!("{p}.keys[{j}]");
+            match sshkeys::parse_public_key(k) {
+                Ok(parsed) => {
+                    if let Some(dup) = keys.iter().position(|x| x.blob == parsed.blob) {
+                        c.err(
+                            &kp,
+                            format!("duplicate key {} (also keys[{dup}])", parsed.fingerprint),
+                        );
+                    }
+                    keys.push(parsed);
+                }
+                Err(e) => c.err(&kp, e.to_string()),
+            }
+        }
+        let password_hash = u.password_hash.as_ref().map(|h| {
+            if !CRYPT.is_match(h) {
+                // Never echo the value: it might be a plaintext password.
+                c.hint(
+                    &format!("{p}.passwordHash"),
+                    "not a crypt(3) hash ($1$, $5$, $6$, $y$ or $2b$); the value is not shown",
+                    "hash it first, e.g. `openssl passwd -6` or `mkpasswd -m yescrypt`",
+                );
+            }
+            PasswordHash(h.clone())
+        });
+        if u.keys.is_empty() && u.password_hash.is_none() {
+            c.hint(
+                &p,
+                format!("user `{}` has no way to log in", u.name),
+                "give at least one key in `keys` or a `passwordHash`",
+            );
+        }
+        out.push(User {
+            name: u.name.clone(),
+            uid: u.uid,
+            gid: u.gid,
+            directories: u.directories.clone(),
+            keys,
+            password_hash,
+        });
+    }
+    out
+}
+
+fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
+    let st = &s.storage;
+    let given = [st.efs.is_some(), st.host_path.is_some(), st.s3.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if given != 1 {
+        c.hint(
+            "spec.storage",
+            format!("exactly one of efs, hostPath, s3 is required ({given} given)"),
+            "efs: an EFS volume; hostPath: a directory on the host; s3: a bucket through goofys",
+        );
+        return None;
+    }
+    if let Some(efs) = &st.efs {
+        c.pattern(
+            "spec.storage.efs.fileSystemId",
+            &efs.file_system_id,
+            &FS_ID,
+            "an EFS file system id (fs-...)",
+        );
+        if let Some(ap) = &efs.access_point_id {
+            c.pattern(
+                "spec.storage.efs.accessPointId",
+                ap,
+                &FSAP_ID,
+                "an EFS access point id (fsap-...)",
+            );
+        }
+        if !efs.root_directory.starts_with('/') {
+            c.err("spec.storage.efs.rootDirectory", "must be an absolute path");
+        }
+        return Some(Storage::Efs {
+            file_system_id: efs.file_system_id.clone(),
+            access_point_id: efs.access_point_id.clone(),
+            root_directory: efs.root_directory.clone(),
+        });
+    }
+    if let Some(path) = &st.host_path {
+        if !path.starts_with('/') || path.split('/').any(|x| x == "..") {
+            c.err(
+                "spec.storage.hostPath",
+                format!("`{path}` must be an absolute path without '..'"),
+            );
+        }
+        return Some(Storage::HostPath { path: path.clone() });
+    }
+    let s3 = st.s3.as_ref()?;
+    if !BUCKET.is_match(&s3.bucket) {
+        c.err(
+            "spec.storage.s3.bucket",
+            format!("`{}` is not a valid S3 bucket name", s3.bucket),
+        );
+    }
+    if s3.image.is_none() {
+        c.hint(
+            "spec.storage.s3.image",
+            "s3 storage requires `image`",
+            "an atmoz-based image that carries goofys (see seed 2)",
+        );
+    }
+    if let Some(arn) = &s3.task_role_arn {
+        c.pattern(
+            "spec.storage.s3.taskRoleArn",
+            arn,
+            &ROLE_ARN,
+            "an IAM role ARN",
+        );
+    } else if s.task_role_arn.is_none() {
+        c.hint(
+            "spec.storage.s3.taskRoleArn",
+            "s3 storage requires `taskRoleArn`",
+            "a role allowed to read, write and delete in the bucket",
+        );
+    }
+    Some(Storage::S3 {
+        bucket: s3.bucket.clone(),
+        image: s3.image.clone().unwrap_or_default(),
+    })
+}
+
+fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec<IpNet> {
+    let mut out = BTreeSet::new();
+    for (i, raw) in cidrs.iter().enumerate() {
+        let p = format!("spec.access.allowedCidrs[{i}]");
+        let net: IpNet = match raw.parse::<IpNet>() {
+            Ok(n) => n,
+            Err(_) => match raw.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let host = IpNet::from(ip);
+                    c.hint(
+                        &p,
+                        format!("`{raw}` has no prefix length"),
+                        format!("write `{host}`"),
+                    );
+                    continue;
+                }
+                Err(_) => {
+                    c.err(&p, format!("`{raw}` is not a CIDR block"));
+                    continue;
+                }
+            },
+        };
+        if net.trunc() != net {
+            c.hint(
+                &p,
+                format!("`{raw}` has host bits set"),
+                format!("did you mean `{}`?", net.trunc()),
+            );
+            continue;
+        }
+        if net.prefix_len() == 0 && !allow_public {
+            c.hint(
+                &p,
+                format!("`{raw}` opens the port to the whole internet"),
+                "set `spec.access.allowPublic: true` if that is intended",
+            );
+        }
+        if !out.insert(net) {
+            c.err(&p, format!("duplicate CIDR `{net}`"));
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
+    let zone_is_id = ZONE_ID.is_match(&d.zone);
+    if !zone_is_id && !valid_dns_name(&d.zone) {
+        c.err(
+            "spec.dns.zone",
+            format!("`{}` is neither a zone name nor a hosted-zone id", d.zone),
+        );
+    }
+    let zone = zone_ref(&d.zone);
+    let record = normalize_dns_name(&d.record);
+    if !valid_dns_name(&d.record) {
+        c.err(
+            "spec.dns.record",
+            format!("`{}` is not a DNS name", d.record),
+        );
+    } else if !zone_is_id && !in_zone(&record, &zone) {
+        c.hint(
+            "spec.dns.record",
+            format!("`{record}` is not inside zone `{zone}`"),
+            format!("use a name ending in `.{zone}`"),
+        );
+    }
+    c.range(
+        "spec.dns.ttl",
+        d.ttl,
+        1,
+        86400,
+        "seconds; short TTLs let clients follow a failover quickly",
+    );
+    let public_zone = d.public_zone.as_ref().map(|z| {
+        if !ZONE_ID.is_match(z) && !valid_dns_name(z) {
+            c.err(
+                "spec.dns.publicZone",
+                format!("`{z}` is neither a zone name nor a hosted-zone id"),
+            );
+        }
+        zone_ref(z)
+    });
+    let public_record = d.public_record.as_ref().map(|r| {
+        let n = normalize_dns_name(r);
+        let z = public_zone.as_deref().unwrap_or(&zone);
+        if !valid_dns_name(r) {
+            c.err("spec.dns.publicRecord", format!("`{r}` is not a DNS name"));
+        } else if !ZONE_ID.is_match(z) && !in_zone(&n, z) {
+            c.hint(
+                "spec.dns.publicRecord",
+                format!("`{n}` is not inside zone `{z}`"),
+                "set `publicZone` to the zone that holds it",
+            );
+        } else if n == record {
+            c.err("spec.dns.publicRecord", "must differ from `record`");
+        }
+        n
+    });
+    Dns {
+        zone,
+        record,
+        ttl: d.ttl,
+        sshfp: d.sshfp,
+        public_record,
+        public_zone,
+    }
+}
+
+/// Rules across documents: names, host ports per cluster, listener ports per NLB, DNS records.
+fn check_across(docs: &[LoadedManifest], services: &[Service], out: &mut Diagnostics) {
+    let locate = |s: &Service, path: &str| {
+        let doc = docs
+            .iter()
+            .find(|d| d.origin == s.origin)
+            .expect("service comes from a document");
+        (doc.origin.file.clone(), doc.index.locate(path))
+    };
+    let mut report = |s: &Service, path: &str, msg: String, first: &Service| {
+        let (file, pos) = locate(s, path);
+        let (ffile, fpos) = locate(first, path);
+        out.push(Diagnostic::new(file, pos, path, msg).with_hint(format!(
+            "first defined at {}:{}:{}",
+            ffile.display(),
+            fpos.line,
+            fpos.column
+        )));
+    };
+    type Key = fn(&Service) -> Option<String>;
+    let rules: [(&str, Key, &str); 4] = [
+        (
+            "metadata.name",
+            |s| Some(s.name.clone()),
+            "duplicate service name",
+        ),
+        (
+            "spec.port",
+            |s| Some(format!("{}/{}", s.cluster, s.port)),
+            "host port already used by another service on this cluster",
+        ),
+        (
+            "spec.loadBalancer.listenerPort",
+            |s| Some(format!("{}/{}", s.load_balancer_arn, s.listener_port)),
+            "listener port already used by another service on this load balancer",
+        ),
+        (
+            "spec.dns.record",
+            |s| s.dns.as_ref().map(|d| d.record.clone()),
+            "DNS record already published by another service",
+        ),
+    ];
+    for (path, key, msg) in rules {
+        let mut seen: BTreeMap<String, &Service> = BTreeMap::new();
+        for s in services {
+            let Some(k) = key(s) else { continue };
+            match seen.get(&k) {
+                Some(first) => report(s, path, format!("{msg} (`{}`)", first.name), first),
+                None => {
+                    seen.insert(k, s);
+                }
+            }
+        }
+    }
+}
