@@ -14,10 +14,13 @@
 //! - [`render`]: a service → the resources it should own ([`render::Desired`]).
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod cli;
 pub mod diagnostic;
 pub mod load;
 pub mod names;
+pub mod observed;
+pub mod plan;
 pub mod render;
 pub mod spec;
 pub mod sshkeys;

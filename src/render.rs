@@ -29,6 +29,8 @@ pub struct Desired {
     pub ecs_service: EcsService,
     pub target_group: TargetGroup,
     pub listener: Listener,
+    pub load_balancer_arn: String,
+    pub security_group_id: String,
     /// Rules for the allowed CIDRs; the NLB's subnet CIDRs are added once the NLB is observed.
     pub ingress: Vec<IngressRule>,
     pub cloud_map: Option<CloudMapService>,
@@ -619,6 +621,8 @@ pub fn render(s: &Service, owner: &str) -> Desired {
             protocol: "TCP".into(),
             idle_timeout_seconds: s.idle_timeout,
         },
+        load_balancer_arn: s.load_balancer_arn.clone(),
+        security_group_id: s.security_group_id.clone(),
         ingress,
         cloud_map: s.namespace.as_ref().map(|ns| CloudMapService {
             name: s.names.cloud_map_service.clone(),

@@ -1,0 +1,181 @@
+//! What observe found in AWS, as plain data (no SDK types): the planner's second input.
+//! A field the API did not report is `None` — unknown, never drift.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::names;
+use crate::render::TaskDefinition;
+
+pub type Tags = BTreeMap<String, String>;
+
+/// Who a resource belongs to, from its tags (or rule description).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Ownership {
+    /// Ours: tagged with our owner id; `service` names the SftpService it belongs to.
+    Owned { service: String },
+    /// Another installation's (another owner id) or nobody's.
+    Foreign,
+}
+
+pub fn ownership(tags: &Tags, owner: &str) -> Ownership {
+    match (tags.get(names::OWNER_TAG), tags.get(names::SERVICE_TAG)) {
+        (Some(o), Some(s)) if o == owner => Ownership::Owned { service: s.clone() },
+        _ => Ownership::Foreign,
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    /// By ARN; `None` when the ARN does not exist.
+    pub load_balancers: BTreeMap<String, Option<LoadBalancer>>,
+    pub target_groups: Vec<TargetGroup>,
+    pub listeners: Vec<Listener>,
+    /// By group id; `None` when the group does not exist.
+    pub security_groups: BTreeMap<String, Option<Vec<IngressRule>>>,
+    /// By the reference used in manifests (name or id); `None` when not found.
+    pub namespaces: BTreeMap<String, Option<Namespace>>,
+    pub cloud_map_services: Vec<CloudMapService>,
+    /// By cluster name; false when it does not exist.
+    pub clusters: BTreeMap<String, bool>,
+    pub ecs_services: Vec<EcsService>,
+    /// Latest ACTIVE revision by family.
+    pub task_definitions: BTreeMap<String, TaskDefinitionRevision>,
+    pub secrets: Vec<Secret>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    pub arn: String,
+    /// `network`, `application`, `gateway`: checked here, not from the ARN text.
+    pub kind: String,
+    pub scheme: String,
+    pub vpc_id: String,
+    pub dns_name: String,
+    pub canonical_hosted_zone_id: String,
+    pub subnet_cidrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: String,
+    pub protocol: Option<String>,
+    pub port: Option<i32>,
+    pub target_type: Option<String>,
+    pub vpc_id: Option<String>,
+    pub health_check_protocol: Option<String>,
+    pub health_check_port: Option<String>,
+    pub health_check_interval_seconds: Option<i32>,
+    pub healthy_threshold: Option<i32>,
+    pub unhealthy_threshold: Option<i32>,
+    pub load_balancer_arns: Vec<String>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    pub arn: String,
+    pub load_balancer_arn: String,
+    pub port: Option<i32>,
+    pub protocol: Option<String>,
+    pub forward_target_group_arns: Vec<String>,
+    pub idle_timeout_seconds: Option<u32>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRule {
+    pub rule_id: String,
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    /// IPv4 or IPv6 CIDR; rules referencing groups or prefix lists are not ours and left out.
+    pub cidr: String,
+    pub description: Option<String>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Namespace {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudMapService {
+    pub id: String,
+    pub arn: String,
+    pub name: String,
+    pub namespace_id: String,
+    pub srv_ttl: Option<i64>,
+    pub tags: Tags,
+    pub instance_count: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsService {
+    pub arn: String,
+    pub name: String,
+    pub cluster: String,
+    pub status: String,
+    pub task_definition: Option<String>,
+    pub desired_count: Option<i32>,
+    pub running_count: Option<i32>,
+    pub pending_count: Option<i32>,
+    pub load_balancers: Vec<ServiceBinding>,
+    pub service_registries: Vec<ServiceBinding>,
+    pub minimum_healthy_percent: Option<i32>,
+    pub maximum_percent: Option<i32>,
+    pub circuit_breaker_rollback: Option<bool>,
+    pub distinct_instance: Option<bool>,
+    pub health_check_grace_period_seconds: Option<i32>,
+    pub rollout_state: Option<String>,
+    pub rollout_reason: Option<String>,
+    pub tags: Tags,
+}
+
+/// A service's link to a target group or a Cloud Map registry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBinding {
+    pub arn: String,
+    pub container_name: Option<String>,
+    pub container_port: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinitionRevision {
+    pub arn: String,
+    pub family: String,
+    pub revision: i32,
+    pub definition: TaskDefinition,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    pub arn: String,
+    pub name: String,
+    pub tags: Tags,
+}
+
+/// `arn:...:targetgroup/name/id` or `.../cluster/name` → `name`: compare names, not ARNs.
+pub fn name_from_arn(arn: &str) -> &str {
+    let tail = arn.rsplit_once(':').map_or(arn, |(_, t)| t);
+    let mut parts = tail.split('/');
+    let _kind = parts.next();
+    parts.next().unwrap_or(tail)
+}
