@@ -1,0 +1,611 @@
+//! Apply: execute a [`Plan`] — services concurrently, each service's changes in plan
+//! (dependency) order. Every step is idempotent: "already exists" and "already gone" are
+//! looked up again and treated as done, so a rerun after a crash converges without duplicates.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types as ecs;
+use aws_sdk_elasticloadbalancingv2::types as elb;
+use futures_util::future::join_all;
+
+use super::observe::IDLE_TIMEOUT_ATTRIBUTE;
+use super::{AwsError, Clients, aws};
+use crate::observed::{Observed, Tags};
+use crate::plan::{Change, Kind, Op, Plan};
+use crate::render::{self, TaskDefinition};
+
+type Result<T, E = AwsError> = std::result::Result<T, E>;
+
+/// What happened to one change.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Applied {
+    pub service: String,
+    pub kind: Kind,
+    pub name: String,
+    pub action: crate::plan::Action,
+    pub error: Option<String>,
+}
+
+/// ARNs a service's later steps need: from observation, or created earlier in this run.
+#[derive(Clone, Debug, Default)]
+struct Refs {
+    target_groups: BTreeMap<String, String>,
+    registries: BTreeMap<String, String>,
+    task_definitions: BTreeMap<String, String>,
+}
+
+impl Refs {
+    fn from(o: &Observed) -> Refs {
+        Refs {
+            target_groups: o.target_groups.iter().map(|t| (t.name.clone(), t.arn.clone())).collect(),
+            registries: o.cloud_map_services.iter().map(|s| (s.name.clone(), s.arn.clone())).collect(),
+            task_definitions: o.task_definitions.iter().map(|(f, t)| (f.clone(), t.arn.clone())).collect(),
+        }
+    }
+}
+
+/// Applies every actionable change of services without problems. Services run concurrently;
+/// a failed step stops the rest of that service (later steps depend on it), not the others.
+pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied> {
+    let blocked: Vec<&str> = plan.problems.iter().map(|p| p.service.as_str()).collect();
+    let mut by_service: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+    for ch in plan.actionable().filter(|ch| !blocked.contains(&ch.service.as_str())) {
+        by_service.entry(ch.service.as_str()).or_default().push(ch);
+    }
+    let refs = Refs::from(observed);
+    let runs = by_service.into_values().map(|changes| {
+        let mut refs = refs.clone();
+        async move {
+            let mut out = Vec::new();
+            let mut failed = false;
+            for ch in changes {
+                let error = if failed {
+                    Some("skipped: an earlier step of this service failed".to_owned())
+                } else {
+                    let mut err = None;
+                    for op in &ch.ops {
+                        if let Err(e) = run(c, op, &mut refs).await {
+                            err = Some(e.to_string());
+                            failed = true;
+                            break;
+                        }
+                    }
+                    err
+                };
+                out.push(Applied { service: ch.service.clone(), kind: ch.kind, name: ch.name.clone(), action: ch.action, error });
+            }
+            out
+        }
+    });
+    join_all(runs).await.into_iter().flatten().collect()
+}
+
+fn elb_tags(tags: &Tags) -> Vec<elb::Tag> {
+    tags.iter().map(|(k, v)| elb::Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn ecs_tags(tags: &Tags) -> Vec<ecs::Tag> {
+    tags.iter().map(|(k, v)| ecs::Tag::builder().key(k).value(v).build()).collect()
+}
+
+async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
+    match op {
+        Op::CreateSecret { name, tags } => create_secret(c, name, tags).await,
+        Op::TagResource { kind, arn, tags } => tag_resource(c, *kind, arn, tags).await,
+        Op::RegisterTaskDefinition { definition, tags } => {
+            let arn = register_task_definition(c, definition, tags).await?;
+            refs.task_definitions.insert(definition.family.clone(), arn);
+            Ok(())
+        }
+        Op::DeregisterTaskDefinitions { family } => deregister_task_definitions(c, family).await,
+        Op::CreateTargetGroup { tg, vpc_id, tags } => {
+            let arn = create_target_group(c, tg, vpc_id, tags).await?;
+            refs.target_groups.insert(tg.name.clone(), arn);
+            Ok(())
+        }
+        Op::ModifyTargetGroup { arn, tg } => modify_target_group(c, arn, tg).await,
+        Op::DeleteTargetGroup { arn } => {
+            ignore(c.elb.delete_target_group().target_group_arn(arn).send().await.map_err(aws("DeleteTargetGroup")), &["TargetGroupNotFound"])
+        }
+        Op::CreateListener { load_balancer_arn, listener, target_group, tags } => {
+            let tg = lookup(&refs.target_groups, target_group, "CreateListener")?;
+            create_listener(c, load_balancer_arn, listener, &tg, tags).await
+        }
+        Op::ModifyListener { arn, listener, target_group } => {
+            let tg = lookup(&refs.target_groups, target_group, "ModifyListener")?;
+            c.elb
+                .modify_listener()
+                .listener_arn(arn)
+                .port(i32::from(listener.port))
+                .protocol(elb::ProtocolEnum::from(listener.protocol.as_str()))
+                .default_actions(forward(&tg))
+                .send()
+                .await
+                .map_err(aws("ModifyListener"))?;
+            set_idle_timeout(c, arn, listener.idle_timeout_seconds).await
+        }
+        Op::DeleteListener { arn } => {
+            ignore(c.elb.delete_listener().listener_arn(arn).send().await.map_err(aws("DeleteListener")), &["ListenerNotFound"])
+        }
+        Op::AuthorizeIngress { group_id, rule, tags } => authorize(c, group_id, rule, tags).await,
+        Op::RevokeIngress { group_id, rule_id } => ignore(
+            c.ec2
+                .revoke_security_group_ingress()
+                .group_id(group_id)
+                .security_group_rule_ids(rule_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws("RevokeSecurityGroupIngress")),
+            &["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"],
+        ),
+        Op::CreateCloudMapService { namespace_id, service, tags } => {
+            let arn = create_cloud_map_service(c, namespace_id, service, tags).await?;
+            refs.registries.insert(service.name.clone(), arn);
+            Ok(())
+        }
+        Op::UpdateCloudMapService { id, service } => {
+            let change = aws_sdk_servicediscovery::types::ServiceChange::builder()
+                .dns_config(
+                    aws_sdk_servicediscovery::types::DnsConfigChange::builder()
+                        .dns_records(srv_record(service.srv_ttl))
+                        .build()
+                        .map_err(|e| AwsError::other("UpdateService", e.to_string()))?,
+                )
+                .build();
+            c.cloudmap.update_service().id(id).service(change).send().await.map_err(aws("UpdateService"))?;
+            Ok(())
+        }
+        Op::DeleteCloudMapService { id } => delete_cloud_map_service(c, id).await,
+        Op::CreateEcsService { service, family, target_group, tags } => {
+            let tg = lookup(&refs.target_groups, target_group, "CreateService")?;
+            let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
+            let registry = refs.registries.get(&service.name).cloned();
+            create_ecs_service(c, service, &td, &tg, registry, tags).await
+        }
+        Op::UpdateEcsService { service, family, target_group } => {
+            let tg = lookup(&refs.target_groups, target_group, "UpdateService")?;
+            let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
+            let registry = refs.registries.get(&service.name).cloned();
+            update_ecs_service(c, service, &td, &tg, registry).await
+        }
+        Op::DeleteEcsService { cluster, name } => delete_ecs_service(c, cluster, name).await,
+    }
+}
+
+fn lookup(map: &BTreeMap<String, String>, name: &str, op: &'static str) -> Result<String> {
+    map.get(name).cloned().ok_or_else(|| AwsError::other(op, format!("`{name}` was not created")))
+}
+
+/// "Already gone" (or "already there") answers count as success.
+fn ignore(r: Result<impl Sized>, codes: &[&str]) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if codes.iter().any(|c| e.is(c)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
+    let keys = crate::sshkeys::generate_host_keys(name).map_err(|e| AwsError::other("CreateSecret", e.to_string()))?;
+    let r = c
+        .secrets
+        .create_secret()
+        .name(name)
+        .description(format!("SSH host keys managed by sftp-operator. Public keys: {}", keys.public_keys.join(" | ")))
+        .secret_string(keys.secret_json.as_str())
+        .set_tags(Some(
+            tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect(),
+        ))
+        .send()
+        .await
+        .map_err(aws("CreateSecret"));
+    // Never replace existing host keys: clients would see "host key changed".
+    ignore(r, &["ResourceExistsException"])
+}
+
+async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags) -> Result<()> {
+    match kind {
+        Kind::TargetGroup | Kind::Listener => {
+            c.elb.add_tags().resource_arns(arn).set_tags(Some(elb_tags(tags))).send().await.map_err(aws("AddTags"))?;
+        }
+        Kind::EcsService | Kind::TaskDefinition => {
+            c.ecs.tag_resource().resource_arn(arn).set_tags(Some(ecs_tags(tags))).send().await.map_err(aws("TagResource"))?;
+        }
+        Kind::CloudMapService => {
+            let t = tags
+                .iter()
+                .map(|(k, v)| aws_sdk_servicediscovery::types::Tag::builder().key(k).value(v).build())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| AwsError::other("TagResource", e.to_string()))?;
+            c.cloudmap.tag_resource().resource_arn(arn).set_tags(Some(t)).send().await.map_err(aws("TagResource"))?;
+        }
+        Kind::HostKeySecret => {
+            let t = tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect();
+            c.secrets.tag_resource().secret_id(arn).set_tags(Some(t)).send().await.map_err(aws("TagResource"))?;
+        }
+        Kind::IngressRule => {
+            let t = tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect();
+            c.ec2.create_tags().resources(arn).set_tags(Some(t)).send().await.map_err(aws("CreateTags"))?;
+        }
+    }
+    Ok(())
+}
+
+async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags) -> Result<String> {
+    let containers = td.container_definitions.iter().map(container).collect::<Result<Vec<_>>>()?;
+    let volumes = td
+        .volumes
+        .iter()
+        .map(|v| {
+            let mut b = ecs::Volume::builder().name(&v.name);
+            if let Some(p) = &v.host_source_path {
+                b = b.host(ecs::HostVolumeProperties::builder().source_path(p).build());
+            }
+            if let Some(e) = &v.efs {
+                let mut eb = ecs::EfsVolumeConfiguration::builder()
+                    .file_system_id(&e.file_system_id)
+                    .root_directory(&e.root_directory)
+                    .transit_encryption(if e.transit_encryption { ecs::EfsTransitEncryption::Enabled } else { ecs::EfsTransitEncryption::Disabled });
+                if let Some(ap) = &e.access_point_id {
+                    eb = eb.authorization_config(ecs::EfsAuthorizationConfig::builder().access_point_id(ap).iam(ecs::EfsAuthorizationConfigIam::Enabled).build());
+                }
+                b = b.efs_volume_configuration(eb.build().map_err(|e| AwsError::other("RegisterTaskDefinition", e.to_string()))?);
+            }
+            Ok(b.build())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out = c
+        .ecs
+        .register_task_definition()
+        .family(&td.family)
+        .network_mode(ecs::NetworkMode::from(td.network_mode.as_str()))
+        .set_requires_compatibilities(Some(td.requires_compatibilities.iter().map(|x| ecs::Compatibility::from(x.as_str())).collect()))
+        .set_execution_role_arn(td.execution_role_arn.clone())
+        .set_task_role_arn(td.task_role_arn.clone())
+        .set_container_definitions(Some(containers))
+        .set_volumes(Some(volumes))
+        .set_tags(Some(ecs_tags(tags)))
+        .send()
+        .await
+        .map_err(aws("RegisterTaskDefinition"))?;
+    Ok(out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_owned())
+}
+
+fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinition> {
+    let err = |e: aws_sdk_ecs::error::BuildError| AwsError::other("RegisterTaskDefinition", e.to_string());
+    let mut b = ecs::ContainerDefinition::builder()
+        .name(&cd.name)
+        .image(&cd.image)
+        .essential(cd.essential)
+        .cpu(cd.cpu as i32)
+        .memory(cd.memory as i32)
+        .set_port_mappings(Some(
+            cd.port_mappings
+                .iter()
+                .map(|p| {
+                    ecs::PortMapping::builder()
+                        .container_port(i32::from(p.container_port))
+                        .host_port(i32::from(p.host_port))
+                        .protocol(ecs::TransportProtocol::from(p.protocol.as_str()))
+                        .build()
+                })
+                .collect(),
+        ))
+        .set_entry_point(Some(cd.entry_point.clone()))
+        .set_command((!cd.command.is_empty()).then(|| cd.command.clone()))
+        .set_environment(Some(cd.environment.iter().map(|e| ecs::KeyValuePair::builder().name(&e.name).value(&e.value).build()).collect()))
+        .set_secrets(Some(
+            cd.secrets.iter().map(|s| ecs::Secret::builder().name(&s.name).value_from(&s.value_from).build().map_err(err)).collect::<Result<_>>()?,
+        ))
+        .set_mount_points(Some(
+            cd.mount_points
+                .iter()
+                .map(|m| ecs::MountPoint::builder().source_volume(&m.source_volume).container_path(&m.container_path).read_only(m.read_only).build())
+                .collect(),
+        ));
+    if let Some(lp) = &cd.linux_parameters {
+        let devices = lp
+            .devices
+            .iter()
+            .map(|d| {
+                ecs::Device::builder()
+                    .host_path(&d.host_path)
+                    .container_path(&d.container_path)
+                    .set_permissions(Some(d.permissions.iter().map(|p| ecs::DeviceCgroupPermission::from(p.as_str())).collect()))
+                    .build()
+                    .map_err(err)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        b = b.linux_parameters(
+            ecs::LinuxParameters::builder()
+                .capabilities(ecs::KernelCapabilities::builder().set_add(Some(lp.capabilities_add.clone())).build())
+                .set_devices(Some(devices))
+                .build(),
+        );
+    }
+    if let Some(l) = &cd.log_configuration {
+        b = b.log_configuration(
+            ecs::LogConfiguration::builder()
+                .log_driver(ecs::LogDriver::from(l.log_driver.as_str()))
+                .set_options(Some(l.options.clone().into_iter().collect()))
+                .build()
+                .map_err(err)?,
+        );
+    }
+    Ok(b.build())
+}
+
+async fn deregister_task_definitions(c: &Clients, family: &str) -> Result<()> {
+    let mut pages = c.ecs.list_task_definitions().family_prefix(family).status(ecs::TaskDefinitionStatus::Active).into_paginator().send();
+    let mut arns = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws("ListTaskDefinitions"))?;
+        // family_prefix matches by prefix: keep exactly this family.
+        arns.extend(page.task_definition_arns().iter().filter(|a| crate::observed::name_from_arn(a).rsplit_once(':').map(|x| x.0) == Some(family)).cloned());
+    }
+    for arn in arns {
+        c.ecs.deregister_task_definition().task_definition(arn).send().await.map_err(aws("DeregisterTaskDefinition"))?;
+    }
+    Ok(())
+}
+
+async fn create_target_group(c: &Clients, tg: &render::TargetGroup, vpc_id: &str, tags: &Tags) -> Result<String> {
+    let r = c
+        .elb
+        .create_target_group()
+        .name(&tg.name)
+        .protocol(elb::ProtocolEnum::from(tg.protocol.as_str()))
+        .port(i32::from(tg.port))
+        .vpc_id(vpc_id)
+        .target_type(elb::TargetTypeEnum::from(tg.target_type.as_str()))
+        .health_check_protocol(elb::ProtocolEnum::from(tg.health_check.protocol.as_str()))
+        .health_check_port(&tg.health_check.port)
+        .health_check_interval_seconds(tg.health_check.interval_seconds)
+        .healthy_threshold_count(tg.health_check.healthy_threshold)
+        .unhealthy_threshold_count(tg.health_check.unhealthy_threshold)
+        .set_tags(Some(elb_tags(tags)))
+        .send()
+        .await
+        .map_err(aws("CreateTargetGroup"));
+    let arn = match r {
+        Ok(out) => out.target_groups().first().and_then(|t| t.target_group_arn()).unwrap_or_default().to_owned(),
+        Err(e) if e.is("DuplicateTargetGroupName") => {
+            let out = c.elb.describe_target_groups().names(&tg.name).send().await.map_err(aws("DescribeTargetGroups"))?;
+            out.target_groups().first().and_then(|t| t.target_group_arn()).unwrap_or_default().to_owned()
+        }
+        Err(e) => return Err(e),
+    };
+    c.elb
+        .modify_target_group_attributes()
+        .target_group_arn(&arn)
+        .attributes(elb::TargetGroupAttribute::builder().key("deregistration_delay.timeout_seconds").value(tg.deregistration_delay_seconds.to_string()).build())
+        .send()
+        .await
+        .map_err(aws("ModifyTargetGroupAttributes"))?;
+    Ok(arn)
+}
+
+async fn modify_target_group(c: &Clients, arn: &str, tg: &render::TargetGroup) -> Result<()> {
+    c.elb
+        .modify_target_group()
+        .target_group_arn(arn)
+        .health_check_protocol(elb::ProtocolEnum::from(tg.health_check.protocol.as_str()))
+        .health_check_port(&tg.health_check.port)
+        .health_check_interval_seconds(tg.health_check.interval_seconds)
+        .healthy_threshold_count(tg.health_check.healthy_threshold)
+        .unhealthy_threshold_count(tg.health_check.unhealthy_threshold)
+        .send()
+        .await
+        .map_err(aws("ModifyTargetGroup"))?;
+    Ok(())
+}
+
+fn forward(tg_arn: &str) -> elb::Action {
+    elb::Action::builder().r#type(elb::ActionTypeEnum::Forward).target_group_arn(tg_arn).build()
+}
+
+async fn create_listener(c: &Clients, lb: &str, l: &render::Listener, tg: &str, tags: &Tags) -> Result<()> {
+    let out = c
+        .elb
+        .create_listener()
+        .load_balancer_arn(lb)
+        .port(i32::from(l.port))
+        .protocol(elb::ProtocolEnum::from(l.protocol.as_str()))
+        .default_actions(forward(tg))
+        .set_tags(Some(elb_tags(tags)))
+        .send()
+        .await
+        .map_err(aws("CreateListener"))?;
+    let arn = out.listeners().first().and_then(|x| x.listener_arn()).unwrap_or_default().to_owned();
+    set_idle_timeout(c, &arn, l.idle_timeout_seconds).await
+}
+
+async fn set_idle_timeout(c: &Clients, listener_arn: &str, seconds: u32) -> Result<()> {
+    c.elb
+        .modify_listener_attributes()
+        .listener_arn(listener_arn)
+        .attributes(elb::ListenerAttribute::builder().key(IDLE_TIMEOUT_ATTRIBUTE).value(seconds.to_string()).build())
+        .send()
+        .await
+        .map_err(aws("ModifyListenerAttributes"))?;
+    Ok(())
+}
+
+async fn authorize(c: &Clients, group_id: &str, rule: &render::IngressRule, tags: &Tags) -> Result<()> {
+    let range = if rule.cidr.contains(':') {
+        aws_sdk_ec2::types::IpPermission::builder().ipv6_ranges(
+            aws_sdk_ec2::types::Ipv6Range::builder().cidr_ipv6(&rule.cidr).description(&rule.description).build(),
+        )
+    } else {
+        aws_sdk_ec2::types::IpPermission::builder()
+            .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip(&rule.cidr).description(&rule.description).build())
+    };
+    let perm = range.ip_protocol(&rule.protocol).from_port(i32::from(rule.port)).to_port(i32::from(rule.port)).build();
+    let spec = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroupRule)
+        .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()))
+        .build();
+    let r = c
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(group_id)
+        .ip_permissions(perm)
+        .tag_specifications(spec)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(aws("AuthorizeSecurityGroupIngress"));
+    ignore(r, &["InvalidPermission.Duplicate"])
+}
+
+fn srv_record(ttl: i64) -> aws_sdk_servicediscovery::types::DnsRecord {
+    aws_sdk_servicediscovery::types::DnsRecord::builder()
+        .r#type(aws_sdk_servicediscovery::types::RecordType::Srv)
+        .ttl(ttl)
+        .build()
+        .expect("type and ttl are set")
+}
+
+async fn create_cloud_map_service(c: &Clients, namespace_id: &str, s: &render::CloudMapService, tags: &Tags) -> Result<String> {
+    use aws_sdk_servicediscovery::types as sd;
+    let t = tags
+        .iter()
+        .map(|(k, v)| sd::Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| AwsError::other("CreateService", e.to_string()))?;
+    let dns = sd::DnsConfig::builder()
+        .routing_policy(sd::RoutingPolicy::Multivalue)
+        .dns_records(srv_record(s.srv_ttl))
+        .build()
+        .map_err(|e| AwsError::other("CreateService", e.to_string()))?;
+    let r = c
+        .cloudmap
+        .create_service()
+        .name(&s.name)
+        .namespace_id(namespace_id)
+        .description("managed by sftp-operator")
+        .dns_config(dns)
+        .health_check_custom_config(sd::HealthCheckCustomConfig::builder().build())
+        .set_tags(Some(t))
+        .send()
+        .await
+        .map_err(aws("CreateService"));
+    match r {
+        Ok(out) => Ok(out.service().and_then(|s| s.arn()).unwrap_or_default().to_owned()),
+        Err(e) if e.is("ServiceAlreadyExists") => {
+            let filter = sd::ServiceFilter::builder()
+                .name(sd::ServiceFilterName::NamespaceId)
+                .values(namespace_id)
+                .build()
+                .map_err(|e| AwsError::other("ListServices", e.to_string()))?;
+            let out = c.cloudmap.list_services().filters(filter).send().await.map_err(aws("ListServices"))?;
+            Ok(out.services().iter().find(|x| x.name() == Some(&s.name)).and_then(|x| x.arn()).unwrap_or_default().to_owned())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn delete_cloud_map_service(c: &Clients, id: &str) -> Result<()> {
+    // Instances left behind by ECS block the delete; deregister them first.
+    if let Ok(out) = c.cloudmap.list_instances().service_id(id).send().await {
+        for i in out.instances() {
+            if let Some(iid) = i.id() {
+                let _ = c.cloudmap.deregister_instance().service_id(id).instance_id(iid).send().await;
+            }
+        }
+    }
+    ignore(c.cloudmap.delete_service().id(id).send().await.map_err(aws("DeleteService")), &["ServiceNotFound"])
+}
+
+fn deployment(s: &render::EcsService) -> ecs::DeploymentConfiguration {
+    ecs::DeploymentConfiguration::builder()
+        .minimum_healthy_percent(s.minimum_healthy_percent as i32)
+        .maximum_percent(s.maximum_percent as i32)
+        .deployment_circuit_breaker(
+            ecs::DeploymentCircuitBreaker::builder().enable(true).rollback(s.circuit_breaker_rollback).build(),
+        )
+        .build()
+}
+
+fn bindings(s: &render::EcsService, tg: &str, registry: Option<String>) -> (ecs::LoadBalancer, Option<ecs::ServiceRegistry>) {
+    let lb = ecs::LoadBalancer::builder().target_group_arn(tg).container_name(&s.container_name).container_port(i32::from(s.container_port)).build();
+    let reg = registry.map(|arn| {
+        ecs::ServiceRegistry::builder().registry_arn(arn).container_name(&s.container_name).container_port(i32::from(s.container_port)).build()
+    });
+    (lb, reg)
+}
+
+fn placement(s: &render::EcsService) -> Vec<ecs::PlacementConstraint> {
+    if s.distinct_instance {
+        vec![ecs::PlacementConstraint::builder().r#type(ecs::PlacementConstraintType::DistinctInstance).build()]
+    } else {
+        vec![]
+    }
+}
+
+async fn create_ecs_service(c: &Clients, s: &render::EcsService, td: &str, tg: &str, registry: Option<String>, tags: &Tags) -> Result<()> {
+    let (lb, reg) = bindings(s, tg, registry.clone());
+    let r = c
+        .ecs
+        .create_service()
+        .cluster(&s.cluster)
+        .service_name(&s.name)
+        .task_definition(td)
+        .desired_count(s.desired_count as i32)
+        .launch_type(ecs::LaunchType::from(s.launch_type.as_str()))
+        .load_balancers(lb)
+        .set_service_registries(reg.map(|r| vec![r]))
+        .deployment_configuration(deployment(s))
+        .set_placement_constraints(Some(placement(s)))
+        .health_check_grace_period_seconds(s.health_check_grace_period_seconds as i32)
+        .enable_ecs_managed_tags(true)
+        .propagate_tags(ecs::PropagateTags::Service)
+        .set_tags(Some(ecs_tags(tags)))
+        .send()
+        .await
+        .map_err(aws("CreateService"));
+    match r {
+        Ok(_) => Ok(()),
+        // Created by an interrupted earlier run: bring it in line instead.
+        Err(e) if e.message.contains("idempotent") => update_ecs_service(c, s, td, tg, registry).await,
+        Err(e) => Err(e),
+    }
+}
+
+async fn update_ecs_service(c: &Clients, s: &render::EcsService, td: &str, tg: &str, registry: Option<String>) -> Result<()> {
+    let (lb, reg) = bindings(s, tg, registry);
+    c.ecs
+        .update_service()
+        .cluster(&s.cluster)
+        .service(&s.name)
+        .task_definition(td)
+        .desired_count(s.desired_count as i32)
+        .load_balancers(lb)
+        .set_service_registries(reg.map(|r| vec![r]))
+        .deployment_configuration(deployment(s))
+        .set_placement_constraints(Some(placement(s)))
+        .health_check_grace_period_seconds(s.health_check_grace_period_seconds as i32)
+        .send()
+        .await
+        .map_err(aws("UpdateService"))?;
+    Ok(())
+}
+
+async fn delete_ecs_service(c: &Clients, cluster: &str, name: &str) -> Result<()> {
+    let r = c.ecs.delete_service().cluster(cluster).service(name).force(true).send().await.map_err(aws("DeleteService"));
+    ignore(r, &["ServiceNotFoundException", "ServiceNotActiveException"])
+}
+
+/// The primary deployment's rollout state (`IN_PROGRESS`, `COMPLETED`, `FAILED`) and counts.
+pub async fn rollout(c: &Clients, cluster: &str, name: &str) -> Result<(Option<String>, i32, i32)> {
+    let out = c.ecs.describe_services().cluster(cluster).services(name).send().await.map_err(aws("DescribeServices"))?;
+    let Some(s) = out.services().first() else { return Ok((None, 0, 0)) };
+    let state = s
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .and_then(|d| d.rollout_state())
+        .map(|r| r.as_str().to_owned());
+    Ok((state, s.running_count(), s.desired_count()))
+}
