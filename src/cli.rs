@@ -80,6 +80,70 @@ pub enum Command {
     },
     /// Print the JSON Schema of the SftpService manifest.
     Schema,
+    /// Observe AWS and print what converge would change (exit 0: nothing, 2: changes pending, 1: error).
+    Plan {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
+        output: PlanFormat,
+    },
+    /// Make AWS match the manifests: plan, then apply; prints what it did.
+    Converge {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Only print the plan (same as `plan`).
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for each changed ECS deployment to complete or fail.
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        wait_timeout: std::time::Duration,
+    },
+    /// Live state of each service: Synced and Ready conditions, endpoints, tasks.
+    Status {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Delete the owned resources of the given manifests (host-key secrets are kept).
+    Delete {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// Print what would be deleted without deleting.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AwsArgs {
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    /// AWS region (default: the SDK chain: AWS_REGION, profile, ...). The endpoint comes from AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Take over resources in the way that no operator owns (tags them as ours) instead of reporting a conflict.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Delete owned resources whose manifest is gone (otherwise they are only reported).
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +156,12 @@ pub enum CliError {
     NoSuchService(String),
     #[error("writing output: {0}")]
     Output(String),
+    #[error("AWS: {0}")]
+    Aws(#[from] crate::aws::AwsError),
+    #[error("{0} change(s) failed")]
+    ApplyFailed(usize),
+    #[error("could not start the async runtime: {0}")]
+    Runtime(String),
 }
 
 /// Entry point for the binary: parse, dispatch, print errors, choose the exit code.
@@ -176,7 +246,36 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             print_value(&crate::spec::json_schema(), Format::Json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan { manifests, aws, output } => {
+            let services = load_services(&manifests)?;
+            block_on(crate::commands::plan(&services, &aws, output))
+        }
+        Command::Converge { manifests, aws, dry_run, wait, wait_timeout } => {
+            let services = load_services(&manifests)?;
+            if dry_run {
+                return block_on(crate::commands::plan(&services, &aws, PlanFormat::Text));
+            }
+            block_on(crate::commands::converge(&services, &aws, wait.then_some(wait_timeout)))
+        }
+        Command::Status { manifests, aws } => {
+            let services = load_services(&manifests)?;
+            block_on(crate::commands::status(&services, &aws))
+        }
+        Command::Delete { manifests, aws, dry_run } => {
+            let services = load_services(&manifests)?;
+            block_on(crate::commands::delete(&services, &aws, dry_run))
+        }
     }
+}
+
+/// Manifests are loaded and validated before this: bad input never reaches AWS.
+fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(f: F) -> Result<ExitCode, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(e.to_string()))?
+        .block_on(f)
 }
 
 fn output(e: std::io::Error) -> CliError {

@@ -16,12 +16,14 @@
 
 pub mod aws;
 pub mod cli;
+pub mod commands;
 pub mod diagnostic;
 pub mod load;
 pub mod names;
 pub mod observed;
 pub mod plan;
 pub mod render;
+pub mod report;
 pub mod spec;
 pub mod sshkeys;
 pub mod validate;

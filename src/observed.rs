@@ -172,10 +172,34 @@ pub struct Secret {
     pub tags: Tags,
 }
 
-/// `arn:...:targetgroup/name/id` or `.../cluster/name` → `name`: compare names, not ARNs.
+/// The resource part of an ARN: everything after the fifth colon.
+fn resource(arn: &str) -> &str {
+    arn.splitn(6, ':').nth(5).unwrap_or(arn)
+}
+
+/// Name in an ARN, so comparisons use names: `targetgroup/NAME/id`, `loadbalancer/net/NAME/id`,
+/// `cluster/NAME`, `service/[cluster/]NAME`, `task-definition/FAMILY:REV`.
 pub fn name_from_arn(arn: &str) -> &str {
-    let tail = arn.rsplit_once(':').map_or(arn, |(_, t)| t);
-    let mut parts = tail.split('/');
-    let _kind = parts.next();
-    parts.next().unwrap_or(tail)
+    let r = resource(arn);
+    let parts: Vec<&str> = r.split('/').collect();
+    match parts.as_slice() {
+        ["targetgroup", name, ..] => name,
+        ["loadbalancer", _kind, name, ..] => name,
+        [.., last] => last,
+        [] => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_from_arn;
+
+    #[test]
+    fn names_come_out_of_every_arn_shape_we_compare() {
+        assert_eq!(name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/sftp-a/0f"), "sftp-a");
+        assert_eq!(name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/sftp/0f"), "sftp");
+        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:task-definition/sftp-a:3"), "sftp-a:3");
+        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:service/sftp/campus"), "campus");
+        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:cluster/sftp"), "sftp");
+    }
 }

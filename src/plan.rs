@@ -546,7 +546,11 @@ impl ServicePlanner<'_> {
             (false, Some(td)) => format!("{}:{}", td.family, td.revision),
             _ => format!("{family}:(new revision)"),
         };
-        let binding = |b: &observed::ServiceBinding| json!({"name": name_from_arn(&b.arn), "containerName": b.container_name, "containerPort": b.container_port});
+        // Registries are ARNs by id: name them through the observed Cloud Map services.
+        let registry_name = |arn: &str| -> String {
+            self.o.cloud_map_services.iter().find(|s| s.arn == arn).map_or_else(|| name_from_arn(arn).to_owned(), |s| s.name.clone())
+        };
+        let binding = |b: &observed::ServiceBinding| json!({"name": registry_name(&b.arn), "containerName": b.container_name, "containerPort": b.container_port});
         let registry = d.cloud_map.as_ref().map(|c| json!([{"name": c.name, "containerName": want.container_name, "containerPort": want.container_port}]));
         let live_registry = if live.service_registries.is_empty() && registry.is_none() {
             None

@@ -622,3 +622,27 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
     }
     Ok(out)
 }
+
+/// Target health of one target group, as (target id, port, state), for `status`.
+pub async fn target_health(c: &Clients, target_group_arn: &str) -> Result<Vec<(String, Option<i32>, String)>> {
+    let out = c.elb.describe_target_health().target_group_arn(target_group_arn).send().await.map_err(aws("DescribeTargetHealth"))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .map(|t| {
+            let target = t.target();
+            (
+                target.and_then(|x| x.id()).unwrap_or_default().to_owned(),
+                target.and_then(|x| x.port()),
+                t.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Public host keys recorded in the owned secret's description (never the secret value).
+pub async fn host_public_keys(c: &Clients, secret_arn: &str) -> Result<Vec<String>> {
+    let out = c.secrets.describe_secret().secret_id(secret_arn).send().await.map_err(aws("DescribeSecret"))?;
+    let d = out.description().unwrap_or_default();
+    Ok(d.split_once("Public keys: ").map(|(_, k)| k.split(" | ").map(str::to_owned).collect()).unwrap_or_default())
+}

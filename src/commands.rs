@@ -1,0 +1,219 @@
+//! The AWS-facing commands, wired from library stages: observe → plan → apply → report.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::aws::observe::{self, Scope};
+use crate::aws::{Clients, apply};
+use crate::cli::{AwsArgs, CliError, PlanFormat};
+use crate::observed::{Observed, name_from_arn};
+use crate::plan::{self, Plan};
+use crate::render::{self, Desired};
+use crate::report;
+use crate::validate::Service;
+
+/// Exit code of `plan` when changes are pending.
+pub const EXIT_CHANGES: u8 = 2;
+
+fn color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn say(text: &str) -> Result<(), CliError> {
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| CliError::Output(e.to_string()))
+}
+
+/// Renders, observes and plans: everything before the first mutating call.
+pub async fn prepare(services: &[Service], args: &AwsArgs, list_all: bool) -> Result<(Clients, Vec<Desired>, Observed, Plan), CliError> {
+    let clients = Clients::from_env(args.region.clone()).await;
+    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
+    let mut scope = Scope::of(&desired);
+    scope.list_all_services = list_all || args.prune;
+    let observed = observe::observe(&clients, &scope).await?;
+    let opts = plan::Options { owner: args.owner.owner_id.clone(), adopt: args.adopt, prune: args.prune };
+    let plan = plan::plan(&desired, &observed, &opts);
+    Ok((clients, desired, observed, plan))
+}
+
+pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> Result<ExitCode, CliError> {
+    let (_, _, _, plan) = prepare(services, args, false).await?;
+    match format {
+        PlanFormat::Text => say(&report::plan_text(&plan, color()))?,
+        PlanFormat::Json => crate::cli::print_value(&plan, crate::cli::Format::Json)?,
+    }
+    if !plan.problems.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if plan.has_changes() { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
+}
+
+pub async fn converge(services: &[Service], args: &AwsArgs, wait: Option<Duration>) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
+    let (clients, desired, observed, plan) = prepare(services, args, false).await?;
+    let c = color();
+    say(&report::plan_text(&plan, c))?;
+    let applied = apply::apply(&clients, &plan, &observed).await;
+    say(&report::applied_text(&applied, c))?;
+    let failed = applied.iter().filter(|a| a.error.is_some()).count();
+    say(&format!(
+        "Applied {} change(s), {failed} failed, in {:.2}s; {} AWS calls ({} mutating).\n",
+        applied.len() - failed,
+        started.elapsed().as_secs_f64(),
+        clients.calls.total(),
+        clients.calls.mutating(),
+    ))?;
+    if let Some(timeout) = wait {
+        let rolled: Vec<&Desired> = desired
+            .iter()
+            .filter(|d| applied.iter().any(|a| a.service == d.service && a.kind == plan::Kind::EcsService && a.error.is_none()))
+            .collect();
+        for d in rolled {
+            wait_for_rollout(&clients, d, timeout).await?;
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::ApplyFailed(failed));
+    }
+    Ok(if plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result<(), CliError> {
+    let deadline = Instant::now() + timeout;
+    let tty = std::io::stderr().is_terminal();
+    loop {
+        let (state, running, want) = apply::rollout(c, &d.ecs_service.cluster, &d.ecs_service.name).await?;
+        let state = state.unwrap_or_else(|| "UNKNOWN".into());
+        if tty {
+            eprint!("\r{}: rollout {state}, {running}/{want} running   ", d.service);
+        }
+        match state.as_str() {
+            "COMPLETED" => {
+                eprintln!("\n{}: deployment completed", d.service);
+                return Ok(());
+            }
+            "FAILED" => {
+                return Err(CliError::Output(format!("{}: deployment failed (circuit breaker rolled back)", d.service)));
+            }
+            _ if Instant::now() >= deadline => {
+                return Err(CliError::Output(format!("{}: deployment still {state} after {timeout:?}", d.service)));
+            }
+            _ => tokio::time::sleep(Duration::from_secs(5)).await,
+        }
+    }
+}
+
+pub async fn delete(services: &[Service], args: &AwsArgs, dry_run: bool) -> Result<ExitCode, CliError> {
+    let clients = Clients::from_env(args.region.clone()).await;
+    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
+    let mut scope = Scope::of(&desired);
+    scope.list_all_services = true;
+    let observed = observe::observe(&clients, &scope).await?;
+    let plan = plan::plan_delete(&desired, &observed, &args.owner.owner_id);
+    let c = color();
+    say(&report::plan_text(&plan, c))?;
+    if dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let applied = apply::apply(&clients, &plan, &observed).await;
+    say(&report::applied_text(&applied, c))?;
+    let failed = applied.iter().filter(|a| a.error.is_some()).count();
+    if failed > 0 {
+        return Err(CliError::ApplyFailed(failed));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One service's live state, as `status` prints it (and `--output json` later).
+#[derive(Debug, serde::Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub synced: bool,
+    pub synced_reason: String,
+    pub ready: bool,
+    pub ready_reason: String,
+    pub endpoints: Vec<String>,
+    pub running_tasks: i32,
+    pub desired_tasks: u32,
+    pub targets: Vec<String>,
+    pub known_hosts: Vec<String>,
+}
+
+pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, CliError> {
+    let (clients, desired, observed, plan) = prepare(services, args, false).await?;
+    let mut out = String::new();
+    for d in &desired {
+        let s = service_status(&clients, d, &observed, &plan).await?;
+        out.push_str(&format!(
+            "{}\n  Synced: {} ({})\n  Ready:  {} ({})\n  Tasks:  {}/{} running\n",
+            s.service, s.synced, s.synced_reason, s.ready, s.ready_reason, s.running_tasks, s.desired_tasks
+        ));
+        for e in &s.endpoints {
+            out.push_str(&format!("  Endpoint: {e}\n"));
+        }
+        for t in &s.targets {
+            out.push_str(&format!("  Target: {t}\n"));
+        }
+        for k in &s.known_hosts {
+            out.push_str(&format!("  known_hosts: {k}\n"));
+        }
+    }
+    say(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn service_status(c: &Clients, d: &Desired, o: &Observed, plan: &Plan) -> Result<ServiceStatus, CliError> {
+    let mine: Vec<_> = plan.changes.iter().filter(|ch| ch.service == d.service).collect();
+    let problems: Vec<_> = plan.problems.iter().filter(|p| p.service == d.service).collect();
+    let (synced, synced_reason) = if let Some(p) = problems.first() {
+        (false, p.message.clone())
+    } else if mine.is_empty() {
+        (true, "AWS matches the manifest".into())
+    } else {
+        (false, format!("{} pending change(s); run converge", mine.len()))
+    };
+    let live = o.ecs_services.iter().find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name);
+    let running = live.and_then(|s| s.running_count).unwrap_or(0);
+    let (ready, ready_reason) = match live {
+        None => (false, "ECS service does not exist".to_owned()),
+        Some(s) if s.rollout_state.as_deref() == Some("FAILED") => {
+            (false, format!("deployment failed: {}", s.rollout_reason.clone().unwrap_or_default()))
+        }
+        Some(_) if running < d.ecs_service.desired_count as i32 => (false, format!("{running} of {} tasks running", d.ecs_service.desired_count)),
+        Some(_) => (true, "all tasks running".into()),
+    };
+    let mut endpoints = Vec::new();
+    if let Some(Some(lb)) = o.load_balancers.get(&d.load_balancer_arn) {
+        endpoints.push(format!("sftp://{}:{} ({} NLB {})", lb.dns_name, d.listener.port, lb.scheme, name_from_arn(&lb.arn)));
+    }
+    for r in d.dns_records.iter().filter(|r| r.kind == "TXT") {
+        endpoints.push(format!("sftp://{}:{} (DNS)", r.name.trim_end_matches('.'), d.target_group.port));
+    }
+    let mut targets = Vec::new();
+    if let Some(tg) = o.target_groups.iter().find(|t| t.name == d.target_group.name) {
+        for (id, port, state) in observe::target_health(c, &tg.arn).await? {
+            targets.push(format!("{id}:{} {state}", port.map_or("?".into(), |p| p.to_string())));
+        }
+    }
+    let mut known_hosts = Vec::new();
+    if let Some(secret) = d.host_key_secret.as_ref().and_then(|n| o.secrets.iter().find(|s| &s.name == n)) {
+        let hosts: Vec<String> = d.dns_records.iter().filter(|r| r.kind == "TXT").map(|r| r.name.trim_end_matches('.').to_owned()).collect();
+        let host = if hosts.is_empty() { "<host>".to_owned() } else { hosts.join(",") };
+        for k in observe::host_public_keys(c, &secret.arn).await? {
+            let key: Vec<&str> = k.split_whitespace().take(2).collect();
+            known_hosts.push(format!("[{host}]:{} {}", d.target_group.port, key.join(" ")));
+        }
+    }
+    Ok(ServiceStatus {
+        service: d.service.clone(),
+        synced,
+        synced_reason,
+        ready,
+        ready_reason,
+        endpoints,
+        running_tasks: running,
+        desired_tasks: d.ecs_service.desired_count,
+        targets,
+        known_hosts,
+    })
+}
