@@ -1,0 +1,235 @@
+//! Test harness: a moto server per test on a free 127.0.0.1 port (stopped on drop), the
+//! sandbox world seeded by `scripts/sandbox.py` (boto3: an independent client playing the
+//! parts of AWS the operator never creates), and a recording proxy that logs every AWS
+//! operation the operator sends — independent of the operator's own call counter.
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use regex::Regex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let p = root().join(".venv/bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/venv.sh` (creates .venv with moto[server] and awscli) before the integration tests",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let mut child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let url = format!("http://127.0.0.1:{port}");
+        // Readiness: werkzeug announces "Running on" once it listens; no polling, no sleeps.
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("Running on") => break,
+                Some(Ok(l)) => seen.push(l),
+                _ => panic!("moto_server exited before listening: {}", seen.join("\n")),
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let moto = Moto { child, url };
+        // ECS tasks would otherwise decay one state per describe call (see shared/MOTO.md).
+        let status = Command::new(venv_bin("python"))
+            .args(["-c", &format!(
+                "import urllib.request,json; urllib.request.urlopen(urllib.request.Request('{}/moto-api/state-manager/set-transition', data=json.dumps({{'model_name':'ecs::task','transition':{{'progression':'manual','times':1000000}}}}).encode(), method='POST'))",
+                moto.url
+            )])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        moto
+    }
+
+    /// Seeds the sandbox world and returns its ids.
+    pub fn seed(&self) -> serde_json::Value {
+        let out = Command::new(venv_bin("python"))
+            .arg(root().join("scripts/sandbox.py"))
+            .arg(&self.url)
+            .envs(aws_env())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// A TCP proxy in front of moto that records every operation passing through it, read from
+/// the request bytes (`X-Amz-Target: Service.Op` for JSON APIs, `Action=Op` for query APIs).
+pub struct Proxy {
+    pub url: String,
+    ops: Arc<Mutex<Vec<String>>>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let ops = Arc::new(Mutex::new(Vec::new()));
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let rec = ops.clone();
+        rt.spawn(async move {
+            let re = Regex::new(r"(?i)x-amz-target:\s*[A-Za-z0-9_.]*\.([A-Za-z]+)|(?:^|\r\n\r\n|&)Action=([A-Za-z]+)").unwrap();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let upstream = upstream.clone();
+                let rec = rec.clone();
+                let re = re.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let (mut cr, mut cw) = client.split();
+                    let (mut sr, mut sw) = server.split();
+                    let up = async {
+                        let mut buf = vec![0u8; 65536];
+                        let mut pending = String::new();
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                            let mut last = 0;
+                            for c in re.captures_iter(&pending) {
+                                let op = c.get(1).or(c.get(2)).unwrap().as_str().to_owned();
+                                rec.lock().unwrap().push(op);
+                                last = c.get(0).unwrap().end();
+                            }
+                            let keep = pending.len().saturating_sub(256).max(last);
+                            let keep = (keep..=pending.len()).find(|i| pending.is_char_boundary(*i)).unwrap_or(pending.len());
+                            pending.drain(..keep);
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = sw.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                        let _ = cw.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        Proxy { url, ops, rt }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+
+    pub fn mutating(ops: &[String]) -> Vec<String> {
+        ops.iter().filter(|o| sftp_operator::aws::is_mutating(o)).cloned().collect()
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+/// The example manifests rewritten to the sandbox's ids, in a fresh directory.
+pub fn examples_for(world: &serde_json::Value, dir: &Path) {
+    for entry in std::fs::read_dir(root().join("manifests/examples")).unwrap() {
+        let p = entry.unwrap().path();
+        let text = adapt(&std::fs::read_to_string(&p).unwrap(), world);
+        std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
+    }
+}
+
+pub fn adapt(text: &str, world: &serde_json::Value) -> String {
+    text.replace(
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/sftp/0123456789abcdef",
+        world["loadBalancerArn"].as_str().unwrap(),
+    )
+    .replace("sg-0123456789abcdef0", world["securityGroup"].as_str().unwrap())
+}
+
+/// Runs the operator binary against `endpoint`; returns (exit code, stdout, stderr).
+pub fn operator(endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sftp-operator"))
+        .args(args)
+        .envs(aws_env())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SDK clients pointed at moto directly (not through the proxy), for reading back and for
+/// making drift by hand.
+pub fn clients(proxy: &Proxy, endpoint: &str) -> sftp_operator::aws::Clients {
+    proxy.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await;
+        sftp_operator::aws::Clients::from_sdk_config(&conf)
+    })
+}
+
+/// The AWS CLI from the project's venv: an independent client for read-back checks.
+pub fn aws_cli(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(venv_bin("aws"))
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--output", "json"])
+        .envs(aws_env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
