@@ -246,22 +246,40 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             print_value(&crate::spec::json_schema(), Format::Json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { manifests, aws, output } => {
+        Command::Plan {
+            manifests,
+            aws,
+            output,
+        } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::plan(&services, &aws, output))
         }
-        Command::Converge { manifests, aws, dry_run, wait, wait_timeout } => {
+        Command::Converge {
+            manifests,
+            aws,
+            dry_run,
+            wait,
+            wait_timeout,
+        } => {
             let services = load_services(&manifests)?;
             if dry_run {
                 return block_on(crate::commands::plan(&services, &aws, PlanFormat::Text));
             }
-            block_on(crate::commands::converge(&services, &aws, wait.then_some(wait_timeout)))
+            block_on(crate::commands::converge(
+                &services,
+                &aws,
+                wait.then_some(wait_timeout),
+            ))
         }
         Command::Status { manifests, aws } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::status(&services, &aws))
         }
-        Command::Delete { manifests, aws, dry_run } => {
+        Command::Delete {
+            manifests,
+            aws,
+            dry_run,
+        } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::delete(&services, &aws, dry_run))
         }
@@ -269,7 +287,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
 }
 
 /// Manifests are loaded and validated before this: bad input never reaches AWS.
-fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(f: F) -> Result<ExitCode, CliError> {
+fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(
+    f: F,
+) -> Result<ExitCode, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

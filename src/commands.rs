@@ -21,22 +21,40 @@ fn color() -> bool {
 }
 
 fn say(text: &str) -> Result<(), CliError> {
-    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| CliError::Output(e.to_string()))
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| CliError::Output(e.to_string()))
 }
 
 /// Renders, observes and plans: everything before the first mutating call.
-pub async fn prepare(services: &[Service], args: &AwsArgs, list_all: bool) -> Result<(Clients, Vec<Desired>, Observed, Plan), CliError> {
+pub async fn prepare(
+    services: &[Service],
+    args: &AwsArgs,
+    list_all: bool,
+) -> Result<(Clients, Vec<Desired>, Observed, Plan), CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
+    let desired: Vec<Desired> = services
+        .iter()
+        .map(|s| render::render(s, &args.owner.owner_id))
+        .collect();
     let mut scope = Scope::of(&desired);
     scope.list_all_services = list_all || args.prune;
     let observed = observe::observe(&clients, &scope).await?;
-    let opts = plan::Options { owner: args.owner.owner_id.clone(), adopt: args.adopt, prune: args.prune };
+    let opts = plan::Options {
+        owner: args.owner.owner_id.clone(),
+        adopt: args.adopt,
+        prune: args.prune,
+    };
     let plan = plan::plan(&desired, &observed, &opts);
     Ok((clients, desired, observed, plan))
 }
 
-pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> Result<ExitCode, CliError> {
+pub async fn plan(
+    services: &[Service],
+    args: &AwsArgs,
+    format: PlanFormat,
+) -> Result<ExitCode, CliError> {
     let (_, _, _, plan) = prepare(services, args, false).await?;
     match format {
         PlanFormat::Text => say(&report::plan_text(&plan, color()))?,
@@ -45,10 +63,18 @@ pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> R
     if !plan.problems.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    Ok(if plan.has_changes() { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
+    Ok(if plan.has_changes() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-pub async fn converge(services: &[Service], args: &AwsArgs, wait: Option<Duration>) -> Result<ExitCode, CliError> {
+pub async fn converge(
+    services: &[Service],
+    args: &AwsArgs,
+    wait: Option<Duration>,
+) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let (clients, desired, observed, plan) = prepare(services, args, false).await?;
     let c = color();
@@ -66,7 +92,11 @@ pub async fn converge(services: &[Service], args: &AwsArgs, wait: Option<Duratio
     if let Some(timeout) = wait {
         let rolled: Vec<&Desired> = desired
             .iter()
-            .filter(|d| applied.iter().any(|a| a.service == d.service && a.kind == plan::Kind::EcsService && a.error.is_none()))
+            .filter(|d| {
+                applied.iter().any(|a| {
+                    a.service == d.service && a.kind == plan::Kind::EcsService && a.error.is_none()
+                })
+            })
             .collect();
         for d in rolled {
             wait_for_rollout(&clients, d, timeout).await?;
@@ -75,17 +105,25 @@ pub async fn converge(services: &[Service], args: &AwsArgs, wait: Option<Duratio
     if failed > 0 {
         return Err(CliError::ApplyFailed(failed));
     }
-    Ok(if plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if plan.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result<(), CliError> {
     let deadline = Instant::now() + timeout;
     let tty = std::io::stderr().is_terminal();
     loop {
-        let (state, running, want) = apply::rollout(c, &d.ecs_service.cluster, &d.ecs_service.name).await?;
+        let (state, running, want) =
+            apply::rollout(c, &d.ecs_service.cluster, &d.ecs_service.name).await?;
         let state = state.unwrap_or_else(|| "UNKNOWN".into());
         if tty {
-            eprint!("\r{}: rollout {state}, {running}/{want} running   ", d.service);
+            eprint!(
+                "\r{}: rollout {state}, {running}/{want} running   ",
+                d.service
+            );
         }
         match state.as_str() {
             "COMPLETED" => {
@@ -93,19 +131,32 @@ async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result
                 return Ok(());
             }
             "FAILED" => {
-                return Err(CliError::Output(format!("{}: deployment failed (circuit breaker rolled back)", d.service)));
+                return Err(CliError::Output(format!(
+                    "{}: deployment failed (circuit breaker rolled back)",
+                    d.service
+                )));
             }
             _ if Instant::now() >= deadline => {
-                return Err(CliError::Output(format!("{}: deployment still {state} after {timeout:?}", d.service)));
+                return Err(CliError::Output(format!(
+                    "{}: deployment still {state} after {timeout:?}",
+                    d.service
+                )));
             }
             _ => tokio::time::sleep(Duration::from_secs(5)).await,
         }
     }
 }
 
-pub async fn delete(services: &[Service], args: &AwsArgs, dry_run: bool) -> Result<ExitCode, CliError> {
+pub async fn delete(
+    services: &[Service],
+    args: &AwsArgs,
+    dry_run: bool,
+) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
+    let desired: Vec<Desired> = services
+        .iter()
+        .map(|s| render::render(s, &args.owner.owner_id))
+        .collect();
     let mut scope = Scope::of(&desired);
     scope.list_all_services = true;
     let observed = observe::observe(&clients, &scope).await?;
@@ -146,7 +197,13 @@ pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, Cl
         let s = service_status(&clients, d, &observed, &plan).await?;
         out.push_str(&format!(
             "{}\n  Synced: {} ({})\n  Ready:  {} ({})\n  Tasks:  {}/{} running\n",
-            s.service, s.synced, s.synced_reason, s.ready, s.ready_reason, s.running_tasks, s.desired_tasks
+            s.service,
+            s.synced,
+            s.synced_reason,
+            s.ready,
+            s.ready_reason,
+            s.running_tasks,
+            s.desired_tasks
         ));
         for e in &s.endpoints {
             out.push_str(&format!("  Endpoint: {e}\n"));
@@ -162,46 +219,106 @@ pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, Cl
     Ok(ExitCode::SUCCESS)
 }
 
-async fn service_status(c: &Clients, d: &Desired, o: &Observed, plan: &Plan) -> Result<ServiceStatus, CliError> {
-    let mine: Vec<_> = plan.changes.iter().filter(|ch| ch.service == d.service).collect();
-    let problems: Vec<_> = plan.problems.iter().filter(|p| p.service == d.service).collect();
+async fn service_status(
+    c: &Clients,
+    d: &Desired,
+    o: &Observed,
+    plan: &Plan,
+) -> Result<ServiceStatus, CliError> {
+    let mine: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|ch| ch.service == d.service)
+        .collect();
+    let problems: Vec<_> = plan
+        .problems
+        .iter()
+        .filter(|p| p.service == d.service)
+        .collect();
     let (synced, synced_reason) = if let Some(p) = problems.first() {
         (false, p.message.clone())
     } else if mine.is_empty() {
         (true, "AWS matches the manifest".into())
     } else {
-        (false, format!("{} pending change(s); run converge", mine.len()))
+        (
+            false,
+            format!("{} pending change(s); run converge", mine.len()),
+        )
     };
-    let live = o.ecs_services.iter().find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name);
+    let live = o
+        .ecs_services
+        .iter()
+        .find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name);
     let running = live.and_then(|s| s.running_count).unwrap_or(0);
     let (ready, ready_reason) = match live {
         None => (false, "ECS service does not exist".to_owned()),
-        Some(s) if s.rollout_state.as_deref() == Some("FAILED") => {
-            (false, format!("deployment failed: {}", s.rollout_reason.clone().unwrap_or_default()))
-        }
-        Some(_) if running < d.ecs_service.desired_count as i32 => (false, format!("{running} of {} tasks running", d.ecs_service.desired_count)),
+        Some(s) if s.rollout_state.as_deref() == Some("FAILED") => (
+            false,
+            format!(
+                "deployment failed: {}",
+                s.rollout_reason.clone().unwrap_or_default()
+            ),
+        ),
+        Some(_) if running < d.ecs_service.desired_count as i32 => (
+            false,
+            format!("{running} of {} tasks running", d.ecs_service.desired_count),
+        ),
         Some(_) => (true, "all tasks running".into()),
     };
     let mut endpoints = Vec::new();
     if let Some(Some(lb)) = o.load_balancers.get(&d.load_balancer_arn) {
-        endpoints.push(format!("sftp://{}:{} ({} NLB {})", lb.dns_name, d.listener.port, lb.scheme, name_from_arn(&lb.arn)));
+        endpoints.push(format!(
+            "sftp://{}:{} ({} NLB {})",
+            lb.dns_name,
+            d.listener.port,
+            lb.scheme,
+            name_from_arn(&lb.arn)
+        ));
     }
     for r in d.dns_records.iter().filter(|r| r.kind == "TXT") {
-        endpoints.push(format!("sftp://{}:{} (DNS)", r.name.trim_end_matches('.'), d.target_group.port));
+        endpoints.push(format!(
+            "sftp://{}:{} (DNS)",
+            r.name.trim_end_matches('.'),
+            d.target_group.port
+        ));
     }
     let mut targets = Vec::new();
-    if let Some(tg) = o.target_groups.iter().find(|t| t.name == d.target_group.name) {
+    if let Some(tg) = o
+        .target_groups
+        .iter()
+        .find(|t| t.name == d.target_group.name)
+    {
         for (id, port, state) in observe::target_health(c, &tg.arn).await? {
-            targets.push(format!("{id}:{} {state}", port.map_or("?".into(), |p| p.to_string())));
+            targets.push(format!(
+                "{id}:{} {state}",
+                port.map_or("?".into(), |p| p.to_string())
+            ));
         }
     }
     let mut known_hosts = Vec::new();
-    if let Some(secret) = d.host_key_secret.as_ref().and_then(|n| o.secrets.iter().find(|s| &s.name == n)) {
-        let hosts: Vec<String> = d.dns_records.iter().filter(|r| r.kind == "TXT").map(|r| r.name.trim_end_matches('.').to_owned()).collect();
-        let host = if hosts.is_empty() { "<host>".to_owned() } else { hosts.join(",") };
+    if let Some(secret) = d
+        .host_key_secret
+        .as_ref()
+        .and_then(|n| o.secrets.iter().find(|s| &s.name == n))
+    {
+        let hosts: Vec<String> = d
+            .dns_records
+            .iter()
+            .filter(|r| r.kind == "TXT")
+            .map(|r| r.name.trim_end_matches('.').to_owned())
+            .collect();
+        let host = if hosts.is_empty() {
+            "<host>".to_owned()
+        } else {
+            hosts.join(",")
+        };
         for k in observe::host_public_keys(c, &secret.arn).await? {
             let key: Vec<&str> = k.split_whitespace().take(2).collect();
-            known_hosts.push(format!("[{host}]:{} {}", d.target_group.port, key.join(" ")));
+            known_hosts.push(format!(
+                "[{host}]:{} {}",
+                d.target_group.port,
+                key.join(" ")
+            ));
         }
     }
     Ok(ServiceStatus {

@@ -196,10 +196,25 @@ mod tests {
 
     #[test]
     fn names_come_out_of_every_arn_shape_we_compare() {
-        assert_eq!(name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/sftp-a/0f"), "sftp-a");
-        assert_eq!(name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/sftp/0f"), "sftp");
-        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:task-definition/sftp-a:3"), "sftp-a:3");
-        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:service/sftp/campus"), "campus");
-        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:cluster/sftp"), "sftp");
+        assert_eq!(
+            name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/sftp-a/0f"),
+            "sftp-a"
+        );
+        assert_eq!(
+            name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/sftp/0f"),
+            "sftp"
+        );
+        assert_eq!(
+            name_from_arn("arn:aws:ecs:us-east-1:1:task-definition/sftp-a:3"),
+            "sftp-a:3"
+        );
+        assert_eq!(
+            name_from_arn("arn:aws:ecs:us-east-1:1:service/sftp/campus"),
+            "campus"
+        );
+        assert_eq!(
+            name_from_arn("arn:aws:ecs:us-east-1:1:cluster/sftp"),
+            "sftp"
+        );
     }
 }

@@ -71,24 +71,84 @@ pub struct FieldDiff {
 /// same run (those come from apply's per-service context).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    CreateSecret { name: String, tags: Tags },
-    TagResource { kind: Kind, arn: String, tags: Tags },
-    RegisterTaskDefinition { definition: Box<TaskDefinition>, tags: Tags },
-    DeregisterTaskDefinitions { family: String },
-    CreateTargetGroup { tg: render::TargetGroup, vpc_id: String, tags: Tags },
-    ModifyTargetGroup { arn: String, tg: render::TargetGroup },
-    DeleteTargetGroup { arn: String },
-    CreateListener { load_balancer_arn: String, listener: render::Listener, target_group: String, tags: Tags },
-    ModifyListener { arn: String, listener: render::Listener, target_group: String },
-    DeleteListener { arn: String },
-    AuthorizeIngress { group_id: String, rule: IngressRule, tags: Tags },
-    RevokeIngress { group_id: String, rule_id: String },
-    CreateCloudMapService { namespace_id: String, service: render::CloudMapService, tags: Tags },
-    UpdateCloudMapService { id: String, service: render::CloudMapService },
-    DeleteCloudMapService { id: String },
-    CreateEcsService { service: render::EcsService, family: String, target_group: String, tags: Tags },
-    UpdateEcsService { service: render::EcsService, family: String, target_group: String },
-    DeleteEcsService { cluster: String, name: String },
+    CreateSecret {
+        name: String,
+        tags: Tags,
+    },
+    TagResource {
+        kind: Kind,
+        arn: String,
+        tags: Tags,
+    },
+    RegisterTaskDefinition {
+        definition: Box<TaskDefinition>,
+        tags: Tags,
+    },
+    DeregisterTaskDefinitions {
+        family: String,
+    },
+    CreateTargetGroup {
+        tg: render::TargetGroup,
+        vpc_id: String,
+        tags: Tags,
+    },
+    ModifyTargetGroup {
+        arn: String,
+        tg: render::TargetGroup,
+    },
+    DeleteTargetGroup {
+        arn: String,
+    },
+    CreateListener {
+        load_balancer_arn: String,
+        listener: render::Listener,
+        target_group: String,
+        tags: Tags,
+    },
+    ModifyListener {
+        arn: String,
+        listener: render::Listener,
+        target_group: String,
+    },
+    DeleteListener {
+        arn: String,
+    },
+    AuthorizeIngress {
+        group_id: String,
+        rule: IngressRule,
+        tags: Tags,
+    },
+    RevokeIngress {
+        group_id: String,
+        rule_id: String,
+    },
+    CreateCloudMapService {
+        namespace_id: String,
+        service: render::CloudMapService,
+        tags: Tags,
+    },
+    UpdateCloudMapService {
+        id: String,
+        service: render::CloudMapService,
+    },
+    DeleteCloudMapService {
+        id: String,
+    },
+    CreateEcsService {
+        service: render::EcsService,
+        family: String,
+        target_group: String,
+        tags: Tags,
+    },
+    UpdateEcsService {
+        service: render::EcsService,
+        family: String,
+        target_group: String,
+    },
+    DeleteEcsService {
+        cluster: String,
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -154,7 +214,13 @@ pub struct Options {
 pub fn plan(desired: &[Desired], observed: &Observed, opts: &Options) -> Plan {
     let mut plan = Plan::default();
     for d in desired {
-        let mut p = ServicePlanner { d, o: observed, opts, changes: Vec::new(), problems: Vec::new() };
+        let mut p = ServicePlanner {
+            d,
+            o: observed,
+            opts,
+            changes: Vec::new(),
+            problems: Vec::new(),
+        };
         p.run();
         plan.changes.extend(p.changes);
         plan.problems.extend(p.problems);
@@ -162,7 +228,7 @@ pub fn plan(desired: &[Desired], observed: &Observed, opts: &Options) -> Plan {
     let known: BTreeSet<&str> = desired.iter().map(|d| d.service.as_str()).collect();
     plan.orphans = orphans(observed, &opts.owner, &known);
     if opts.prune {
-        plan.changes.extend(plan.orphans.drain(..));
+        plan.changes.append(&mut plan.orphans);
     }
     plan
 }
@@ -173,27 +239,49 @@ pub fn plan_delete(desired: &[Desired], observed: &Observed, owner: &str) -> Pla
     let mut changes = owned_deletes(observed, owner, |s| wanted.contains(s));
     for d in desired {
         if let Some(td) = observed.task_definitions.get(&d.names.task_family)
-            && observed::ownership(&td.tags, owner) == (Ownership::Owned { service: d.service.clone() })
+            && observed::ownership(&td.tags, owner)
+                == (Ownership::Owned {
+                    service: d.service.clone(),
+                })
         {
             changes.push(change(
                 &d.service,
                 Kind::TaskDefinition,
                 &td.family,
                 Action::Delete,
-                vec![Op::DeregisterTaskDefinitions { family: td.family.clone() }],
+                vec![Op::DeregisterTaskDefinitions {
+                    family: td.family.clone(),
+                }],
             ));
         }
     }
     sort_deletes(&mut changes);
-    Plan { changes, ..Plan::default() }
+    Plan {
+        changes,
+        ..Plan::default()
+    }
 }
 
 fn change(service: &str, kind: Kind, name: &str, action: Action, ops: Vec<Op>) -> Change {
-    Change { service: service.to_owned(), kind, name: name.to_owned(), action, diff: vec![], reason: None, ops }
+    Change {
+        service: service.to_owned(),
+        kind,
+        name: name.to_owned(),
+        action,
+        diff: vec![],
+        reason: None,
+        ops,
+    }
 }
 
 fn sort_deletes(changes: &mut [Change]) {
-    changes.sort_by(|a, b| (&a.service, std::cmp::Reverse(a.kind), &a.name).cmp(&(&b.service, std::cmp::Reverse(b.kind), &b.name)));
+    changes.sort_by(|a, b| {
+        (&a.service, std::cmp::Reverse(a.kind), &a.name).cmp(&(
+            &b.service,
+            std::cmp::Reverse(b.kind),
+            &b.name,
+        ))
+    });
 }
 
 struct ServicePlanner<'a> {
@@ -206,11 +294,18 @@ struct ServicePlanner<'a> {
 
 impl ServicePlanner<'_> {
     fn problem(&mut self, message: String) {
-        self.problems.push(Problem { service: self.d.service.clone(), message });
+        self.problems.push(Problem {
+            service: self.d.service.clone(),
+            message,
+        });
     }
 
     fn push(&mut self, kind: Kind, name: &str, action: Action, diff: Vec<FieldDiff>, ops: Vec<Op>) {
-        self.changes.push(Change { diff, ops, ..change(&self.d.service, kind, name, action, vec![]) });
+        self.changes.push(Change {
+            diff,
+            ops,
+            ..change(&self.d.service, kind, name, action, vec![])
+        });
     }
 
     /// Ownership check shared by every kind. Returns `Some(extra ops)` when we may manage the
@@ -224,13 +319,21 @@ impl ServicePlanner<'_> {
                     Ownership::Foreign => "not owned by this operator".to_owned(),
                 };
                 if self.opts.adopt && other == Ownership::Foreign {
-                    Some(vec![Op::TagResource { kind, arn: arn.to_owned(), tags: self.d.tags.clone() }])
+                    Some(vec![Op::TagResource {
+                        kind,
+                        arn: arn.to_owned(),
+                        tags: self.d.tags.clone(),
+                    }])
                 } else {
                     let mut c = change(&self.d.service, kind, name, Action::Conflict, vec![]);
                     c.reason = Some(format!(
                         "{} `{name}` exists but is {whose}; it is left untouched{}",
                         kind.as_str(),
-                        if other == Ownership::Foreign { " (use --adopt to take it over)" } else { "" }
+                        if other == Ownership::Foreign {
+                            " (use --adopt to take it over)"
+                        } else {
+                            ""
+                        }
                     ));
                     self.changes.push(c);
                     None
@@ -252,7 +355,10 @@ impl ServicePlanner<'_> {
         if let Some(lb) = lb
             && lb.kind != "network"
         {
-            self.problem(format!("load balancer {} is of type `{}`; a network load balancer is required", lb.arn, lb.kind));
+            self.problem(format!(
+                "load balancer {} is of type `{}`; a network load balancer is required",
+                lb.arn, lb.kind
+            ));
         }
         if self.o.clusters.get(&d.ecs_service.cluster) != Some(&true) {
             self.problem(format!("ECS cluster `{}` not found", d.ecs_service.cluster));
@@ -261,13 +367,16 @@ impl ServicePlanner<'_> {
         if !matches!(self.o.security_groups.get(&sg), Some(Some(_))) {
             self.problem(format!("security group {sg} not found"));
         }
-        let namespace = d.cloud_map.as_ref().and_then(|cm| match self.o.namespaces.get(&cm.namespace) {
-            Some(Some(ns)) => Some(ns.clone()),
-            _ => {
-                self.problem(format!("Cloud Map namespace `{}` not found", cm.namespace));
-                None
-            }
-        });
+        let namespace =
+            d.cloud_map
+                .as_ref()
+                .and_then(|cm| match self.o.namespaces.get(&cm.namespace) {
+                    Some(Some(ns)) => Some(ns.clone()),
+                    _ => {
+                        self.problem(format!("Cloud Map namespace `{}` not found", cm.namespace));
+                        None
+                    }
+                });
         if !self.problems.is_empty() {
             return;
         }
@@ -285,11 +394,22 @@ impl ServicePlanner<'_> {
     }
 
     fn secret(&mut self) {
-        let Some(name) = self.d.host_key_secret.clone() else { return };
+        let Some(name) = self.d.host_key_secret.clone() else {
+            return;
+        };
         match self.o.secrets.iter().find(|s| s.name == name) {
             None => {
-                let ops = vec![Op::CreateSecret { name: name.clone(), tags: self.d.tags.clone() }];
-                let mut c = change(&self.d.service, Kind::HostKeySecret, &name, Action::Create, ops);
+                let ops = vec![Op::CreateSecret {
+                    name: name.clone(),
+                    tags: self.d.tags.clone(),
+                }];
+                let mut c = change(
+                    &self.d.service,
+                    Kind::HostKeySecret,
+                    &name,
+                    Action::Create,
+                    ops,
+                );
                 c.reason = Some("generate Ed25519 and RSA-4096 host keys".into());
                 self.changes.push(c);
             }
@@ -309,14 +429,24 @@ impl ServicePlanner<'_> {
         let family = &d.names.task_family;
         let mut tags = d.tags.clone();
         tags.insert(HASH_TAG.into(), d.task_definition_hash.clone());
-        let register = Op::RegisterTaskDefinition { definition: Box::new(d.task_definition.clone()), tags };
+        let register = Op::RegisterTaskDefinition {
+            definition: Box::new(d.task_definition.clone()),
+            tags,
+        };
         match self.o.task_definitions.get(family) {
             None => {
-                self.push(Kind::TaskDefinition, family, Action::Create, vec![], vec![register]);
+                self.push(
+                    Kind::TaskDefinition,
+                    family,
+                    Action::Create,
+                    vec![],
+                    vec![register],
+                );
                 true
             }
             Some(live) => {
-                let Some(mut ops) = self.claim(Kind::TaskDefinition, family, &live.arn, &live.tags) else {
+                let Some(mut ops) = self.claim(Kind::TaskDefinition, family, &live.arn, &live.tags)
+                else {
                     return false;
                 };
                 let same = match live.tags.get(HASH_TAG) {
@@ -329,14 +459,30 @@ impl ServicePlanner<'_> {
                     }
                     return false;
                 }
-                let mut diff = diff_values(&redacted_json(&d.task_definition), &redacted_json(&live.definition));
+                let mut diff = diff_values(
+                    &redacted_json(&d.task_definition),
+                    &redacted_json(&live.definition),
+                );
                 if diff.is_empty() {
-                    diff.push(FieldDiff { path: "passwordHash".into(), from: json!("(hidden)"), to: json!("(changed)") });
+                    diff.push(FieldDiff {
+                        path: "passwordHash".into(),
+                        from: json!("(hidden)"),
+                        to: json!("(changed)"),
+                    });
                 }
                 ops.push(register);
-                let mut c = change(&d.service, Kind::TaskDefinition, family, Action::Update, ops);
+                let mut c = change(
+                    &d.service,
+                    Kind::TaskDefinition,
+                    family,
+                    Action::Update,
+                    ops,
+                );
                 c.diff = diff;
-                c.reason = Some(format!("new revision after {}:{}", live.family, live.revision));
+                c.reason = Some(format!(
+                    "new revision after {}:{}",
+                    live.family, live.revision
+                ));
                 self.changes.push(c);
                 true
             }
@@ -347,17 +493,37 @@ impl ServicePlanner<'_> {
         let want = &self.d.target_group;
         match self.o.target_groups.iter().find(|t| t.name == want.name) {
             None => {
-                let op = Op::CreateTargetGroup { tg: want.clone(), vpc_id: vpc_id.to_owned(), tags: self.d.tags.clone() };
-                self.push(Kind::TargetGroup, &want.name, Action::Create, vec![], vec![op]);
+                let op = Op::CreateTargetGroup {
+                    tg: want.clone(),
+                    vpc_id: vpc_id.to_owned(),
+                    tags: self.d.tags.clone(),
+                };
+                self.push(
+                    Kind::TargetGroup,
+                    &want.name,
+                    Action::Create,
+                    vec![],
+                    vec![op],
+                );
             }
             Some(live) => {
-                let Some(mut ops) = self.claim(Kind::TargetGroup, &want.name, &live.arn, &live.tags) else { return };
+                let Some(mut ops) =
+                    self.claim(Kind::TargetGroup, &want.name, &live.arn, &live.tags)
+                else {
+                    return;
+                };
                 let immutable = diff_values(
                     &json!({"protocol": want.protocol, "targetType": want.target_type, "vpcId": vpc_id}),
                     &json!({"protocol": live.protocol, "targetType": live.target_type, "vpcId": live.vpc_id}),
                 );
                 if !immutable.is_empty() {
-                    let mut c = change(&self.d.service, Kind::TargetGroup, &want.name, Action::Conflict, vec![]);
+                    let mut c = change(
+                        &self.d.service,
+                        Kind::TargetGroup,
+                        &want.name,
+                        Action::Conflict,
+                        vec![],
+                    );
                     c.diff = immutable;
                     c.reason = Some("these fields cannot change in place; delete the service (`sftp-operator delete`) and converge".into());
                     self.changes.push(c);
@@ -374,7 +540,10 @@ impl ServicePlanner<'_> {
                     }}),
                 );
                 if !diff.is_empty() {
-                    ops.push(Op::ModifyTargetGroup { arn: live.arn.clone(), tg: want.clone() });
+                    ops.push(Op::ModifyTargetGroup {
+                        arn: live.arn.clone(),
+                        tg: want.clone(),
+                    });
                 }
                 if !ops.is_empty() {
                     self.push(Kind::TargetGroup, &want.name, Action::Update, diff, ops);
@@ -387,22 +556,43 @@ impl ServicePlanner<'_> {
         let want = &self.d.listener;
         let tg = &self.d.target_group.name;
         let label = format!("{}:{}", name_from_arn(&lb.arn), want.port);
-        let on_lb: Vec<&observed::Listener> = self.o.listeners.iter().filter(|l| l.load_balancer_arn == lb.arn).collect();
+        let on_lb: Vec<&observed::Listener> = self
+            .o
+            .listeners
+            .iter()
+            .filter(|l| l.load_balancer_arn == lb.arn)
+            .collect();
         let mine = |l: &&observed::Listener| {
-            observed::ownership(&l.tags, &self.opts.owner) == Ownership::Owned { service: self.d.service.clone() }
+            observed::ownership(&l.tags, &self.opts.owner)
+                == Ownership::Owned {
+                    service: self.d.service.clone(),
+                }
         };
         let owned: Vec<&observed::Listener> = on_lb.iter().copied().filter(mine).collect();
-        let at_port = on_lb.iter().copied().find(|l| l.port == Some(i32::from(want.port)));
+        let at_port = on_lb
+            .iter()
+            .copied()
+            .find(|l| l.port == Some(i32::from(want.port)));
         // Our listener: the owned one at the port, else any owned one (its port changed).
         let current = at_port.filter(mine).or_else(|| owned.first().copied());
         if let Some(other) = at_port
             && current.map(|c| &c.arn) != Some(&other.arn)
         {
             // The port is taken by someone else: adopt it or report.
-            let Some(ops) = self.claim(Kind::Listener, &label, &other.arn, &other.tags) else { return };
+            let Some(ops) = self.claim(Kind::Listener, &label, &other.arn, &other.tags) else {
+                return;
+            };
             self.modify_listener(&label, other, ops, tg);
             for extra in owned {
-                self.push(Kind::Listener, &listener_label(extra), Action::Delete, vec![], vec![Op::DeleteListener { arn: extra.arn.clone() }]);
+                self.push(
+                    Kind::Listener,
+                    &listener_label(extra),
+                    Action::Delete,
+                    vec![],
+                    vec![Op::DeleteListener {
+                        arn: extra.arn.clone(),
+                    }],
+                );
             }
             return;
         }
@@ -420,21 +610,43 @@ impl ServicePlanner<'_> {
                 self.modify_listener(&label, live, vec![], tg);
                 // Duplicates left by an interrupted run: keep one.
                 for extra in owned.iter().filter(|l| l.arn != live.arn) {
-                    self.push(Kind::Listener, &listener_label(extra), Action::Delete, vec![], vec![Op::DeleteListener { arn: extra.arn.clone() }]);
+                    self.push(
+                        Kind::Listener,
+                        &listener_label(extra),
+                        Action::Delete,
+                        vec![],
+                        vec![Op::DeleteListener {
+                            arn: extra.arn.clone(),
+                        }],
+                    );
                 }
             }
         }
     }
 
-    fn modify_listener(&mut self, label: &str, live: &observed::Listener, mut ops: Vec<Op>, tg: &str) {
+    fn modify_listener(
+        &mut self,
+        label: &str,
+        live: &observed::Listener,
+        mut ops: Vec<Op>,
+        tg: &str,
+    ) {
         let want = &self.d.listener;
-        let live_tg: Vec<&str> = live.forward_target_group_arns.iter().map(|a| name_from_arn(a)).collect();
+        let live_tg: Vec<&str> = live
+            .forward_target_group_arns
+            .iter()
+            .map(|a| name_from_arn(a))
+            .collect();
         let diff = diff_values(
             &json!({"port": want.port, "protocol": want.protocol, "targetGroup": tg, "idleTimeoutSeconds": want.idle_timeout_seconds}),
             &json!({"port": live.port, "protocol": live.protocol, "targetGroup": live_tg.first(), "idleTimeoutSeconds": live.idle_timeout_seconds}),
         );
         if !diff.is_empty() {
-            ops.push(Op::ModifyListener { arn: live.arn.clone(), listener: want.clone(), target_group: tg.to_owned() });
+            ops.push(Op::ModifyListener {
+                arn: live.arn.clone(),
+                listener: want.clone(),
+                target_group: tg.to_owned(),
+            });
         }
         if !ops.is_empty() {
             self.push(Kind::Listener, label, Action::Update, diff, ops);
@@ -444,23 +656,42 @@ impl ServicePlanner<'_> {
     fn ingress(&mut self, lb: &observed::LoadBalancer) {
         let d = self.d;
         let group = d.security_group_id.clone();
-        let rules = self.o.security_groups.get(&group).cloned().flatten().unwrap_or_default();
+        let rules = self
+            .o
+            .security_groups
+            .get(&group)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
         let description = names::rule_description(&self.opts.owner, &d.service);
         // Desired: the allowed CIDRs plus the NLB's subnets (health checks come from there).
         let mut want: BTreeSet<IngressRule> = d.ingress.iter().cloned().collect();
         for cidr in &lb.subnet_cidrs {
-            want.insert(IngressRule { protocol: "tcp".into(), port: d.target_group.port, cidr: cidr.clone(), description: description.clone() });
+            want.insert(IngressRule {
+                protocol: "tcp".into(),
+                port: d.target_group.port,
+                cidr: cidr.clone(),
+                description: description.clone(),
+            });
         }
         let key = |proto: &str, port: i32, cidr: &str| (proto.to_owned(), port, cidr.to_owned());
-        let owned: Vec<&observed::IngressRule> =
-            rules.iter().filter(|r| rule_owned_by(r, &self.opts.owner, &d.service)).collect();
-        let owned_keys: BTreeSet<_> = owned.iter().map(|r| key(&r.protocol, r.from_port, &r.cidr)).collect();
+        let owned: Vec<&observed::IngressRule> = rules
+            .iter()
+            .filter(|r| rule_owned_by(r, &self.opts.owner, &d.service))
+            .collect();
+        let owned_keys: BTreeSet<_> = owned
+            .iter()
+            .map(|r| key(&r.protocol, r.from_port, &r.cidr))
+            .collect();
         let foreign_keys: BTreeSet<_> = rules
             .iter()
             .filter(|r| !rule_owned_by(r, &self.opts.owner, &d.service) && r.from_port == r.to_port)
             .map(|r| key(&r.protocol, r.from_port, &r.cidr))
             .collect();
-        let want_keys: BTreeSet<_> = want.iter().map(|r| key(&r.protocol, i32::from(r.port), &r.cidr)).collect();
+        let want_keys: BTreeSet<_> = want
+            .iter()
+            .map(|r| key(&r.protocol, i32::from(r.port), &r.cidr))
+            .collect();
         let mut adds = 0usize;
         for r in &want {
             let k = key(&r.protocol, i32::from(r.port), &r.cidr);
@@ -470,7 +701,13 @@ impl ServicePlanner<'_> {
             let name = format!("{} tcp/{} from {}", group, r.port, r.cidr);
             if foreign_keys.contains(&k) {
                 // AWS refuses a second rule with the same protocol, port and source.
-                let mut c = change(&d.service, Kind::IngressRule, &name, Action::Conflict, vec![]);
+                let mut c = change(
+                    &d.service,
+                    Kind::IngressRule,
+                    &name,
+                    Action::Conflict,
+                    vec![],
+                );
                 c.reason = Some("an identical rule not owned by this operator already allows this; it is left as it is".into());
                 self.changes.push(c);
                 continue;
@@ -478,7 +715,11 @@ impl ServicePlanner<'_> {
             adds += 1;
             let mut tags = d.tags.clone();
             tags.insert("Name".into(), description.clone());
-            let op = Op::AuthorizeIngress { group_id: group.clone(), rule: r.clone(), tags };
+            let op = Op::AuthorizeIngress {
+                group_id: group.clone(),
+                rule: r.clone(),
+                tags,
+            };
             self.push(Kind::IngressRule, &name, Action::Create, vec![], vec![op]);
         }
         let mut revokes = 0usize;
@@ -490,8 +731,14 @@ impl ServicePlanner<'_> {
                 continue;
             }
             revokes += 1;
-            let name = format!("{} {} tcp/{}-{} from {}", group, r.rule_id, r.from_port, r.to_port, r.cidr);
-            let op = Op::RevokeIngress { group_id: group.clone(), rule_id: r.rule_id.clone() };
+            let name = format!(
+                "{} {} tcp/{}-{} from {}",
+                group, r.rule_id, r.from_port, r.to_port, r.cidr
+            );
+            let op = Op::RevokeIngress {
+                group_id: group.clone(),
+                rule_id: r.rule_id.clone(),
+            };
             self.push(Kind::IngressRule, &name, Action::Delete, vec![], vec![op]);
         }
         let after = rules.len() + adds - revokes;
@@ -500,23 +747,51 @@ impl ServicePlanner<'_> {
                 "security group {group} would hold {after} inbound rules, over the quota of {SG_INBOUND_QUOTA}; \
                  merge CIDRs, use a prefix list, or raise the quota"
             ));
-            self.changes.retain(|c| c.kind != Kind::IngressRule || c.service != d.service);
+            self.changes
+                .retain(|c| c.kind != Kind::IngressRule || c.service != d.service);
         }
     }
 
     fn cloud_map(&mut self, ns: &observed::Namespace) {
-        let Some(want) = &self.d.cloud_map else { return };
-        match self.o.cloud_map_services.iter().find(|s| s.namespace_id == ns.id && s.name == want.name) {
+        let Some(want) = &self.d.cloud_map else {
+            return;
+        };
+        match self
+            .o
+            .cloud_map_services
+            .iter()
+            .find(|s| s.namespace_id == ns.id && s.name == want.name)
+        {
             None => {
-                let op = Op::CreateCloudMapService { namespace_id: ns.id.clone(), service: want.clone(), tags: self.d.tags.clone() };
-                self.push(Kind::CloudMapService, &format!("{}.{}", want.name, ns.name), Action::Create, vec![], vec![op]);
+                let op = Op::CreateCloudMapService {
+                    namespace_id: ns.id.clone(),
+                    service: want.clone(),
+                    tags: self.d.tags.clone(),
+                };
+                self.push(
+                    Kind::CloudMapService,
+                    &format!("{}.{}", want.name, ns.name),
+                    Action::Create,
+                    vec![],
+                    vec![op],
+                );
             }
             Some(live) => {
                 let label = format!("{}.{}", want.name, ns.name);
-                let Some(mut ops) = self.claim(Kind::CloudMapService, &label, &live.arn, &live.tags) else { return };
-                let diff = diff_values(&json!({"srvTtl": want.srv_ttl}), &json!({"srvTtl": live.srv_ttl}));
+                let Some(mut ops) =
+                    self.claim(Kind::CloudMapService, &label, &live.arn, &live.tags)
+                else {
+                    return;
+                };
+                let diff = diff_values(
+                    &json!({"srvTtl": want.srv_ttl}),
+                    &json!({"srvTtl": live.srv_ttl}),
+                );
                 if !diff.is_empty() {
-                    ops.push(Op::UpdateCloudMapService { id: live.id.clone(), service: want.clone() });
+                    ops.push(Op::UpdateCloudMapService {
+                        id: live.id.clone(),
+                        service: want.clone(),
+                    });
                 }
                 if !ops.is_empty() {
                     self.push(Kind::CloudMapService, &label, Action::Update, diff, ops);
@@ -530,32 +805,60 @@ impl ServicePlanner<'_> {
         let want = &d.ecs_service;
         let family = d.names.task_family.clone();
         let tg = d.target_group.name.clone();
-        let live = self.o.ecs_services.iter().find(|s| s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE");
+        let live =
+            self.o.ecs_services.iter().find(|s| {
+                s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE"
+            });
         let Some(live) = live else {
-            let op = Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags: d.tags.clone() };
-            self.push(Kind::EcsService, &want.name, Action::Create, vec![], vec![op]);
+            let op = Op::CreateEcsService {
+                service: want.clone(),
+                family,
+                target_group: tg,
+                tags: d.tags.clone(),
+            };
+            self.push(
+                Kind::EcsService,
+                &want.name,
+                Action::Create,
+                vec![],
+                vec![op],
+            );
             return;
         };
         if live.status == "DRAINING" {
-            self.problem(format!("ECS service `{}` is still draining from a delete; converge again once it is gone", want.name));
+            self.problem(format!(
+                "ECS service `{}` is still draining from a delete; converge again once it is gone",
+                want.name
+            ));
             return;
         }
-        let Some(mut ops) = self.claim(Kind::EcsService, &want.name, &live.arn, &live.tags) else { return };
-        let live_td = live.task_definition.as_deref().map(|a| name_from_arn(a).to_owned());
+        let Some(mut ops) = self.claim(Kind::EcsService, &want.name, &live.arn, &live.tags) else {
+            return;
+        };
+        let live_td = live
+            .task_definition
+            .as_deref()
+            .map(|a| name_from_arn(a).to_owned());
         let want_td = match (new_revision, self.o.task_definitions.get(&family)) {
             (false, Some(td)) => format!("{}:{}", td.family, td.revision),
             _ => format!("{family}:(new revision)"),
         };
         // Registries are ARNs by id: name them through the observed Cloud Map services.
         let registry_name = |arn: &str| -> String {
-            self.o.cloud_map_services.iter().find(|s| s.arn == arn).map_or_else(|| name_from_arn(arn).to_owned(), |s| s.name.clone())
+            self.o
+                .cloud_map_services
+                .iter()
+                .find(|s| s.arn == arn)
+                .map_or_else(|| name_from_arn(arn).to_owned(), |s| s.name.clone())
         };
         let binding = |b: &observed::ServiceBinding| json!({"name": registry_name(&b.arn), "containerName": b.container_name, "containerPort": b.container_port});
         let registry = d.cloud_map.as_ref().map(|c| json!([{"name": c.name, "containerName": want.container_name, "containerPort": want.container_port}]));
         let live_registry = if live.service_registries.is_empty() && registry.is_none() {
             None
         } else {
-            Some(Value::Array(live.service_registries.iter().map(|b| binding(b)).collect()))
+            Some(Value::Array(
+                live.service_registries.iter().map(&binding).collect(),
+            ))
         };
         let diff = diff_values(
             &json!({
@@ -582,7 +885,11 @@ impl ServicePlanner<'_> {
             }),
         );
         if !diff.is_empty() {
-            ops.push(Op::UpdateEcsService { service: want.clone(), family, target_group: tg });
+            ops.push(Op::UpdateEcsService {
+                service: want.clone(),
+                family,
+                target_group: tg,
+            });
         }
         if !ops.is_empty() {
             self.push(Kind::EcsService, &want.name, Action::Update, diff, ops);
@@ -591,13 +898,20 @@ impl ServicePlanner<'_> {
 }
 
 fn listener_label(l: &observed::Listener) -> String {
-    format!("{}:{}", name_from_arn(&l.load_balancer_arn), l.port.map_or("?".into(), |p| p.to_string()))
+    format!(
+        "{}:{}",
+        name_from_arn(&l.load_balancer_arn),
+        l.port.map_or("?".into(), |p| p.to_string())
+    )
 }
 
 /// Owned = our description, or our tags; `service` narrows to one SftpService.
 fn rule_owned_by(r: &observed::IngressRule, owner: &str, service: &str) -> bool {
     r.description.as_deref() == Some(names::rule_description(owner, service).as_str())
-        || observed::ownership(&r.tags, owner) == (Ownership::Owned { service: service.to_owned() })
+        || observed::ownership(&r.tags, owner)
+            == (Ownership::Owned {
+                service: service.to_owned(),
+            })
 }
 
 /// The service an owned rule belongs to, if it is ours at all.
@@ -606,7 +920,10 @@ fn rule_service(r: &observed::IngressRule, owner: &str) -> Option<String> {
         return Some(service);
     }
     let prefix = format!("{} owner={owner} service=", names::RULE_DESCRIPTION_PREFIX);
-    r.description.as_deref()?.strip_prefix(&prefix).map(str::to_owned)
+    r.description
+        .as_deref()?
+        .strip_prefix(&prefix)
+        .map(str::to_owned)
 }
 
 fn orphans(o: &Observed, owner: &str, known: &BTreeSet<&str>) -> Vec<Change> {
@@ -627,30 +944,66 @@ fn owned_deletes(o: &Observed, owner: &str, select: impl Fn(&str) -> bool) -> Ve
         if s.status != "INACTIVE"
             && let Some(svc) = owned_service(&s.tags)
         {
-            out.push(change(&svc, Kind::EcsService, &s.name, Action::Delete, vec![Op::DeleteEcsService { cluster: s.cluster.clone(), name: s.name.clone() }]));
+            out.push(change(
+                &svc,
+                Kind::EcsService,
+                &s.name,
+                Action::Delete,
+                vec![Op::DeleteEcsService {
+                    cluster: s.cluster.clone(),
+                    name: s.name.clone(),
+                }],
+            ));
         }
     }
     for l in &o.listeners {
         if let Some(svc) = owned_service(&l.tags) {
-            out.push(change(&svc, Kind::Listener, &listener_label(l), Action::Delete, vec![Op::DeleteListener { arn: l.arn.clone() }]));
+            out.push(change(
+                &svc,
+                Kind::Listener,
+                &listener_label(l),
+                Action::Delete,
+                vec![Op::DeleteListener { arn: l.arn.clone() }],
+            ));
         }
     }
     for t in &o.target_groups {
         if let Some(svc) = owned_service(&t.tags) {
-            out.push(change(&svc, Kind::TargetGroup, &t.name, Action::Delete, vec![Op::DeleteTargetGroup { arn: t.arn.clone() }]));
+            out.push(change(
+                &svc,
+                Kind::TargetGroup,
+                &t.name,
+                Action::Delete,
+                vec![Op::DeleteTargetGroup { arn: t.arn.clone() }],
+            ));
         }
     }
     for (group, rules) in &o.security_groups {
         for r in rules.iter().flatten() {
             if let Some(svc) = rule_service(r, owner).filter(|s| select(s)) {
                 let name = format!("{group} {} tcp/{} from {}", r.rule_id, r.from_port, r.cidr);
-                out.push(change(&svc, Kind::IngressRule, &name, Action::Delete, vec![Op::RevokeIngress { group_id: group.clone(), rule_id: r.rule_id.clone() }]));
+                out.push(change(
+                    &svc,
+                    Kind::IngressRule,
+                    &name,
+                    Action::Delete,
+                    vec![Op::RevokeIngress {
+                        group_id: group.clone(),
+                        rule_id: r.rule_id.clone(),
+                    }],
+                ));
             }
         }
     }
     for c in &o.cloud_map_services {
         if let Some(svc) = owned_service(&c.tags) {
-            out.push(change(&svc, Kind::CloudMapService, &c.name, Action::Delete, vec![Op::DeleteCloudMapService { id: c.id.clone() }]));
+            out.push(change(
+                &svc,
+                Kind::CloudMapService,
+                &c.name,
+                Action::Delete,
+                vec![Op::DeleteCloudMapService { id: c.id.clone() }],
+            ));
         }
     }
     out
@@ -672,11 +1025,23 @@ fn walk(path: &str, want: &Value, live: &Value, out: &mut Vec<FieldDiff>) {
         (Value::Object(w), Value::Object(l)) => {
             let keys: BTreeSet<&String> = w.keys().chain(l.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match (w.get(k), l.get(k)) {
                     (Some(wv), Some(lv)) => walk(&p, wv, lv, out),
-                    (Some(wv), None) if !wv.is_null() => out.push(FieldDiff { path: p, from: Value::Null, to: wv.clone() }),
-                    (None, Some(lv)) if !lv.is_null() => out.push(FieldDiff { path: p, from: lv.clone(), to: Value::Null }),
+                    (Some(wv), None) if !wv.is_null() => out.push(FieldDiff {
+                        path: p,
+                        from: Value::Null,
+                        to: wv.clone(),
+                    }),
+                    (None, Some(lv)) if !lv.is_null() => out.push(FieldDiff {
+                        path: p,
+                        from: lv.clone(),
+                        to: Value::Null,
+                    }),
                     _ => {}
                 }
             }
@@ -686,7 +1051,11 @@ fn walk(path: &str, want: &Value, live: &Value, out: &mut Vec<FieldDiff>) {
                 walk(&format!("{path}[{i}]"), wv, lv, out);
             }
         }
-        _ if want != live => out.push(FieldDiff { path: path.to_owned(), from: live.clone(), to: want.clone() }),
+        _ if want != live => out.push(FieldDiff {
+            path: path.to_owned(),
+            from: live.clone(),
+            to: want.clone(),
+        }),
         _ => {}
     }
 }
@@ -695,7 +1064,10 @@ fn walk(path: &str, want: &Value, live: &Value, out: &mut Vec<FieldDiff>) {
 /// password hashes hidden.
 fn redacted_json(td: &TaskDefinition) -> Value {
     let mut v = serde_json::to_value(td).expect("task definition serialises");
-    if let Some(containers) = v.get_mut("containerDefinitions").and_then(Value::as_array_mut) {
+    if let Some(containers) = v
+        .get_mut("containerDefinitions")
+        .and_then(Value::as_array_mut)
+    {
         for c in containers {
             if let Some(env) = c.get("environment").and_then(Value::as_array).cloned() {
                 let map: BTreeMap<String, Value> = env
@@ -703,7 +1075,11 @@ fn redacted_json(td: &TaskDefinition) -> Value {
                     .filter_map(|e| {
                         let name = e.get("name")?.as_str()?.to_owned();
                         let value = e.get("value")?.as_str()?;
-                        let value = if name == "SFTP_USERS" { redact_atmoz_users(value) } else { value.to_owned() };
+                        let value = if name == "SFTP_USERS" {
+                            redact_atmoz_users(value)
+                        } else {
+                            value.to_owned()
+                        };
                         Some((name, Value::String(value)))
                     })
                     .collect();

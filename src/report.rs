@@ -28,9 +28,21 @@ fn symbol(a: Action) -> (&'static str, AnsiColor) {
 
 fn change_line(out: &mut String, ch: &Change, color: bool) {
     let (sym, c) = symbol(ch.action);
-    let _ = writeln!(out, "  {} {} {}", paint(color, c, sym), ch.kind.as_str(), ch.name);
+    let _ = writeln!(
+        out,
+        "  {} {} {}",
+        paint(color, c, sym),
+        ch.kind.as_str(),
+        ch.name
+    );
     for d in &ch.diff {
-        let _ = writeln!(out, "      ~ {}: {} → {}", d.path, short(&d.from), short(&d.to));
+        let _ = writeln!(
+            out,
+            "      ~ {}: {} → {}",
+            d.path,
+            short(&d.from),
+            short(&d.to)
+        );
     }
     if let Some(r) = &ch.reason {
         let _ = writeln!(out, "      # {r}");
@@ -68,9 +80,18 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         }
     }
     if !plan.orphans.is_empty() {
-        let _ = writeln!(out, "Owned resources whose manifest is gone (deleted with --prune):");
+        let _ = writeln!(
+            out,
+            "Owned resources whose manifest is gone (deleted with --prune):"
+        );
         for ch in &plan.orphans {
-            let _ = writeln!(out, "  - {} {} (service {})", ch.kind.as_str(), ch.name, ch.service);
+            let _ = writeln!(
+                out,
+                "  - {} {} (service {})",
+                ch.kind.as_str(),
+                ch.name,
+                ch.service
+            );
         }
     }
     let _ = write!(
@@ -80,7 +101,11 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         plan.count(Action::Update),
         plan.count(Action::Delete),
         plan.count(Action::Conflict),
-        if plan.count(Action::Conflict) == 1 { "" } else { "s" },
+        if plan.count(Action::Conflict) == 1 {
+            ""
+        } else {
+            "s"
+        },
         plan.problems.len(),
         if plan.problems.len() == 1 { "" } else { "s" },
     );
@@ -98,10 +123,26 @@ pub fn applied_text(applied: &[Applied], color: bool) -> String {
         let (sym, c) = symbol(a.action);
         match &a.error {
             None => {
-                let _ = writeln!(out, "  {} {} {} {} {}", paint(color, AnsiColor::Green, "✓"), paint(color, c, sym), a.service, a.kind.as_str(), a.name);
+                let _ = writeln!(
+                    out,
+                    "  {} {} {} {} {}",
+                    paint(color, AnsiColor::Green, "✓"),
+                    paint(color, c, sym),
+                    a.service,
+                    a.kind.as_str(),
+                    a.name
+                );
             }
             Some(e) => {
-                let _ = writeln!(out, "  {} {} {} {} {}: {e}", paint(color, AnsiColor::Red, "✗"), paint(color, c, sym), a.service, a.kind.as_str(), a.name);
+                let _ = writeln!(
+                    out,
+                    "  {} {} {} {} {}: {e}",
+                    paint(color, AnsiColor::Red, "✗"),
+                    paint(color, c, sym),
+                    a.service,
+                    a.kind.as_str(),
+                    a.name
+                );
             }
         }
     }

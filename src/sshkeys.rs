@@ -122,6 +122,35 @@ fn describe_key(key: &PublicKey, bits: Option<u32>) -> ParsedKey {
     }
 }
 
+/// Freshly generated host keys: the secret's JSON (`{"ed25519": PEM, "rsa": PEM}`) and the
+/// public halves (kept in the secret's description so SSHFP and `known_hosts` never need the
+/// private material).
+pub struct GeneratedHostKeys {
+    pub secret_json: zeroize::Zeroizing<String>,
+    pub public_keys: Vec<String>,
+}
+
+pub fn generate_host_keys(comment: &str) -> Result<GeneratedHostKeys, ssh_key::Error> {
+    use ssh_key::private::{Ed25519Keypair, RsaKeypair};
+    use ssh_key::{LineEnding, PrivateKey};
+    let mut rng = rand_core::OsRng;
+    let mut ed = PrivateKey::from(Ed25519Keypair::random(&mut rng));
+    let mut rsa = PrivateKey::from(RsaKeypair::random(&mut rng, 4096)?);
+    ed.set_comment(comment);
+    rsa.set_comment(comment);
+    let json = serde_json::json!({
+        "ed25519": ed.to_openssh(LineEnding::LF)?.as_str(),
+        "rsa": rsa.to_openssh(LineEnding::LF)?.as_str(),
+    });
+    Ok(GeneratedHostKeys {
+        secret_json: zeroize::Zeroizing::new(json.to_string()),
+        public_keys: vec![
+            ed.public_key().to_openssh()?,
+            rsa.public_key().to_openssh()?,
+        ],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,30 +181,4 @@ mod tests {
         assert!(matches!(err, KeyError::Unparseable(_)));
         assert!(!err.to_string().contains("notbase64"));
     }
-}
-
-/// Freshly generated host keys: the secret's JSON (`{"ed25519": PEM, "rsa": PEM}`) and the
-/// public halves (kept in the secret's description so SSHFP and `known_hosts` never need the
-/// private material).
-pub struct GeneratedHostKeys {
-    pub secret_json: zeroize::Zeroizing<String>,
-    pub public_keys: Vec<String>,
-}
-
-pub fn generate_host_keys(comment: &str) -> Result<GeneratedHostKeys, ssh_key::Error> {
-    use ssh_key::private::{Ed25519Keypair, RsaKeypair};
-    use ssh_key::{LineEnding, PrivateKey};
-    let mut rng = rand_core::OsRng;
-    let mut ed = PrivateKey::from(Ed25519Keypair::random(&mut rng));
-    let mut rsa = PrivateKey::from(RsaKeypair::random(&mut rng, 4096)?);
-    ed.set_comment(comment);
-    rsa.set_comment(comment);
-    let json = serde_json::json!({
-        "ed25519": ed.to_openssh(LineEnding::LF)?.as_str(),
-        "rsa": rsa.to_openssh(LineEnding::LF)?.as_str(),
-    });
-    Ok(GeneratedHostKeys {
-        secret_json: zeroize::Zeroizing::new(json.to_string()),
-        public_keys: vec![ed.public_key().to_openssh()?, rsa.public_key().to_openssh()?],
-    })
 }

@@ -157,7 +157,8 @@ static CLUSTER: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ZONE_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(/hostedzone/)?(Z[A-Z0-9]{1,31})$").unwrap());
-static NAMESPACE_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^ns-[a-z0-9]{16,32}$").unwrap());
+static NAMESPACE_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^ns-[a-z0-9]{16,32}$").unwrap());
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$").unwrap());
 static BUCKET: LazyLock<Regex> =

@@ -37,9 +37,21 @@ struct Refs {
 impl Refs {
     fn from(o: &Observed) -> Refs {
         Refs {
-            target_groups: o.target_groups.iter().map(|t| (t.name.clone(), t.arn.clone())).collect(),
-            registries: o.cloud_map_services.iter().map(|s| (s.name.clone(), s.arn.clone())).collect(),
-            task_definitions: o.task_definitions.iter().map(|(f, t)| (f.clone(), t.arn.clone())).collect(),
+            target_groups: o
+                .target_groups
+                .iter()
+                .map(|t| (t.name.clone(), t.arn.clone()))
+                .collect(),
+            registries: o
+                .cloud_map_services
+                .iter()
+                .map(|s| (s.name.clone(), s.arn.clone()))
+                .collect(),
+            task_definitions: o
+                .task_definitions
+                .iter()
+                .map(|(f, t)| (f.clone(), t.arn.clone()))
+                .collect(),
         }
     }
 }
@@ -49,7 +61,10 @@ impl Refs {
 pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied> {
     let blocked: Vec<&str> = plan.problems.iter().map(|p| p.service.as_str()).collect();
     let mut by_service: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
-    for ch in plan.actionable().filter(|ch| !blocked.contains(&ch.service.as_str())) {
+    for ch in plan
+        .actionable()
+        .filter(|ch| !blocked.contains(&ch.service.as_str()))
+    {
         by_service.entry(ch.service.as_str()).or_default().push(ch);
     }
     let refs = Refs::from(observed);
@@ -72,7 +87,13 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
                     }
                     err
                 };
-                out.push(Applied { service: ch.service.clone(), kind: ch.kind, name: ch.name.clone(), action: ch.action, error });
+                out.push(Applied {
+                    service: ch.service.clone(),
+                    kind: ch.kind,
+                    name: ch.name.clone(),
+                    action: ch.action,
+                    error,
+                });
             }
             out
         }
@@ -81,11 +102,15 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
 }
 
 fn elb_tags(tags: &Tags) -> Vec<elb::Tag> {
-    tags.iter().map(|(k, v)| elb::Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| elb::Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 fn ecs_tags(tags: &Tags) -> Vec<ecs::Tag> {
-    tags.iter().map(|(k, v)| ecs::Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| ecs::Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
@@ -104,14 +129,29 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
             Ok(())
         }
         Op::ModifyTargetGroup { arn, tg } => modify_target_group(c, arn, tg).await,
-        Op::DeleteTargetGroup { arn } => {
-            ignore(c.elb.delete_target_group().target_group_arn(arn).send().await.map_err(aws("DeleteTargetGroup")), &["TargetGroupNotFound"])
-        }
-        Op::CreateListener { load_balancer_arn, listener, target_group, tags } => {
+        Op::DeleteTargetGroup { arn } => ignore(
+            c.elb
+                .delete_target_group()
+                .target_group_arn(arn)
+                .send()
+                .await
+                .map_err(aws("DeleteTargetGroup")),
+            &["TargetGroupNotFound"],
+        ),
+        Op::CreateListener {
+            load_balancer_arn,
+            listener,
+            target_group,
+            tags,
+        } => {
             let tg = lookup(&refs.target_groups, target_group, "CreateListener")?;
             create_listener(c, load_balancer_arn, listener, &tg, tags).await
         }
-        Op::ModifyListener { arn, listener, target_group } => {
+        Op::ModifyListener {
+            arn,
+            listener,
+            target_group,
+        } => {
             let tg = lookup(&refs.target_groups, target_group, "ModifyListener")?;
             c.elb
                 .modify_listener()
@@ -124,10 +164,20 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
                 .map_err(aws("ModifyListener"))?;
             set_idle_timeout(c, arn, listener.idle_timeout_seconds).await
         }
-        Op::DeleteListener { arn } => {
-            ignore(c.elb.delete_listener().listener_arn(arn).send().await.map_err(aws("DeleteListener")), &["ListenerNotFound"])
-        }
-        Op::AuthorizeIngress { group_id, rule, tags } => authorize(c, group_id, rule, tags).await,
+        Op::DeleteListener { arn } => ignore(
+            c.elb
+                .delete_listener()
+                .listener_arn(arn)
+                .send()
+                .await
+                .map_err(aws("DeleteListener")),
+            &["ListenerNotFound"],
+        ),
+        Op::AuthorizeIngress {
+            group_id,
+            rule,
+            tags,
+        } => authorize(c, group_id, rule, tags).await,
         Op::RevokeIngress { group_id, rule_id } => ignore(
             c.ec2
                 .revoke_security_group_ingress()
@@ -137,9 +187,16 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
                 .await
                 .map(|_| ())
                 .map_err(aws("RevokeSecurityGroupIngress")),
-            &["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"],
+            &[
+                "InvalidPermission.NotFound",
+                "InvalidSecurityGroupRuleId.NotFound",
+            ],
         ),
-        Op::CreateCloudMapService { namespace_id, service, tags } => {
+        Op::CreateCloudMapService {
+            namespace_id,
+            service,
+            tags,
+        } => {
             let arn = create_cloud_map_service(c, namespace_id, service, tags).await?;
             refs.registries.insert(service.name.clone(), arn);
             Ok(())
@@ -153,19 +210,42 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
                         .map_err(|e| AwsError::other("UpdateService", e.to_string()))?,
                 )
                 .build();
-            c.cloudmap.update_service().id(id).service(change).send().await.map_err(aws("UpdateService"))?;
+            c.cloudmap
+                .update_service()
+                .id(id)
+                .service(change)
+                .send()
+                .await
+                .map_err(aws("UpdateService"))?;
             Ok(())
         }
         Op::DeleteCloudMapService { id } => delete_cloud_map_service(c, id).await,
-        Op::CreateEcsService { service, family, target_group, tags } => {
+        Op::CreateEcsService {
+            service,
+            family,
+            target_group,
+            tags,
+        } => {
             let tg = lookup(&refs.target_groups, target_group, "CreateService")?;
-            let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
+            let td = refs
+                .task_definitions
+                .get(family)
+                .cloned()
+                .unwrap_or_else(|| family.clone());
             let registry = refs.registries.get(&service.name).cloned();
             create_ecs_service(c, service, &td, &tg, registry, tags).await
         }
-        Op::UpdateEcsService { service, family, target_group } => {
+        Op::UpdateEcsService {
+            service,
+            family,
+            target_group,
+        } => {
             let tg = lookup(&refs.target_groups, target_group, "UpdateService")?;
-            let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
+            let td = refs
+                .task_definitions
+                .get(family)
+                .cloned()
+                .unwrap_or_else(|| family.clone());
             let registry = refs.registries.get(&service.name).cloned();
             update_ecs_service(c, service, &td, &tg, registry).await
         }
@@ -174,7 +254,9 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
 }
 
 fn lookup(map: &BTreeMap<String, String>, name: &str, op: &'static str) -> Result<String> {
-    map.get(name).cloned().ok_or_else(|| AwsError::other(op, format!("`{name}` was not created")))
+    map.get(name)
+        .cloned()
+        .ok_or_else(|| AwsError::other(op, format!("`{name}` was not created")))
 }
 
 /// "Already gone" (or "already there") answers count as success.
@@ -187,15 +269,30 @@ fn ignore(r: Result<impl Sized>, codes: &[&str]) -> Result<()> {
 }
 
 async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
-    let keys = crate::sshkeys::generate_host_keys(name).map_err(|e| AwsError::other("CreateSecret", e.to_string()))?;
+    // RSA-4096 generation is CPU-bound: off the async workers, so services generate in parallel.
+    let comment = name.to_owned();
+    let keys = tokio::task::spawn_blocking(move || crate::sshkeys::generate_host_keys(&comment))
+        .await
+        .map_err(|e| AwsError::other("CreateSecret", e.to_string()))?
+        .map_err(|e| AwsError::other("CreateSecret", e.to_string()))?;
     let r = c
         .secrets
         .create_secret()
         .name(name)
-        .description(format!("SSH host keys managed by sftp-operator. Public keys: {}", keys.public_keys.join(" | ")))
+        .description(format!(
+            "SSH host keys managed by sftp-operator. Public keys: {}",
+            keys.public_keys.join(" | ")
+        ))
         .secret_string(keys.secret_json.as_str())
         .set_tags(Some(
-            tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect(),
+            tags.iter()
+                .map(|(k, v)| {
+                    aws_sdk_secretsmanager::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                })
+                .collect(),
         ))
         .send()
         .await
@@ -207,33 +304,83 @@ async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
 async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags) -> Result<()> {
     match kind {
         Kind::TargetGroup | Kind::Listener => {
-            c.elb.add_tags().resource_arns(arn).set_tags(Some(elb_tags(tags))).send().await.map_err(aws("AddTags"))?;
+            c.elb
+                .add_tags()
+                .resource_arns(arn)
+                .set_tags(Some(elb_tags(tags)))
+                .send()
+                .await
+                .map_err(aws("AddTags"))?;
         }
         Kind::EcsService | Kind::TaskDefinition => {
-            c.ecs.tag_resource().resource_arn(arn).set_tags(Some(ecs_tags(tags))).send().await.map_err(aws("TagResource"))?;
+            c.ecs
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(ecs_tags(tags)))
+                .send()
+                .await
+                .map_err(aws("TagResource"))?;
         }
         Kind::CloudMapService => {
             let t = tags
                 .iter()
-                .map(|(k, v)| aws_sdk_servicediscovery::types::Tag::builder().key(k).value(v).build())
+                .map(|(k, v)| {
+                    aws_sdk_servicediscovery::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                })
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| AwsError::other("TagResource", e.to_string()))?;
-            c.cloudmap.tag_resource().resource_arn(arn).set_tags(Some(t)).send().await.map_err(aws("TagResource"))?;
+            c.cloudmap
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(t))
+                .send()
+                .await
+                .map_err(aws("TagResource"))?;
         }
         Kind::HostKeySecret => {
-            let t = tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect();
-            c.secrets.tag_resource().secret_id(arn).set_tags(Some(t)).send().await.map_err(aws("TagResource"))?;
+            let t = tags
+                .iter()
+                .map(|(k, v)| {
+                    aws_sdk_secretsmanager::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                })
+                .collect();
+            c.secrets
+                .tag_resource()
+                .secret_id(arn)
+                .set_tags(Some(t))
+                .send()
+                .await
+                .map_err(aws("TagResource"))?;
         }
         Kind::IngressRule => {
-            let t = tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect();
-            c.ec2.create_tags().resources(arn).set_tags(Some(t)).send().await.map_err(aws("CreateTags"))?;
+            let t = tags
+                .iter()
+                .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+                .collect();
+            c.ec2
+                .create_tags()
+                .resources(arn)
+                .set_tags(Some(t))
+                .send()
+                .await
+                .map_err(aws("CreateTags"))?;
         }
     }
     Ok(())
 }
 
 async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags) -> Result<String> {
-    let containers = td.container_definitions.iter().map(container).collect::<Result<Vec<_>>>()?;
+    let containers = td
+        .container_definitions
+        .iter()
+        .map(container)
+        .collect::<Result<Vec<_>>>()?;
     let volumes = td
         .volumes
         .iter()
@@ -246,11 +393,23 @@ async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags)
                 let mut eb = ecs::EfsVolumeConfiguration::builder()
                     .file_system_id(&e.file_system_id)
                     .root_directory(&e.root_directory)
-                    .transit_encryption(if e.transit_encryption { ecs::EfsTransitEncryption::Enabled } else { ecs::EfsTransitEncryption::Disabled });
+                    .transit_encryption(if e.transit_encryption {
+                        ecs::EfsTransitEncryption::Enabled
+                    } else {
+                        ecs::EfsTransitEncryption::Disabled
+                    });
                 if let Some(ap) = &e.access_point_id {
-                    eb = eb.authorization_config(ecs::EfsAuthorizationConfig::builder().access_point_id(ap).iam(ecs::EfsAuthorizationConfigIam::Enabled).build());
+                    eb = eb.authorization_config(
+                        ecs::EfsAuthorizationConfig::builder()
+                            .access_point_id(ap)
+                            .iam(ecs::EfsAuthorizationConfigIam::Enabled)
+                            .build(),
+                    );
                 }
-                b = b.efs_volume_configuration(eb.build().map_err(|e| AwsError::other("RegisterTaskDefinition", e.to_string()))?);
+                b = b.efs_volume_configuration(
+                    eb.build()
+                        .map_err(|e| AwsError::other("RegisterTaskDefinition", e.to_string()))?,
+                );
             }
             Ok(b.build())
         })
@@ -260,7 +419,12 @@ async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags)
         .register_task_definition()
         .family(&td.family)
         .network_mode(ecs::NetworkMode::from(td.network_mode.as_str()))
-        .set_requires_compatibilities(Some(td.requires_compatibilities.iter().map(|x| ecs::Compatibility::from(x.as_str())).collect()))
+        .set_requires_compatibilities(Some(
+            td.requires_compatibilities
+                .iter()
+                .map(|x| ecs::Compatibility::from(x.as_str()))
+                .collect(),
+        ))
         .set_execution_role_arn(td.execution_role_arn.clone())
         .set_task_role_arn(td.task_role_arn.clone())
         .set_container_definitions(Some(containers))
@@ -269,11 +433,17 @@ async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags)
         .send()
         .await
         .map_err(aws("RegisterTaskDefinition"))?;
-    Ok(out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_owned())
+    Ok(out
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .unwrap_or_default()
+        .to_owned())
 }
 
 fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinition> {
-    let err = |e: aws_sdk_ecs::error::BuildError| AwsError::other("RegisterTaskDefinition", e.to_string());
+    let err = |e: aws_sdk_ecs::error::BuildError| {
+        AwsError::other("RegisterTaskDefinition", e.to_string())
+    };
     let mut b = ecs::ContainerDefinition::builder()
         .name(&cd.name)
         .image(&cd.image)
@@ -294,14 +464,39 @@ fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinitio
         ))
         .set_entry_point(Some(cd.entry_point.clone()))
         .set_command((!cd.command.is_empty()).then(|| cd.command.clone()))
-        .set_environment(Some(cd.environment.iter().map(|e| ecs::KeyValuePair::builder().name(&e.name).value(&e.value).build()).collect()))
+        .set_environment(Some(
+            cd.environment
+                .iter()
+                .map(|e| {
+                    ecs::KeyValuePair::builder()
+                        .name(&e.name)
+                        .value(&e.value)
+                        .build()
+                })
+                .collect(),
+        ))
         .set_secrets(Some(
-            cd.secrets.iter().map(|s| ecs::Secret::builder().name(&s.name).value_from(&s.value_from).build().map_err(err)).collect::<Result<_>>()?,
+            cd.secrets
+                .iter()
+                .map(|s| {
+                    ecs::Secret::builder()
+                        .name(&s.name)
+                        .value_from(&s.value_from)
+                        .build()
+                        .map_err(err)
+                })
+                .collect::<Result<_>>()?,
         ))
         .set_mount_points(Some(
             cd.mount_points
                 .iter()
-                .map(|m| ecs::MountPoint::builder().source_volume(&m.source_volume).container_path(&m.container_path).read_only(m.read_only).build())
+                .map(|m| {
+                    ecs::MountPoint::builder()
+                        .source_volume(&m.source_volume)
+                        .container_path(&m.container_path)
+                        .read_only(m.read_only)
+                        .build()
+                })
                 .collect(),
         ));
     if let Some(lp) = &cd.linux_parameters {
@@ -312,14 +507,23 @@ fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinitio
                 ecs::Device::builder()
                     .host_path(&d.host_path)
                     .container_path(&d.container_path)
-                    .set_permissions(Some(d.permissions.iter().map(|p| ecs::DeviceCgroupPermission::from(p.as_str())).collect()))
+                    .set_permissions(Some(
+                        d.permissions
+                            .iter()
+                            .map(|p| ecs::DeviceCgroupPermission::from(p.as_str()))
+                            .collect(),
+                    ))
                     .build()
                     .map_err(err)
             })
             .collect::<Result<Vec<_>>>()?;
         b = b.linux_parameters(
             ecs::LinuxParameters::builder()
-                .capabilities(ecs::KernelCapabilities::builder().set_add(Some(lp.capabilities_add.clone())).build())
+                .capabilities(
+                    ecs::KernelCapabilities::builder()
+                        .set_add(Some(lp.capabilities_add.clone()))
+                        .build(),
+                )
                 .set_devices(Some(devices))
                 .build(),
         );
@@ -337,20 +541,46 @@ fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinitio
 }
 
 async fn deregister_task_definitions(c: &Clients, family: &str) -> Result<()> {
-    let mut pages = c.ecs.list_task_definitions().family_prefix(family).status(ecs::TaskDefinitionStatus::Active).into_paginator().send();
+    let mut pages = c
+        .ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(ecs::TaskDefinitionStatus::Active)
+        .into_paginator()
+        .send();
     let mut arns = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws("ListTaskDefinitions"))?;
         // family_prefix matches by prefix: keep exactly this family.
-        arns.extend(page.task_definition_arns().iter().filter(|a| crate::observed::name_from_arn(a).rsplit_once(':').map(|x| x.0) == Some(family)).cloned());
+        arns.extend(
+            page.task_definition_arns()
+                .iter()
+                .filter(|a| {
+                    crate::observed::name_from_arn(a)
+                        .rsplit_once(':')
+                        .map(|x| x.0)
+                        == Some(family)
+                })
+                .cloned(),
+        );
     }
     for arn in arns {
-        c.ecs.deregister_task_definition().task_definition(arn).send().await.map_err(aws("DeregisterTaskDefinition"))?;
+        c.ecs
+            .deregister_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(aws("DeregisterTaskDefinition"))?;
     }
     Ok(())
 }
 
-async fn create_target_group(c: &Clients, tg: &render::TargetGroup, vpc_id: &str, tags: &Tags) -> Result<String> {
+async fn create_target_group(
+    c: &Clients,
+    tg: &render::TargetGroup,
+    vpc_id: &str,
+    tags: &Tags,
+) -> Result<String> {
     let r = c
         .elb
         .create_target_group()
@@ -369,17 +599,37 @@ async fn create_target_group(c: &Clients, tg: &render::TargetGroup, vpc_id: &str
         .await
         .map_err(aws("CreateTargetGroup"));
     let arn = match r {
-        Ok(out) => out.target_groups().first().and_then(|t| t.target_group_arn()).unwrap_or_default().to_owned(),
+        Ok(out) => out
+            .target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .unwrap_or_default()
+            .to_owned(),
         Err(e) if e.is("DuplicateTargetGroupName") => {
-            let out = c.elb.describe_target_groups().names(&tg.name).send().await.map_err(aws("DescribeTargetGroups"))?;
-            out.target_groups().first().and_then(|t| t.target_group_arn()).unwrap_or_default().to_owned()
+            let out = c
+                .elb
+                .describe_target_groups()
+                .names(&tg.name)
+                .send()
+                .await
+                .map_err(aws("DescribeTargetGroups"))?;
+            out.target_groups()
+                .first()
+                .and_then(|t| t.target_group_arn())
+                .unwrap_or_default()
+                .to_owned()
         }
         Err(e) => return Err(e),
     };
     c.elb
         .modify_target_group_attributes()
         .target_group_arn(&arn)
-        .attributes(elb::TargetGroupAttribute::builder().key("deregistration_delay.timeout_seconds").value(tg.deregistration_delay_seconds.to_string()).build())
+        .attributes(
+            elb::TargetGroupAttribute::builder()
+                .key("deregistration_delay.timeout_seconds")
+                .value(tg.deregistration_delay_seconds.to_string())
+                .build(),
+        )
         .send()
         .await
         .map_err(aws("ModifyTargetGroupAttributes"))?;
@@ -402,10 +652,19 @@ async fn modify_target_group(c: &Clients, arn: &str, tg: &render::TargetGroup) -
 }
 
 fn forward(tg_arn: &str) -> elb::Action {
-    elb::Action::builder().r#type(elb::ActionTypeEnum::Forward).target_group_arn(tg_arn).build()
+    elb::Action::builder()
+        .r#type(elb::ActionTypeEnum::Forward)
+        .target_group_arn(tg_arn)
+        .build()
 }
 
-async fn create_listener(c: &Clients, lb: &str, l: &render::Listener, tg: &str, tags: &Tags) -> Result<()> {
+async fn create_listener(
+    c: &Clients,
+    lb: &str,
+    l: &render::Listener,
+    tg: &str,
+    tags: &Tags,
+) -> Result<()> {
     let out = c
         .elb
         .create_listener()
@@ -417,7 +676,12 @@ async fn create_listener(c: &Clients, lb: &str, l: &render::Listener, tg: &str, 
         .send()
         .await
         .map_err(aws("CreateListener"))?;
-    let arn = out.listeners().first().and_then(|x| x.listener_arn()).unwrap_or_default().to_owned();
+    let arn = out
+        .listeners()
+        .first()
+        .and_then(|x| x.listener_arn())
+        .unwrap_or_default()
+        .to_owned();
     set_idle_timeout(c, &arn, l.idle_timeout_seconds).await
 }
 
@@ -425,26 +689,51 @@ async fn set_idle_timeout(c: &Clients, listener_arn: &str, seconds: u32) -> Resu
     c.elb
         .modify_listener_attributes()
         .listener_arn(listener_arn)
-        .attributes(elb::ListenerAttribute::builder().key(IDLE_TIMEOUT_ATTRIBUTE).value(seconds.to_string()).build())
+        .attributes(
+            elb::ListenerAttribute::builder()
+                .key(IDLE_TIMEOUT_ATTRIBUTE)
+                .value(seconds.to_string())
+                .build(),
+        )
         .send()
         .await
         .map_err(aws("ModifyListenerAttributes"))?;
     Ok(())
 }
 
-async fn authorize(c: &Clients, group_id: &str, rule: &render::IngressRule, tags: &Tags) -> Result<()> {
+async fn authorize(
+    c: &Clients,
+    group_id: &str,
+    rule: &render::IngressRule,
+    tags: &Tags,
+) -> Result<()> {
     let range = if rule.cidr.contains(':') {
         aws_sdk_ec2::types::IpPermission::builder().ipv6_ranges(
-            aws_sdk_ec2::types::Ipv6Range::builder().cidr_ipv6(&rule.cidr).description(&rule.description).build(),
+            aws_sdk_ec2::types::Ipv6Range::builder()
+                .cidr_ipv6(&rule.cidr)
+                .description(&rule.description)
+                .build(),
         )
     } else {
-        aws_sdk_ec2::types::IpPermission::builder()
-            .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip(&rule.cidr).description(&rule.description).build())
+        aws_sdk_ec2::types::IpPermission::builder().ip_ranges(
+            aws_sdk_ec2::types::IpRange::builder()
+                .cidr_ip(&rule.cidr)
+                .description(&rule.description)
+                .build(),
+        )
     };
-    let perm = range.ip_protocol(&rule.protocol).from_port(i32::from(rule.port)).to_port(i32::from(rule.port)).build();
+    let perm = range
+        .ip_protocol(&rule.protocol)
+        .from_port(i32::from(rule.port))
+        .to_port(i32::from(rule.port))
+        .build();
     let spec = aws_sdk_ec2::types::TagSpecification::builder()
         .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroupRule)
-        .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()))
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
         .build();
     let r = c
         .ec2
@@ -467,7 +756,12 @@ fn srv_record(ttl: i64) -> aws_sdk_servicediscovery::types::DnsRecord {
         .expect("type and ttl are set")
 }
 
-async fn create_cloud_map_service(c: &Clients, namespace_id: &str, s: &render::CloudMapService, tags: &Tags) -> Result<String> {
+async fn create_cloud_map_service(
+    c: &Clients,
+    namespace_id: &str,
+    s: &render::CloudMapService,
+    tags: &Tags,
+) -> Result<String> {
     use aws_sdk_servicediscovery::types as sd;
     let t = tags
         .iter()
@@ -492,15 +786,31 @@ async fn create_cloud_map_service(c: &Clients, namespace_id: &str, s: &render::C
         .await
         .map_err(aws("CreateService"));
     match r {
-        Ok(out) => Ok(out.service().and_then(|s| s.arn()).unwrap_or_default().to_owned()),
+        Ok(out) => Ok(out
+            .service()
+            .and_then(|s| s.arn())
+            .unwrap_or_default()
+            .to_owned()),
         Err(e) if e.is("ServiceAlreadyExists") => {
             let filter = sd::ServiceFilter::builder()
                 .name(sd::ServiceFilterName::NamespaceId)
                 .values(namespace_id)
                 .build()
                 .map_err(|e| AwsError::other("ListServices", e.to_string()))?;
-            let out = c.cloudmap.list_services().filters(filter).send().await.map_err(aws("ListServices"))?;
-            Ok(out.services().iter().find(|x| x.name() == Some(&s.name)).and_then(|x| x.arn()).unwrap_or_default().to_owned())
+            let out = c
+                .cloudmap
+                .list_services()
+                .filters(filter)
+                .send()
+                .await
+                .map_err(aws("ListServices"))?;
+            Ok(out
+                .services()
+                .iter()
+                .find(|x| x.name() == Some(&s.name))
+                .and_then(|x| x.arn())
+                .unwrap_or_default()
+                .to_owned())
         }
         Err(e) => Err(e),
     }
@@ -511,11 +821,25 @@ async fn delete_cloud_map_service(c: &Clients, id: &str) -> Result<()> {
     if let Ok(out) = c.cloudmap.list_instances().service_id(id).send().await {
         for i in out.instances() {
             if let Some(iid) = i.id() {
-                let _ = c.cloudmap.deregister_instance().service_id(id).instance_id(iid).send().await;
+                let _ = c
+                    .cloudmap
+                    .deregister_instance()
+                    .service_id(id)
+                    .instance_id(iid)
+                    .send()
+                    .await;
             }
         }
     }
-    ignore(c.cloudmap.delete_service().id(id).send().await.map_err(aws("DeleteService")), &["ServiceNotFound"])
+    ignore(
+        c.cloudmap
+            .delete_service()
+            .id(id)
+            .send()
+            .await
+            .map_err(aws("DeleteService")),
+        &["ServiceNotFound"],
+    )
 }
 
 fn deployment(s: &render::EcsService) -> ecs::DeploymentConfiguration {
@@ -523,28 +847,54 @@ fn deployment(s: &render::EcsService) -> ecs::DeploymentConfiguration {
         .minimum_healthy_percent(s.minimum_healthy_percent as i32)
         .maximum_percent(s.maximum_percent as i32)
         .deployment_circuit_breaker(
-            ecs::DeploymentCircuitBreaker::builder().enable(true).rollback(s.circuit_breaker_rollback).build(),
+            ecs::DeploymentCircuitBreaker::builder()
+                .enable(true)
+                .rollback(s.circuit_breaker_rollback)
+                .build(),
         )
         .build()
 }
 
-fn bindings(s: &render::EcsService, tg: &str, registry: Option<String>) -> (ecs::LoadBalancer, Option<ecs::ServiceRegistry>) {
-    let lb = ecs::LoadBalancer::builder().target_group_arn(tg).container_name(&s.container_name).container_port(i32::from(s.container_port)).build();
+fn bindings(
+    s: &render::EcsService,
+    tg: &str,
+    registry: Option<String>,
+) -> (ecs::LoadBalancer, Option<ecs::ServiceRegistry>) {
+    let lb = ecs::LoadBalancer::builder()
+        .target_group_arn(tg)
+        .container_name(&s.container_name)
+        .container_port(i32::from(s.container_port))
+        .build();
     let reg = registry.map(|arn| {
-        ecs::ServiceRegistry::builder().registry_arn(arn).container_name(&s.container_name).container_port(i32::from(s.container_port)).build()
+        ecs::ServiceRegistry::builder()
+            .registry_arn(arn)
+            .container_name(&s.container_name)
+            .container_port(i32::from(s.container_port))
+            .build()
     });
     (lb, reg)
 }
 
 fn placement(s: &render::EcsService) -> Vec<ecs::PlacementConstraint> {
     if s.distinct_instance {
-        vec![ecs::PlacementConstraint::builder().r#type(ecs::PlacementConstraintType::DistinctInstance).build()]
+        vec![
+            ecs::PlacementConstraint::builder()
+                .r#type(ecs::PlacementConstraintType::DistinctInstance)
+                .build(),
+        ]
     } else {
         vec![]
     }
 }
 
-async fn create_ecs_service(c: &Clients, s: &render::EcsService, td: &str, tg: &str, registry: Option<String>, tags: &Tags) -> Result<()> {
+async fn create_ecs_service(
+    c: &Clients,
+    s: &render::EcsService,
+    td: &str,
+    tg: &str,
+    registry: Option<String>,
+    tags: &Tags,
+) -> Result<()> {
     let (lb, reg) = bindings(s, tg, registry.clone());
     let r = c
         .ecs
@@ -568,12 +918,20 @@ async fn create_ecs_service(c: &Clients, s: &render::EcsService, td: &str, tg: &
     match r {
         Ok(_) => Ok(()),
         // Created by an interrupted earlier run: bring it in line instead.
-        Err(e) if e.message.contains("idempotent") => update_ecs_service(c, s, td, tg, registry).await,
+        Err(e) if e.message.contains("idempotent") => {
+            update_ecs_service(c, s, td, tg, registry).await
+        }
         Err(e) => Err(e),
     }
 }
 
-async fn update_ecs_service(c: &Clients, s: &render::EcsService, td: &str, tg: &str, registry: Option<String>) -> Result<()> {
+async fn update_ecs_service(
+    c: &Clients,
+    s: &render::EcsService,
+    td: &str,
+    tg: &str,
+    registry: Option<String>,
+) -> Result<()> {
     let (lb, reg) = bindings(s, tg, registry);
     c.ecs
         .update_service()
@@ -593,14 +951,34 @@ async fn update_ecs_service(c: &Clients, s: &render::EcsService, td: &str, tg: &
 }
 
 async fn delete_ecs_service(c: &Clients, cluster: &str, name: &str) -> Result<()> {
-    let r = c.ecs.delete_service().cluster(cluster).service(name).force(true).send().await.map_err(aws("DeleteService"));
-    ignore(r, &["ServiceNotFoundException", "ServiceNotActiveException"])
+    let r = c
+        .ecs
+        .delete_service()
+        .cluster(cluster)
+        .service(name)
+        .force(true)
+        .send()
+        .await
+        .map_err(aws("DeleteService"));
+    ignore(
+        r,
+        &["ServiceNotFoundException", "ServiceNotActiveException"],
+    )
 }
 
 /// The primary deployment's rollout state (`IN_PROGRESS`, `COMPLETED`, `FAILED`) and counts.
 pub async fn rollout(c: &Clients, cluster: &str, name: &str) -> Result<(Option<String>, i32, i32)> {
-    let out = c.ecs.describe_services().cluster(cluster).services(name).send().await.map_err(aws("DescribeServices"))?;
-    let Some(s) = out.services().first() else { return Ok((None, 0, 0)) };
+    let out = c
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(name)
+        .send()
+        .await
+        .map_err(aws("DescribeServices"))?;
+    let Some(s) = out.services().first() else {
+        return Ok((None, 0, 0));
+    };
     let state = s
         .deployments()
         .iter()

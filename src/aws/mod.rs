@@ -59,7 +59,9 @@ pub struct CallCounter {
 
 impl std::fmt::Debug for CallCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallCounter").field("calls", &self.total()).finish()
+        f.debug_struct("CallCounter")
+            .field("calls", &self.total())
+            .finish()
     }
 }
 
@@ -77,7 +79,11 @@ impl CallCounter {
 
     /// Calls that change something in AWS (by operation name).
     pub fn mutating(&self) -> u64 {
-        self.snapshot().iter().filter(|((_, op, _), _)| is_mutating(op)).map(|(_, s)| s.count).sum()
+        self.snapshot()
+            .iter()
+            .filter(|((_, op, _), _)| is_mutating(op))
+            .map(|(_, s)| s.count)
+            .sum()
     }
 
     pub fn set_observer(&self, f: CallObserver) {
@@ -87,7 +93,9 @@ impl CallCounter {
     fn record(&self, service: &str, operation: &str, outcome: Outcome, took: Duration) {
         {
             let mut m = self.inner.lock().expect("call counter lock");
-            let s = m.entry((service.to_owned(), operation.to_owned(), outcome)).or_default();
+            let s = m
+                .entry((service.to_owned(), operation.to_owned(), outcome))
+                .or_default();
             s.count += 1;
             s.total_seconds += took.as_secs_f64();
         }
@@ -101,8 +109,26 @@ impl CallCounter {
 /// Operations that change state, by the verbs AWS APIs use for them.
 pub fn is_mutating(operation: &str) -> bool {
     const VERBS: [&str; 20] = [
-        "Create", "Delete", "Update", "Put", "Register", "Deregister", "Modify", "Authorize", "Revoke",
-        "Change", "Add", "Remove", "Tag", "Untag", "Set", "Run", "Start", "Stop", "Restore", "Send",
+        "Create",
+        "Delete",
+        "Update",
+        "Put",
+        "Register",
+        "Deregister",
+        "Modify",
+        "Authorize",
+        "Revoke",
+        "Change",
+        "Add",
+        "Remove",
+        "Tag",
+        "Untag",
+        "Set",
+        "Run",
+        "Start",
+        "Stop",
+        "Restore",
+        "Send",
     ];
     VERBS.iter().any(|v| operation.starts_with(v))
 }
@@ -137,7 +163,10 @@ impl Intercept for CountingInterceptor {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let took = cfg.load::<CallStart>().map(|s| s.0.elapsed()).unwrap_or_default();
+        let took = cfg
+            .load::<CallStart>()
+            .map(|s| s.0.elapsed())
+            .unwrap_or_default();
         let (service, operation) = cfg
             .load::<Metadata>()
             .map(|m| (m.service().to_owned(), m.name().to_owned()))
@@ -161,9 +190,16 @@ impl Intercept for CountingInterceptor {
 
 /// AWS spells throttling several ways across services.
 pub fn is_throttle_text(s: &str) -> bool {
-    ["Throttl", "RequestLimitExceeded", "TooManyRequests", "Rate exceeded", "SlowDown", "PriorRequestNotComplete"]
-        .iter()
-        .any(|p| s.contains(p))
+    [
+        "Throttl",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "Rate exceeded",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
 }
 
 /// One client per service the operator talks to, all sharing the call counter.
@@ -181,8 +217,11 @@ pub struct Clients {
 impl Clients {
     /// Clients from the standard chain; `region` overrides the chain's region when given.
     pub async fn from_env(region: Option<String>) -> Clients {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(5).with_initial_backoff(Duration::from_millis(200)));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(200)),
+        );
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
         }
@@ -194,7 +233,9 @@ impl Clients {
         let calls = CallCounter::default();
         macro_rules! client {
             ($krate:ident) => {{
-                let conf = $krate::config::Builder::from(sdk).interceptor(CountingInterceptor(calls.clone())).build();
+                let conf = $krate::config::Builder::from(sdk)
+                    .interceptor(CountingInterceptor(calls.clone()))
+                    .build();
                 $krate::Client::from_conf(conf)
             }};
         }
@@ -222,7 +263,13 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    pub fn new<E>(operation: &'static str, err: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>) -> Self
+    pub fn new<E>(
+        operation: &'static str,
+        err: aws_smithy_runtime_api::client::result::SdkError<
+            E,
+            aws_smithy_runtime_api::http::Response,
+        >,
+    ) -> Self
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -233,7 +280,12 @@ impl AwsError {
             None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
         };
         let throttled = is_throttle_text(&code);
-        AwsError { operation, code, message, throttled }
+        AwsError {
+            operation,
+            code,
+            message,
+            throttled,
+        }
     }
 
     pub fn is(&self, code: &str) -> bool {
@@ -241,12 +293,21 @@ impl AwsError {
     }
 
     pub fn other(operation: &'static str, message: impl Into<String>) -> Self {
-        AwsError { operation, code: "Invalid".into(), message: message.into(), throttled: false }
+        AwsError {
+            operation,
+            code: "Invalid".into(),
+            message: message.into(),
+            throttled: false,
+        }
     }
 }
 
 /// `.await.map_err(aws(op))` keeps call sites short.
-pub fn aws<E>(operation: &'static str) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>) -> AwsError
+pub fn aws<E>(
+    operation: &'static str,
+) -> impl FnOnce(
+    aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> AwsError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -9,8 +9,8 @@ use aws_sdk_ecs::types::{ServiceField, TaskDefinitionField};
 use super::{AwsError, Clients, aws};
 use crate::observed::{self, Observed, Tags, name_from_arn};
 use crate::render::{
-    ContainerDefinition, Desired, Device, EfsVolume, KeyValue, LinuxParameters, LogConfiguration, MountPoint,
-    PortMapping, SecretRef, TaskDefinition, Volume,
+    ContainerDefinition, Desired, Device, EfsVolume, KeyValue, LinuxParameters, LogConfiguration,
+    MountPoint, PortMapping, SecretRef, TaskDefinition, Volume,
 };
 
 type Result<T, E = AwsError> = std::result::Result<T, E>;
@@ -40,7 +40,10 @@ impl Scope {
                 s.namespaces.insert(cm.namespace.clone());
             }
             s.families.insert(d.names.task_family.clone());
-            s.ecs_services.entry(d.ecs_service.cluster.clone()).or_default().insert(d.ecs_service.name.clone());
+            s.ecs_services
+                .entry(d.ecs_service.cluster.clone())
+                .or_default()
+                .insert(d.ecs_service.name.clone());
             if let Some(name) = &d.host_key_secret {
                 s.secrets.insert(name.clone());
             }
@@ -85,7 +88,11 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     })
 }
 
-type LbPart = (BTreeMap<String, Option<observed::LoadBalancer>>, Vec<observed::TargetGroup>, Vec<observed::Listener>);
+type LbPart = (
+    BTreeMap<String, Option<observed::LoadBalancer>>,
+    Vec<observed::TargetGroup>,
+    Vec<observed::Listener>,
+);
 
 async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     let mut lbs = BTreeMap::new();
@@ -94,7 +101,13 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     }
     let arns: Vec<String> = scope.load_balancers.iter().cloned().collect();
     // One call for all; a missing ARN fails the whole call, so fall back to one by one.
-    let found = match c.elb.describe_load_balancers().set_load_balancer_arns(Some(arns.clone())).send().await {
+    let found = match c
+        .elb
+        .describe_load_balancers()
+        .set_load_balancer_arns(Some(arns.clone()))
+        .send()
+        .await
+    {
         Ok(out) => out.load_balancers.unwrap_or_default(),
         Err(e) => {
             let e = AwsError::new("DescribeLoadBalancers", e);
@@ -103,7 +116,13 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
             }
             let mut v = Vec::new();
             for arn in &arns {
-                match c.elb.describe_load_balancers().load_balancer_arns(arn).send().await {
+                match c
+                    .elb
+                    .describe_load_balancers()
+                    .load_balancer_arns(arn)
+                    .send()
+                    .await
+                {
                     Ok(out) => v.extend(out.load_balancers.unwrap_or_default()),
                     Err(e) => {
                         let e = AwsError::new("DescribeLoadBalancers", e);
@@ -118,11 +137,21 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     };
     let subnet_ids: Vec<String> = found
         .iter()
-        .flat_map(|lb| lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_owned)))
+        .flat_map(|lb| {
+            lb.availability_zones()
+                .iter()
+                .filter_map(|z| z.subnet_id().map(str::to_owned))
+        })
         .collect();
     let mut subnet_cidrs: BTreeMap<String, String> = BTreeMap::new();
     if !subnet_ids.is_empty() {
-        let out = c.ec2.describe_subnets().set_subnet_ids(Some(subnet_ids)).send().await.map_err(aws("DescribeSubnets"))?;
+        let out = c
+            .ec2
+            .describe_subnets()
+            .set_subnet_ids(Some(subnet_ids))
+            .send()
+            .await
+            .map_err(aws("DescribeSubnets"))?;
         for s in out.subnets() {
             if let (Some(id), Some(cidr)) = (s.subnet_id(), s.cidr_block()) {
                 subnet_cidrs.insert(id.to_owned(), cidr.to_owned());
@@ -145,11 +174,20 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
             arn.clone(),
             Some(observed::LoadBalancer {
                 arn,
-                kind: lb.r#type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
-                scheme: lb.scheme().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                kind: lb
+                    .r#type()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default(),
+                scheme: lb
+                    .scheme()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
                 vpc_id: lb.vpc_id().unwrap_or_default().to_owned(),
                 dns_name: lb.dns_name().unwrap_or_default().to_owned(),
-                canonical_hosted_zone_id: lb.canonical_hosted_zone_id().unwrap_or_default().to_owned(),
+                canonical_hosted_zone_id: lb
+                    .canonical_hosted_zone_id()
+                    .unwrap_or_default()
+                    .to_owned(),
                 subnet_cidrs: cidrs,
             }),
         );
@@ -166,7 +204,12 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     let mut listeners = Vec::new();
     for lb in &found {
         let arn = lb.load_balancer_arn().unwrap_or_default();
-        let mut pages = c.elb.describe_listeners().load_balancer_arn(arn).into_paginator().send();
+        let mut pages = c
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(arn)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(aws("DescribeListeners"))?;
             listeners.extend(page.listeners.unwrap_or_default());
@@ -176,17 +219,38 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     let candidate_tgs: Vec<&aws_sdk_elasticloadbalancingv2::types::TargetGroup> = tgs
         .iter()
         .filter(|t| {
-            t.target_group_name().is_some_and(|n| n.starts_with("sftp-"))
-                || t.load_balancer_arns().iter().any(|a| scope.load_balancers.contains(a))
+            t.target_group_name()
+                .is_some_and(|n| n.starts_with("sftp-"))
+                || t.load_balancer_arns()
+                    .iter()
+                    .any(|a| scope.load_balancers.contains(a))
         })
         .collect();
-    let mut tag_arns: Vec<String> = candidate_tgs.iter().filter_map(|t| t.target_group_arn().map(str::to_owned)).collect();
-    tag_arns.extend(listeners.iter().filter_map(|l| l.listener_arn().map(str::to_owned)));
+    let mut tag_arns: Vec<String> = candidate_tgs
+        .iter()
+        .filter_map(|t| t.target_group_arn().map(str::to_owned))
+        .collect();
+    tag_arns.extend(
+        listeners
+            .iter()
+            .filter_map(|l| l.listener_arn().map(str::to_owned)),
+    );
     let mut tags: BTreeMap<String, Tags> = BTreeMap::new();
     for chunk in tag_arns.chunks(20) {
-        let out = c.elb.describe_tags().set_resource_arns(Some(chunk.to_vec())).send().await.map_err(aws("DescribeTags"))?;
+        let out = c
+            .elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(aws("DescribeTags"))?;
         for td in out.tag_descriptions() {
-            let t = tag_map(td.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))));
+            let t = tag_map(td.tags().iter().filter_map(|t| {
+                Some((
+                    t.key()?.to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                ))
+            }));
             tags.insert(td.resource_arn().unwrap_or_default().to_owned(), t);
         }
     }
@@ -216,7 +280,11 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
         let arn = l.listener_arn().unwrap_or_default().to_owned();
         let t = tags.get(&arn).cloned().unwrap_or_default();
         // Attributes only for listeners we may manage: ours, or on a port a manifest wants.
-        let idle_timeout_seconds = if t.contains_key(crate::names::OWNER_TAG) { listener_idle_timeout(c, &arn).await? } else { None };
+        let idle_timeout_seconds = if t.contains_key(crate::names::OWNER_TAG) {
+            listener_idle_timeout(c, &arn).await?
+        } else {
+            None
+        };
         out_listeners.push(observed::Listener {
             load_balancer_arn: l.load_balancer_arn().unwrap_or_default().to_owned(),
             port: l.port(),
@@ -225,9 +293,17 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
                 .default_actions()
                 .iter()
                 .flat_map(|a| {
-                    let mut v: Vec<String> = a.target_group_arn().map(str::to_owned).into_iter().collect();
+                    let mut v: Vec<String> = a
+                        .target_group_arn()
+                        .map(str::to_owned)
+                        .into_iter()
+                        .collect();
                     if let Some(fc) = a.forward_config() {
-                        v.extend(fc.target_groups().iter().filter_map(|t| t.target_group_arn().map(str::to_owned)));
+                        v.extend(
+                            fc.target_groups()
+                                .iter()
+                                .filter_map(|t| t.target_group_arn().map(str::to_owned)),
+                        );
                     }
                     v
                 })
@@ -245,7 +321,13 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
 pub const IDLE_TIMEOUT_ATTRIBUTE: &str = "tcp.idle_timeout.seconds";
 
 async fn listener_idle_timeout(c: &Clients, arn: &str) -> Result<Option<u32>> {
-    match c.elb.describe_listener_attributes().listener_arn(arn).send().await {
+    match c
+        .elb
+        .describe_listener_attributes()
+        .listener_arn(arn)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out
             .attributes()
             .iter()
@@ -259,15 +341,28 @@ async fn listener_idle_timeout(c: &Clients, arn: &str) -> Result<Option<u32>> {
     }
 }
 
-async fn security_groups(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, Option<Vec<observed::IngressRule>>>> {
+async fn security_groups(
+    c: &Clients,
+    scope: &Scope,
+) -> Result<BTreeMap<String, Option<Vec<observed::IngressRule>>>> {
     let mut out: BTreeMap<String, Option<Vec<observed::IngressRule>>> = BTreeMap::new();
     if scope.security_groups.is_empty() {
         return Ok(out);
     }
     let ids: Vec<String> = scope.security_groups.iter().cloned().collect();
     // Existence: describe the groups one call; a missing id fails it, so check one by one then.
-    let existing: BTreeSet<String> = match c.ec2.describe_security_groups().set_group_ids(Some(ids.clone())).send().await {
-        Ok(o) => o.security_groups().iter().filter_map(|g| g.group_id().map(str::to_owned)).collect(),
+    let existing: BTreeSet<String> = match c
+        .ec2
+        .describe_security_groups()
+        .set_group_ids(Some(ids.clone()))
+        .send()
+        .await
+    {
+        Ok(o) => o
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect(),
         Err(e) => {
             let e = AwsError::new("DescribeSecurityGroups", e);
             if !e.code.contains("NotFound") {
@@ -275,7 +370,13 @@ async fn security_groups(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, 
             }
             let mut s = BTreeSet::new();
             for id in &ids {
-                if c.ec2.describe_security_groups().group_ids(id).send().await.is_ok() {
+                if c.ec2
+                    .describe_security_groups()
+                    .group_ids(id)
+                    .send()
+                    .await
+                    .is_ok()
+                {
                     s.insert(id.clone());
                 }
             }
@@ -288,8 +389,16 @@ async fn security_groups(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, 
     if existing.is_empty() {
         return Ok(out);
     }
-    let filter = aws_sdk_ec2::types::Filter::builder().name("group-id").set_values(Some(existing.iter().cloned().collect())).build();
-    let mut pages = c.ec2.describe_security_group_rules().filters(filter).into_paginator().send();
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("group-id")
+        .set_values(Some(existing.iter().cloned().collect()))
+        .build();
+    let mut pages = c
+        .ec2
+        .describe_security_group_rules()
+        .filters(filter)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws("DescribeSecurityGroupRules"))?;
         for r in page.security_group_rules() {
@@ -318,7 +427,12 @@ async fn security_groups(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, 
                 to_port: r.to_port().unwrap_or(-1),
                 cidr: cidr.to_owned(),
                 description: r.description().map(str::to_owned),
-                tags: tag_map(r.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))),
+                tags: tag_map(r.tags().iter().filter_map(|t| {
+                    Some((
+                        t.key()?.to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    ))
+                })),
             };
             if let Some(Some(v)) = out.get_mut(r.group_id().unwrap_or_default()) {
                 v.push(rule);
@@ -331,7 +445,10 @@ async fn security_groups(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, 
     Ok(out)
 }
 
-type CloudMapPart = (BTreeMap<String, Option<observed::Namespace>>, Vec<observed::CloudMapService>);
+type CloudMapPart = (
+    BTreeMap<String, Option<observed::Namespace>>,
+    Vec<observed::CloudMapService>,
+);
 
 async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
     let mut namespaces = BTreeMap::new();
@@ -346,27 +463,45 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
         all.extend(page.namespaces.unwrap_or_default());
     }
     for reference in &scope.namespaces {
-        let found = all.iter().find(|n| n.id() == Some(reference.as_str()) || n.name().map(|x| x.trim_end_matches('.')) == Some(reference.as_str()));
+        let found = all.iter().find(|n| {
+            n.id() == Some(reference.as_str())
+                || n.name().map(|x| x.trim_end_matches('.')) == Some(reference.as_str())
+        });
         namespaces.insert(
             reference.clone(),
-            found.map(|n| observed::Namespace { id: n.id().unwrap_or_default().to_owned(), name: n.name().unwrap_or_default().to_owned() }),
+            found.map(|n| observed::Namespace {
+                id: n.id().unwrap_or_default().to_owned(),
+                name: n.name().unwrap_or_default().to_owned(),
+            }),
         );
     }
-    let ids: BTreeSet<String> = namespaces.values().flatten().map(|n| n.id.clone()).collect();
+    let ids: BTreeSet<String> = namespaces
+        .values()
+        .flatten()
+        .map(|n| n.id.clone())
+        .collect();
     for id in ids {
         let filter = aws_sdk_servicediscovery::types::ServiceFilter::builder()
             .name(aws_sdk_servicediscovery::types::ServiceFilterName::NamespaceId)
             .values(id.clone())
             .build()
             .map_err(|e| AwsError::other("ListServices", e.to_string()))?;
-        let mut pages = c.cloudmap.list_services().filters(filter).into_paginator().send();
+        let mut pages = c
+            .cloudmap
+            .list_services()
+            .filters(filter)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(aws("ListServices"))?;
             for s in page.services() {
                 let arn = s.arn().unwrap_or_default().to_owned();
-                let srv_ttl = s
-                    .dns_config()
-                    .and_then(|d| d.dns_records().iter().find(|r| r.r#type().as_str() == "SRV").map(|r| r.ttl()));
+                let srv_ttl = s.dns_config().and_then(|d| {
+                    d.dns_records()
+                        .iter()
+                        .find(|r| r.r#type().as_str() == "SRV")
+                        .map(|r| r.ttl())
+                });
                 services.push(observed::CloudMapService {
                     id: s.id().unwrap_or_default().to_owned(),
                     name: s.name().unwrap_or_default().to_owned(),
@@ -380,10 +515,28 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
         }
     }
     // Tags only for services named like ours (one call each; Cloud Map has no batch).
-    let wanted: BTreeSet<&str> = scope.ecs_services.values().flatten().map(String::as_str).collect();
-    for s in services.iter_mut().filter(|s| wanted.contains(s.name.as_str()) || scope.list_all_services) {
-        let out = c.cloudmap.list_tags_for_resource().resource_arn(&s.arn).send().await.map_err(aws("ListTagsForResource"))?;
-        s.tags = tag_map(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
+    let wanted: BTreeSet<&str> = scope
+        .ecs_services
+        .values()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    for s in services
+        .iter_mut()
+        .filter(|s| wanted.contains(s.name.as_str()) || scope.list_all_services)
+    {
+        let out = c
+            .cloudmap
+            .list_tags_for_resource()
+            .resource_arn(&s.arn)
+            .send()
+            .await
+            .map_err(aws("ListTagsForResource"))?;
+        s.tags = tag_map(
+            out.tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned())),
+        );
     }
     Ok((namespaces, services))
 }
@@ -394,12 +547,20 @@ async fn ecs_services(c: &Clients, scope: &Scope) -> Result<EcsPart> {
     let mut clusters = BTreeMap::new();
     let mut services = Vec::new();
     for cluster in &scope.clusters {
-        let mut names: BTreeSet<String> = scope.ecs_services.get(cluster).cloned().unwrap_or_default();
+        let mut names: BTreeSet<String> =
+            scope.ecs_services.get(cluster).cloned().unwrap_or_default();
         if scope.list_all_services {
-            let mut pages = c.ecs.list_services().cluster(cluster).into_paginator().send();
+            let mut pages = c
+                .ecs
+                .list_services()
+                .cluster(cluster)
+                .into_paginator()
+                .send();
             while let Some(page) = pages.next().await {
                 match page {
-                    Ok(p) => names.extend(p.service_arns().iter().map(|a| name_from_arn(a).to_owned())),
+                    Ok(p) => {
+                        names.extend(p.service_arns().iter().map(|a| name_from_arn(a).to_owned()))
+                    }
                     Err(e) => {
                         let e = AwsError::new("ListServices", e);
                         if e.is("ClusterNotFoundException") {
@@ -413,7 +574,15 @@ async fn ecs_services(c: &Clients, scope: &Scope) -> Result<EcsPart> {
         let names: Vec<String> = names.into_iter().collect();
         let mut exists = true;
         for chunk in names.chunks(10) {
-            let out = match c.ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).include(ServiceField::Tags).send().await {
+            let out = match c
+                .ecs
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(chunk.to_vec()))
+                .include(ServiceField::Tags)
+                .send()
+                .await
+            {
                 Ok(o) => o,
                 Err(e) => {
                     let e = AwsError::new("DescribeServices", e);
@@ -424,7 +593,9 @@ async fn ecs_services(c: &Clients, scope: &Scope) -> Result<EcsPart> {
                     return Err(e);
                 }
             };
-            if out.failures().iter().any(|f| f.reason() == Some("MISSING") && f.arn().is_some_and(|a| a.contains(":cluster/"))) {
+            if out.failures().iter().any(|f| {
+                f.reason() == Some("MISSING") && f.arn().is_some_and(|a| a.contains(":cluster/"))
+            }) {
                 exists = false;
             }
             for s in out.services() {
@@ -438,7 +609,10 @@ async fn ecs_services(c: &Clients, scope: &Scope) -> Result<EcsPart> {
 
 fn ecs_service(cluster: &str, s: &aws_sdk_ecs::types::Service) -> observed::EcsService {
     let dc = s.deployment_configuration();
-    let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
+    let primary = s
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"));
     observed::EcsService {
         arn: s.service_arn().unwrap_or_default().to_owned(),
         name: s.service_name().unwrap_or_default().to_owned(),
@@ -468,38 +642,70 @@ fn ecs_service(cluster: &str, s: &aws_sdk_ecs::types::Service) -> observed::EcsS
             .collect(),
         minimum_healthy_percent: dc.and_then(|d| d.minimum_healthy_percent()),
         maximum_percent: dc.and_then(|d| d.maximum_percent()),
-        circuit_breaker_rollback: dc.and_then(|d| d.deployment_circuit_breaker()).map(|b| b.enable() && b.rollback()),
+        circuit_breaker_rollback: dc
+            .and_then(|d| d.deployment_circuit_breaker())
+            .map(|b| b.enable() && b.rollback()),
         // An empty list may just mean "not reported" (moto drops them): unknown unless present.
         distinct_instance: (!s.placement_constraints().is_empty()).then(|| {
-            s.placement_constraints().iter().any(|p| p.r#type().map(|t| t.as_str()) == Some("distinctInstance"))
+            s.placement_constraints()
+                .iter()
+                .any(|p| p.r#type().map(|t| t.as_str()) == Some("distinctInstance"))
         }),
         health_check_grace_period_seconds: s.health_check_grace_period_seconds(),
-        rollout_state: primary.and_then(|d| d.rollout_state()).map(|r| r.as_str().to_owned()),
-        rollout_reason: primary.and_then(|d| d.rollout_state_reason()).map(str::to_owned),
-        tags: tag_map(s.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))),
+        rollout_state: primary
+            .and_then(|d| d.rollout_state())
+            .map(|r| r.as_str().to_owned()),
+        rollout_reason: primary
+            .and_then(|d| d.rollout_state_reason())
+            .map(str::to_owned),
+        tags: tag_map(s.tags().iter().filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })),
     }
 }
 
-async fn task_definitions(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, observed::TaskDefinitionRevision>> {
+async fn task_definitions(
+    c: &Clients,
+    scope: &Scope,
+) -> Result<BTreeMap<String, observed::TaskDefinitionRevision>> {
     let mut out = BTreeMap::new();
     for family in &scope.families {
-        let resp = c.ecs.describe_task_definition().task_definition(family).include(TaskDefinitionField::Tags).send().await;
+        let resp = c
+            .ecs
+            .describe_task_definition()
+            .task_definition(family)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
                 let e = AwsError::new("DescribeTaskDefinition", e);
                 // No revision yet (or none ACTIVE).
-                if e.is("ClientException") || e.message.contains("nable to describe") || e.message.contains("not found") {
+                if e.is("ClientException")
+                    || e.message.contains("nable to describe")
+                    || e.message.contains("not found")
+                {
                     continue;
                 }
                 return Err(e);
             }
         };
-        let Some(td) = resp.task_definition() else { continue };
+        let Some(td) = resp.task_definition() else {
+            continue;
+        };
         if td.status().map(|s| s.as_str()) == Some("INACTIVE") {
             continue;
         }
-        let tags = tag_map(resp.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))));
+        let tags = tag_map(resp.tags().iter().filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        }));
         out.insert(
             family.clone(),
             observed::TaskDefinitionRevision {
@@ -518,8 +724,15 @@ async fn task_definitions(c: &Clients, scope: &Scope) -> Result<BTreeMap<String,
 fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
     TaskDefinition {
         family: td.family().unwrap_or_default().to_owned(),
-        network_mode: td.network_mode().map(|m| m.as_str().to_owned()).unwrap_or_default(),
-        requires_compatibilities: td.requires_compatibilities().iter().map(|c| c.as_str().to_owned()).collect(),
+        network_mode: td
+            .network_mode()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default(),
+        requires_compatibilities: td
+            .requires_compatibilities()
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
         execution_role_arn: td.execution_role_arn().map(str::to_owned),
         task_role_arn: td.task_role_arn().map(str::to_owned),
         container_definitions: td
@@ -529,7 +742,10 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                 let mut environment: Vec<KeyValue> = c
                     .environment()
                     .iter()
-                    .map(|e| KeyValue { name: e.name().unwrap_or_default().to_owned(), value: e.value().unwrap_or_default().to_owned() })
+                    .map(|e| KeyValue {
+                        name: e.name().unwrap_or_default().to_owned(),
+                        value: e.value().unwrap_or_default().to_owned(),
+                    })
                     .collect();
                 environment.sort();
                 ContainerDefinition {
@@ -544,13 +760,23 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                         .map(|p| PortMapping {
                             container_port: p.container_port().unwrap_or_default() as u16,
                             host_port: p.host_port().unwrap_or_default() as u16,
-                            protocol: p.protocol().map(|x| x.as_str().to_owned()).unwrap_or_else(|| "tcp".into()),
+                            protocol: p
+                                .protocol()
+                                .map(|x| x.as_str().to_owned())
+                                .unwrap_or_else(|| "tcp".into()),
                         })
                         .collect(),
                     entry_point: c.entry_point().to_vec(),
                     command: c.command().to_vec(),
                     environment,
-                    secrets: c.secrets().iter().map(|s| SecretRef { name: s.name().to_owned(), value_from: s.value_from().to_owned() }).collect(),
+                    secrets: c
+                        .secrets()
+                        .iter()
+                        .map(|s| SecretRef {
+                            name: s.name().to_owned(),
+                            value_from: s.value_from().to_owned(),
+                        })
+                        .collect(),
                     mount_points: c
                         .mount_points()
                         .iter()
@@ -561,20 +787,32 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                         })
                         .collect(),
                     linux_parameters: c.linux_parameters().map(|l| LinuxParameters {
-                        capabilities_add: l.capabilities().map(|c| c.add().to_vec()).unwrap_or_default(),
+                        capabilities_add: l
+                            .capabilities()
+                            .map(|c| c.add().to_vec())
+                            .unwrap_or_default(),
                         devices: l
                             .devices()
                             .iter()
                             .map(|d| Device {
                                 host_path: d.host_path().to_owned(),
                                 container_path: d.container_path().unwrap_or_default().to_owned(),
-                                permissions: d.permissions().iter().map(|p| p.as_str().to_owned()).collect(),
+                                permissions: d
+                                    .permissions()
+                                    .iter()
+                                    .map(|p| p.as_str().to_owned())
+                                    .collect(),
                             })
                             .collect(),
                     }),
                     log_configuration: c.log_configuration().map(|l| LogConfiguration {
                         log_driver: l.log_driver().as_str().to_owned(),
-                        options: l.options().cloned().unwrap_or_default().into_iter().collect(),
+                        options: l
+                            .options()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
                     }),
                 }
             })
@@ -588,8 +826,13 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                 efs: v.efs_volume_configuration().map(|e| EfsVolume {
                     file_system_id: e.file_system_id().to_owned(),
                     root_directory: e.root_directory().unwrap_or("/").to_owned(),
-                    access_point_id: e.authorization_config().and_then(|a| a.access_point_id().map(str::to_owned)),
-                    transit_encryption: e.transit_encryption().map(|t| t.as_str() == "ENABLED").unwrap_or(false),
+                    access_point_id: e
+                        .authorization_config()
+                        .and_then(|a| a.access_point_id().map(str::to_owned)),
+                    transit_encryption: e
+                        .transit_encryption()
+                        .map(|t| t.as_str() == "ENABLED")
+                        .unwrap_or(false),
                 }),
             })
             .collect(),
@@ -605,7 +848,12 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
         .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
         .values("sftp-operator/")
         .build();
-    let mut pages = c.secrets.list_secrets().filters(filter).into_paginator().send();
+    let mut pages = c
+        .secrets
+        .list_secrets()
+        .filters(filter)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws("ListSecrets"))?;
         for s in page.secret_list() {
@@ -616,7 +864,12 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
             out.push(observed::Secret {
                 arn: s.arn().unwrap_or_default().to_owned(),
                 name,
-                tags: tag_map(s.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))),
+                tags: tag_map(s.tags().iter().filter_map(|t| {
+                    Some((
+                        t.key()?.to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    ))
+                })),
             });
         }
     }
@@ -624,8 +877,17 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
 }
 
 /// Target health of one target group, as (target id, port, state), for `status`.
-pub async fn target_health(c: &Clients, target_group_arn: &str) -> Result<Vec<(String, Option<i32>, String)>> {
-    let out = c.elb.describe_target_health().target_group_arn(target_group_arn).send().await.map_err(aws("DescribeTargetHealth"))?;
+pub async fn target_health(
+    c: &Clients,
+    target_group_arn: &str,
+) -> Result<Vec<(String, Option<i32>, String)>> {
+    let out = c
+        .elb
+        .describe_target_health()
+        .target_group_arn(target_group_arn)
+        .send()
+        .await
+        .map_err(aws("DescribeTargetHealth"))?;
     Ok(out
         .target_health_descriptions()
         .iter()
@@ -634,7 +896,10 @@ pub async fn target_health(c: &Clients, target_group_arn: &str) -> Result<Vec<(S
             (
                 target.and_then(|x| x.id()).unwrap_or_default().to_owned(),
                 target.and_then(|x| x.port()),
-                t.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                t.target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
             )
         })
         .collect())
@@ -642,7 +907,15 @@ pub async fn target_health(c: &Clients, target_group_arn: &str) -> Result<Vec<(S
 
 /// Public host keys recorded in the owned secret's description (never the secret value).
 pub async fn host_public_keys(c: &Clients, secret_arn: &str) -> Result<Vec<String>> {
-    let out = c.secrets.describe_secret().secret_id(secret_arn).send().await.map_err(aws("DescribeSecret"))?;
+    let out = c
+        .secrets
+        .describe_secret()
+        .secret_id(secret_arn)
+        .send()
+        .await
+        .map_err(aws("DescribeSecret"))?;
     let d = out.description().unwrap_or_default();
-    Ok(d.split_once("Public keys: ").map(|(_, k)| k.split(" | ").map(str::to_owned).collect()).unwrap_or_default())
+    Ok(d.split_once("Public keys: ")
+        .map(|(_, k)| k.split(" | ").map(str::to_owned).collect())
+        .unwrap_or_default())
 }
