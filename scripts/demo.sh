@@ -22,12 +22,13 @@ echo "== emulator on $AWS_ENDPOINT_URL; seeding the sandbox world"
 .venv/bin/python scripts/sandbox.py "$AWS_ENDPOINT_URL" >"$work/world.json"
 lb=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["loadBalancerArn"])' "$work/world.json")
 sg=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["securityGroup"])' "$work/world.json")
+zone=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["publicZone"])' "$work/world.json")
 mkdir "$work/manifests"
 for f in manifests/examples/*.yaml; do
   sed -e "s#arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/sftp/0123456789abcdef#$lb#" \
-      -e "s#sg-0123456789abcdef0#$sg#" "$f" >"$work/manifests/$(basename "$f")"
+      -e "s#sg-0123456789abcdef0#$sg#" -e "s#zone: example.edu.#zone: $zone#" "$f" >"$work/manifests/$(basename "$f")"
 done
-echo "   NLB $lb, instance security group $sg"
+echo "   NLB $lb, instance security group $sg, public zone $zone (the sandbox also has a private example.edu.)"
 
 echo; echo "== sftp-operator plan -f manifests/examples/"
 "$bin" plan -f "$work/manifests" || [ $? -eq 2 ]

@@ -29,25 +29,27 @@ fn say(text: &str) -> Result<(), CliError> {
 
 /// Renders, observes and plans: everything before the first mutating call.
 pub async fn prepare(
+    clients: &Clients,
     services: &[Service],
     args: &AwsArgs,
     list_all: bool,
-) -> Result<(Clients, Vec<Desired>, Observed, Plan), CliError> {
-    let clients = Clients::from_env(args.region.clone()).await;
+    cloud_map_instances: bool,
+) -> Result<(Vec<Desired>, Observed, Plan), CliError> {
     let desired: Vec<Desired> = services
         .iter()
         .map(|s| render::render(s, &args.owner.owner_id))
         .collect();
     let mut scope = Scope::of(&desired);
     scope.list_all_services = list_all || args.prune;
-    let observed = observe::observe(&clients, &scope).await?;
+    scope.cloud_map_instances = cloud_map_instances;
+    let observed = observe::observe(clients, &scope).await?;
     let opts = plan::Options {
         owner: args.owner.owner_id.clone(),
         adopt: args.adopt,
         prune: args.prune,
     };
     let plan = plan::plan(&desired, &observed, &opts);
-    Ok((clients, desired, observed, plan))
+    Ok((desired, observed, plan))
 }
 
 pub async fn plan(
@@ -55,7 +57,8 @@ pub async fn plan(
     args: &AwsArgs,
     format: PlanFormat,
 ) -> Result<ExitCode, CliError> {
-    let (_, _, _, plan) = prepare(services, args, false).await?;
+    let clients = Clients::from_env(args.region.clone()).await;
+    let (_, _, plan) = prepare(&clients, services, args, false, false).await?;
     match format {
         PlanFormat::Text => say(&report::plan_text(&plan, color()))?,
         PlanFormat::Json => crate::cli::print_value(&plan, crate::cli::Format::Json)?,
@@ -76,10 +79,26 @@ pub async fn converge(
     wait: Option<Duration>,
 ) -> Result<ExitCode, CliError> {
     let started = Instant::now();
-    let (clients, desired, observed, plan) = prepare(services, args, false).await?;
     let c = color();
+    let clients = Clients::from_env(args.region.clone()).await;
+    let (desired, observed, plan) = prepare(&clients, services, args, false, false).await?;
     say(&report::plan_text(&plan, c))?;
-    let applied = apply::apply(&clients, &plan, &observed).await;
+    let mut applied = apply::apply(&clients, &plan, &observed).await;
+    let mut problems = !plan.problems.is_empty();
+    // SSHFP records need the public halves of host keys generated in this pass: one more
+    // observe + plan picks them up, so a converge from empty ends converged.
+    let new_keys = applied.iter().any(|a| {
+        a.kind == plan::Kind::HostKeySecret && a.action == plan::Action::Create && a.error.is_none()
+    });
+    if new_keys {
+        let (_, observed, plan) = prepare(&clients, services, args, false, false).await?;
+        if plan.has_changes() {
+            say("Follow-up pass (records that depend on the new host keys):\n")?;
+            say(&report::plan_text(&plan, c))?;
+            applied.extend(apply::apply(&clients, &plan, &observed).await);
+        }
+        problems = !plan.problems.is_empty();
+    }
     say(&report::applied_text(&applied, c))?;
     let failed = applied.iter().filter(|a| a.error.is_some()).count();
     say(&format!(
@@ -105,10 +124,10 @@ pub async fn converge(
     if failed > 0 {
         return Err(CliError::ApplyFailed(failed));
     }
-    Ok(if plan.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if problems {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
@@ -188,10 +207,13 @@ pub struct ServiceStatus {
     pub desired_tasks: u32,
     pub targets: Vec<String>,
     pub known_hosts: Vec<String>,
+    /// Placement and DNS notes: hosts, Cloud Map mismatches, a kept A record.
+    pub notes: Vec<String>,
 }
 
 pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, CliError> {
-    let (clients, desired, observed, plan) = prepare(services, args, false).await?;
+    let clients = Clients::from_env(args.region.clone()).await;
+    let (desired, observed, plan) = prepare(&clients, services, args, false, true).await?;
     let mut out = String::new();
     for d in &desired {
         let s = service_status(&clients, d, &observed, &plan).await?;
@@ -213,6 +235,9 @@ pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, Cl
         }
         for k in &s.known_hosts {
             out.push_str(&format!("  known_hosts: {k}\n"));
+        }
+        for n in &s.notes {
+            out.push_str(&format!("  Note: {n}\n"));
         }
     }
     say(&out)?;
@@ -312,7 +337,7 @@ async fn service_status(
         } else {
             hosts.join(",")
         };
-        for k in observe::host_public_keys(c, &secret.arn).await? {
+        for k in secret.public_keys() {
             let key: Vec<&str> = k.split_whitespace().take(2).collect();
             known_hosts.push(format!(
                 "[{host}]:{} {}",
@@ -321,7 +346,40 @@ async fn service_status(
             ));
         }
     }
+    let mut notes = Vec::new();
+    if let (Some(dns), Some(p)) = (&d.dns, o.placements.get(&d.service)) {
+        if p.host_ips.is_empty() {
+            notes.push(format!(
+                "no running task: keeping the last A record of {}",
+                dns.record
+            ));
+        } else {
+            notes.push(format!(
+                "{} task(s) on {}",
+                p.running_tasks,
+                p.host_ips.join(", ")
+            ));
+        }
+        if let Some(cm) = &p.cloud_map_ips
+            && cm != &p.host_ips
+        {
+            notes.push(format!(
+                "Cloud Map registers [{}] but tasks run on [{}]",
+                cm.join(", "),
+                p.host_ips.join(", ")
+            ));
+        }
+    }
+    for c in mine.iter().filter(|c| c.action == plan::Action::Conflict) {
+        notes.push(format!(
+            "conflict: {} {}: {}",
+            c.kind.as_str(),
+            c.name,
+            c.reason.clone().unwrap_or_default()
+        ));
+    }
     Ok(ServiceStatus {
+        notes,
         service: d.service.clone(),
         synced,
         synced_reason,

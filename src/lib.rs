@@ -18,6 +18,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod diagnostic;
+pub mod dns;
 pub mod load;
 pub mod names;
 pub mod observed;

@@ -55,6 +55,21 @@ pub fn rule_description(owner: &str, service: &str) -> String {
     format!("{RULE_DESCRIPTION_PREFIX} owner={owner} service={service}")
 }
 
+/// The ownership tags a description written by [`rule_description`] stands for.
+pub fn parse_description(d: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let rest = d
+        .strip_prefix(RULE_DESCRIPTION_PREFIX)?
+        .strip_prefix(" owner=")?;
+    let (owner, service) = rest.split_once(" service=")?;
+    Some(
+        [
+            (OWNER_TAG.to_owned(), owner.to_owned()),
+            (SERVICE_TAG.to_owned(), service.to_owned()),
+        ]
+        .into(),
+    )
+}
+
 /// TXT ownership value beside each managed record, in the external-dns manner.
 pub fn txt_owner_value(owner: &str, service: &str) -> String {
     format!("\"heritage=sftp-operator,{OWNER_TAG}={owner},{SERVICE_TAG}={service}\"")

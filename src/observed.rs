@@ -45,6 +45,12 @@ pub struct Observed {
     /// Latest ACTIVE revision by family.
     pub task_definitions: BTreeMap<String, TaskDefinitionRevision>,
     pub secrets: Vec<Secret>,
+    /// Hosted zones by the reference used in manifests (name or id).
+    pub zones: BTreeMap<String, crate::dns::ZoneLookup>,
+    /// Record sets by hosted-zone id (one walk per zone per pass).
+    pub record_sets: BTreeMap<String, Vec<crate::dns::RecordSet>>,
+    /// Where each service's tasks run, by service name (services with a `dns` block).
+    pub placements: BTreeMap<String, crate::dns::Placement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -118,6 +124,7 @@ pub struct CloudMapService {
     pub name: String,
     pub namespace_id: String,
     pub srv_ttl: Option<i64>,
+    pub description: Option<String>,
     pub tags: Tags,
     pub instance_count: Option<i32>,
 }
@@ -169,7 +176,19 @@ pub struct TaskDefinitionRevision {
 pub struct Secret {
     pub arn: String,
     pub name: String,
+    /// Holds the public host keys of generated secrets (never the private ones).
+    pub description: Option<String>,
     pub tags: Tags,
+}
+
+impl Secret {
+    /// Public host keys recorded in the description by `converge`.
+    pub fn public_keys(&self) -> Vec<String> {
+        let d = self.description.as_deref().unwrap_or_default();
+        d.split_once("Public keys: ")
+            .map(|(_, k)| k.split(" | ").map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The resource part of an ARN: everything after the fifth colon.

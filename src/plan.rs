@@ -35,6 +35,7 @@ pub enum Kind {
     IngressRule,
     CloudMapService,
     EcsService,
+    DnsRecord,
 }
 
 impl Kind {
@@ -47,6 +48,7 @@ impl Kind {
             Kind::IngressRule => "ingress rule",
             Kind::CloudMapService => "cloud map service",
             Kind::EcsService => "ecs service",
+            Kind::DnsRecord => "dns record",
         }
     }
 }
@@ -75,10 +77,12 @@ pub enum Op {
         name: String,
         tags: Tags,
     },
+    /// Adoption: our tags (and, where ownership reads a description, our description).
     TagResource {
         kind: Kind,
         arn: String,
         tags: Tags,
+        description: String,
     },
     RegisterTaskDefinition {
         definition: Box<TaskDefinition>,
@@ -148,6 +152,11 @@ pub enum Op {
     DeleteEcsService {
         cluster: String,
         name: String,
+    },
+    /// Batched per zone by apply, across services.
+    ChangeRecord {
+        zone_id: String,
+        change: crate::dns::RecordChange,
     },
 }
 
@@ -323,6 +332,7 @@ impl ServicePlanner<'_> {
                         kind,
                         arn: arn.to_owned(),
                         tags: self.d.tags.clone(),
+                        description: names::rule_description(&self.opts.owner, &self.d.service),
                     }])
                 } else {
                     let mut c = change(&self.d.service, kind, name, Action::Conflict, vec![]);
@@ -391,6 +401,93 @@ impl ServicePlanner<'_> {
             self.cloud_map(&ns);
         }
         self.ecs_service(td_changes);
+        self.dns(lb);
+    }
+
+    fn dns(&mut self, lb: &observed::LoadBalancer) {
+        let d = self.d;
+        if d.dns.is_none() {
+            return;
+        }
+        let secret_keys: Vec<crate::sshkeys::ParsedKey> = d
+            .host_key_secret
+            .as_ref()
+            .and_then(|n| self.o.secrets.iter().find(|s| &s.name == n))
+            .map(|s| {
+                s.public_keys()
+                    .iter()
+                    .filter_map(|k| crate::sshkeys::parse_public_key(k).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wants = crate::dns::desired_records(
+            d,
+            &self.opts.owner,
+            self.o.placements.get(&d.service),
+            &secret_keys,
+            Some(lb),
+        );
+        for (zone_ref, want) in wants {
+            let zone_id = match self.o.zones.get(&zone_ref) {
+                Some(crate::dns::ZoneLookup::Found { id, .. }) => id.clone(),
+                Some(crate::dns::ZoneLookup::Ambiguous { ids }) => {
+                    self.problem(format!(
+                        "zone `{zone_ref}` matches {} hosted zones ({}); give the id instead",
+                        ids.len(),
+                        ids.join(", ")
+                    ));
+                    continue;
+                }
+                _ => {
+                    self.problem(format!("hosted zone `{zone_ref}` not found"));
+                    continue;
+                }
+            };
+            let live = self
+                .o
+                .record_sets
+                .get(&zone_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let zp =
+                crate::dns::plan_zone(&want, live, &self.opts.owner, &d.service, self.opts.adopt);
+            for (label, reason) in zp.conflicts {
+                let mut c = change(
+                    &d.service,
+                    Kind::DnsRecord,
+                    &label,
+                    Action::Conflict,
+                    vec![],
+                );
+                c.reason = Some(reason);
+                self.changes.push(c);
+            }
+            for rc in zp.changes {
+                let action = match rc.action {
+                    crate::dns::RecordAction::Create => Action::Create,
+                    crate::dns::RecordAction::Upsert => Action::Update,
+                    crate::dns::RecordAction::Delete => Action::Delete,
+                };
+                let diff = match &rc.before {
+                    Some(b) => diff_values(
+                        &serde_json::to_value(&rc.record).unwrap_or_default(),
+                        &serde_json::to_value(b).unwrap_or_default(),
+                    ),
+                    None => vec![],
+                };
+                let label = rc.record.label();
+                self.push(
+                    Kind::DnsRecord,
+                    &label,
+                    action,
+                    diff,
+                    vec![Op::ChangeRecord {
+                        zone_id: zone_id.clone(),
+                        change: rc,
+                    }],
+                );
+            }
+        }
     }
 
     fn secret(&mut self) {
@@ -993,6 +1090,21 @@ fn owned_deletes(o: &Observed, owner: &str, select: impl Fn(&str) -> bool) -> Ve
                     }],
                 ));
             }
+        }
+    }
+    for (zone_id, records) in &o.record_sets {
+        for (svc, rc) in crate::dns::owned_deletes(records, owner, &select) {
+            let label = rc.record.label();
+            out.push(change(
+                &svc,
+                Kind::DnsRecord,
+                &label,
+                Action::Delete,
+                vec![Op::ChangeRecord {
+                    zone_id: zone_id.clone(),
+                    change: rc,
+                }],
+            ));
         }
     }
     for c in &o.cloud_map_services {

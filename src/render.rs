@@ -38,6 +38,11 @@ pub struct Desired {
     pub host_key_secret: Option<String>,
     /// Records known without AWS: ownership TXT and SSHFP. A records need live placement.
     pub dns_records: Vec<DnsRecord>,
+    /// The `dns` block, for the planner (A records follow live placement).
+    pub dns: Option<crate::validate::Dns>,
+    /// Host public keys given in the manifest (generated keys are read from the secret).
+    #[serde(skip)]
+    pub host_public_keys: Vec<crate::sshkeys::ParsedKey>,
     pub key_fingerprints: Vec<KeyFingerprint>,
 }
 
@@ -632,6 +637,8 @@ pub fn render(s: &Service, owner: &str) -> Desired {
         host_key_secret: (s.host_keys == HostKeySource::Generate)
             .then(|| s.names.host_key_secret.clone()),
         dns_records,
+        dns: s.dns.clone(),
+        host_public_keys: s.host_public_keys.clone(),
         key_fingerprints,
     }
 }

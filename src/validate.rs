@@ -156,7 +156,7 @@ static CLUSTER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/)?([A-Za-z0-9_-]{1,255})$").unwrap()
 });
 static ZONE_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(/hostedzone/)?(Z[A-Z0-9]{1,31})$").unwrap());
+    LazyLock::new(|| Regex::new(r"^(/hostedzone/)?([A-Z0-9]{10,32})$").unwrap());
 static NAMESPACE_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^ns-[a-z0-9]{16,32}$").unwrap());
 static REGION: LazyLock<Regex> =

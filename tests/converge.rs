@@ -204,13 +204,14 @@ fn converge_from_empty_creates_everything_and_a_second_converge_makes_no_mutatin
             .any(|s| s["Name"] == "campus-sftp")
     );
 
-    // Nothing changed: zero mutating calls, as the proxy saw them, and a dozen calls at most.
+    // Nothing changed: zero mutating calls, as the proxy saw them. One service costs 12 reads
+    // for ECS/ELB/EC2/Cloud Map/Secrets, ListTasks for placement and 2 Route 53 reads.
     let (code, out, _, ops) = w.run(&["converge", "-f", &campus]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No changes"), "{out}");
     assert_eq!(Proxy::mutating(&ops), Vec::<String>::new());
     assert!(
-        ops.len() <= 14,
+        ops.len() <= 15,
         "no-op pass made {} calls: {ops:?}",
         ops.len()
     );

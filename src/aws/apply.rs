@@ -10,6 +10,7 @@ use futures_util::future::join_all;
 
 use super::observe::IDLE_TIMEOUT_ATTRIBUTE;
 use super::{AwsError, Clients, aws};
+use crate::dns::{RecordAction, RecordChange};
 use crate::observed::{Observed, Tags};
 use crate::plan::{Change, Kind, Op, Plan};
 use crate::render::{self, TaskDefinition};
@@ -58,14 +59,20 @@ impl Refs {
 
 /// Applies every actionable change of services without problems. Services run concurrently;
 /// a failed step stops the rest of that service (later steps depend on it), not the others.
+/// DNS changes go last, batched per zone across all services.
 pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied> {
     let blocked: Vec<&str> = plan.problems.iter().map(|p| p.service.as_str()).collect();
     let mut by_service: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+    let mut dns: Vec<&Change> = Vec::new();
     for ch in plan
         .actionable()
         .filter(|ch| !blocked.contains(&ch.service.as_str()))
     {
-        by_service.entry(ch.service.as_str()).or_default().push(ch);
+        if ch.kind == Kind::DnsRecord {
+            dns.push(ch);
+        } else {
+            by_service.entry(ch.service.as_str()).or_default().push(ch);
+        }
     }
     let refs = Refs::from(observed);
     let runs = by_service.into_values().map(|changes| {
@@ -87,18 +94,154 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
                     }
                     err
                 };
-                out.push(Applied {
-                    service: ch.service.clone(),
-                    kind: ch.kind,
-                    name: ch.name.clone(),
-                    action: ch.action,
-                    error,
-                });
+                out.push(applied(ch, error));
             }
             out
         }
     });
-    join_all(runs).await.into_iter().flatten().collect()
+    let mut out: Vec<Applied> = join_all(runs).await.into_iter().flatten().collect();
+    out.extend(apply_dns(c, &dns).await);
+    out
+}
+
+fn applied(ch: &Change, error: Option<String>) -> Applied {
+    Applied {
+        service: ch.service.clone(),
+        kind: ch.kind,
+        name: ch.name.clone(),
+        action: ch.action,
+        error,
+    }
+}
+
+/// One ChangeResourceRecordSets per zone (split at Route 53's batch limits). A failed batch
+/// is retried per record name, so one bad record does not block the rest.
+async fn apply_dns(c: &Clients, changes: &[&Change]) -> Vec<Applied> {
+    let mut by_zone: BTreeMap<&str, Vec<(usize, &RecordChange)>> = BTreeMap::new();
+    for (i, ch) in changes.iter().enumerate() {
+        for op in &ch.ops {
+            if let Op::ChangeRecord { zone_id, change } = op {
+                by_zone
+                    .entry(zone_id.as_str())
+                    .or_default()
+                    .push((i, change));
+            }
+        }
+    }
+    let mut errors: BTreeMap<usize, String> = BTreeMap::new();
+    for (zone, items) in by_zone {
+        let owned: Vec<RecordChange> = items.iter().map(|(_, rc)| (*rc).clone()).collect();
+        for batch in crate::dns::batches(&owned) {
+            if let Err(e) = change_records(c, zone, &batch).await {
+                tracing::warn!(zone, error = %e, "Route 53 batch failed; retrying per record name");
+                for group in crate::dns::split_by_name(&batch) {
+                    if let Err(e) = change_records(c, zone, &group).await {
+                        for rc in &group {
+                            if let Some((i, _)) = items.iter().find(|(_, x)| *x == rc) {
+                                errors.insert(*i, e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    changes
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| applied(ch, errors.get(&i).cloned()))
+        .collect()
+}
+
+async fn change_records(c: &Clients, zone_id: &str, batch: &[RecordChange]) -> Result<()> {
+    use aws_sdk_route53::types as r53;
+    let err = |e: aws_sdk_route53::error::BuildError| {
+        AwsError::other("ChangeResourceRecordSets", e.to_string())
+    };
+    let mut changes = Vec::new();
+    for rc in batch {
+        let r = &rc.record;
+        let mut set = r53::ResourceRecordSet::builder()
+            .name(&r.name)
+            .r#type(r53::RrType::from(r.kind.as_str()));
+        if let Some(a) = &r.alias {
+            set = set.alias_target(
+                r53::AliasTarget::builder()
+                    .dns_name(&a.dns_name)
+                    .hosted_zone_id(&a.hosted_zone_id)
+                    .evaluate_target_health(false)
+                    .build()
+                    .map_err(err)?,
+            );
+        } else {
+            set = set.set_ttl(r.ttl);
+            for v in &r.values {
+                set = set.resource_records(
+                    r53::ResourceRecord::builder()
+                        .value(v)
+                        .build()
+                        .map_err(err)?,
+                );
+            }
+        }
+        let action = match rc.action {
+            RecordAction::Create => r53::ChangeAction::Create,
+            RecordAction::Upsert => r53::ChangeAction::Upsert,
+            RecordAction::Delete => r53::ChangeAction::Delete,
+        };
+        changes.push(
+            r53::Change::builder()
+                .action(action)
+                .resource_record_set(set.build().map_err(err)?)
+                .build()
+                .map_err(err)?,
+        );
+    }
+    let batch_input = r53::ChangeBatch::builder()
+        .set_changes(Some(changes))
+        .comment("sftp-operator")
+        .build()
+        .map_err(err)?;
+    c.route53_permit().await;
+    let r = c
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .change_batch(batch_input)
+        .send()
+        .await
+        .map_err(aws("ChangeResourceRecordSets"));
+    match r {
+        Ok(_) => Ok(()),
+        // A delete of something already gone is done: look again rather than trust the
+        // error text (AWS says InvalidChangeBatch "not found", moto InvalidInput).
+        Err(e) if batch.iter().all(|rc| rc.action == RecordAction::Delete) => {
+            for rc in batch {
+                if record_exists(c, zone_id, &rc.record).await? {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn record_exists(c: &Clients, zone_id: &str, r: &crate::dns::RecordSet) -> Result<bool> {
+    c.route53_permit().await;
+    let out = c
+        .route53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .start_record_name(&r.name)
+        .start_record_type(aws_sdk_route53::types::RrType::from(r.kind.as_str()))
+        .max_items(1)
+        .send()
+        .await
+        .map_err(aws("ListResourceRecordSets"))?;
+    Ok(out.resource_record_sets().iter().any(|x| {
+        crate::validate::normalize_dns_name(x.name()) == r.name && x.r#type().as_str() == r.kind
+    }))
 }
 
 fn elb_tags(tags: &Tags) -> Vec<elb::Tag> {
@@ -116,7 +259,12 @@ fn ecs_tags(tags: &Tags) -> Vec<ecs::Tag> {
 async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
     match op {
         Op::CreateSecret { name, tags } => create_secret(c, name, tags).await,
-        Op::TagResource { kind, arn, tags } => tag_resource(c, *kind, arn, tags).await,
+        Op::TagResource {
+            kind,
+            arn,
+            tags,
+            description,
+        } => tag_resource(c, *kind, arn, tags, description).await,
         Op::RegisterTaskDefinition { definition, tags } => {
             let arn = register_task_definition(c, definition, tags).await?;
             refs.task_definitions.insert(definition.family.clone(), arn);
@@ -250,6 +398,8 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
             update_ecs_service(c, service, &td, &tg, registry).await
         }
         Op::DeleteEcsService { cluster, name } => delete_ecs_service(c, cluster, name).await,
+        // Applied in one batch per zone after the per-service steps (see `apply_dns`).
+        Op::ChangeRecord { .. } => Ok(()),
     }
 }
 
@@ -301,7 +451,13 @@ async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
     ignore(r, &["ResourceExistsException"])
 }
 
-async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags) -> Result<()> {
+async fn tag_resource(
+    c: &Clients,
+    kind: Kind,
+    arn: &str,
+    tags: &Tags,
+    description: &str,
+) -> Result<()> {
     match kind {
         Kind::TargetGroup | Kind::Listener => {
             c.elb
@@ -339,6 +495,17 @@ async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags) -> Result
                 .send()
                 .await
                 .map_err(aws("TagResource"))?;
+            let change = aws_sdk_servicediscovery::types::ServiceChange::builder()
+                .description(description)
+                .build();
+            let id = crate::observed::name_from_arn(arn);
+            c.cloudmap
+                .update_service()
+                .id(id)
+                .service(change)
+                .send()
+                .await
+                .map_err(aws("UpdateService"))?;
         }
         Kind::HostKeySecret => {
             let t = tags
@@ -358,6 +525,8 @@ async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags) -> Result
                 .await
                 .map_err(aws("TagResource"))?;
         }
+        // DNS ownership is the TXT record the plan writes, not a tag.
+        Kind::DnsRecord => {}
         Kind::IngressRule => {
             let t = tags
                 .iter()
@@ -778,7 +947,10 @@ async fn create_cloud_map_service(
         .create_service()
         .name(&s.name)
         .namespace_id(namespace_id)
-        .description("managed by sftp-operator")
+        .description(crate::names::rule_description(
+            tags.get(crate::names::OWNER_TAG).map_or("", String::as_str),
+            &s.name,
+        ))
         .dns_config(dns)
         .health_check_custom_config(sd::HealthCheckCustomConfig::builder().build())
         .set_tags(Some(t))

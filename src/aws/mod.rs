@@ -21,6 +21,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde::Serialize;
 
+/// Route 53 requests per second (the account allows about 5 after a burst, for everyone).
+pub const ROUTE53_RATE: f64 = 5.0;
+
 /// How a call ended, as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,6 +215,44 @@ pub struct Clients {
     pub cloudmap: aws_sdk_servicediscovery::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub calls: CallCounter,
+    /// Route 53's limit is per account and shared with every other tool: stay well under it.
+    pub route53_limit: Arc<TokenBucket>,
+}
+
+/// A token bucket: `burst` calls at once, then `rate` per second.
+#[derive(Debug)]
+pub struct TokenBucket {
+    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
+    rate: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket {
+            state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())),
+            rate,
+            burst,
+        }
+    }
+
+    /// Waits for a token.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut s = self.state.lock().await;
+                let now = tokio::time::Instant::now();
+                s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
+                s.1 = now;
+                if s.0 >= 1.0 {
+                    s.0 -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - s.0) / self.rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 impl Clients {
@@ -247,7 +288,13 @@ impl Clients {
             cloudmap: client!(aws_sdk_servicediscovery),
             secrets: client!(aws_sdk_secretsmanager),
             calls,
+            route53_limit: Arc::new(TokenBucket::new(ROUTE53_RATE, ROUTE53_RATE)),
         }
+    }
+
+    /// Waits for the client-side Route 53 rate limit; call before every Route 53 request.
+    pub async fn route53_permit(&self) {
+        self.route53_limit.acquire().await;
     }
 }
 
@@ -312,4 +359,35 @@ where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
 {
     move |e| AwsError::new(operation, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_token_bucket_allows_a_burst_then_the_rate() {
+        let b = TokenBucket::new(5.0, 5.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            b.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "the burst is free");
+        for _ in 0..5 {
+            b.acquire().await;
+        }
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(999) && took <= Duration::from_millis(1001),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn mutating_operations_are_told_apart_from_reads() {
+        assert!(is_mutating("ChangeResourceRecordSets"));
+        assert!(is_mutating("AuthorizeSecurityGroupIngress"));
+        assert!(!is_mutating("DescribeServices"));
+        assert!(!is_mutating("ListResourceRecordSets"));
+    }
 }

@@ -25,6 +25,12 @@ pub struct Scope {
     pub families: BTreeSet<String>,
     pub ecs_services: BTreeMap<String, BTreeSet<String>>,
     pub secrets: BTreeSet<String>,
+    /// Zone references (names or ids) from `dns` blocks.
+    pub zones: BTreeSet<String>,
+    /// Services (cluster → names) whose task placement feeds DNS.
+    pub placements: BTreeMap<String, BTreeSet<String>>,
+    /// Read Cloud Map's registered instances too (for `status`' cross-check).
+    pub cloud_map_instances: bool,
     /// List every ECS service in the clusters (to find orphans for prune/delete).
     pub list_all_services: bool,
 }
@@ -47,6 +53,14 @@ impl Scope {
             if let Some(name) = &d.host_key_secret {
                 s.secrets.insert(name.clone());
             }
+            if let Some(dns) = &d.dns {
+                s.zones.insert(dns.zone.clone());
+                s.zones.extend(dns.public_zone.clone());
+                s.placements
+                    .entry(d.ecs_service.cluster.clone())
+                    .or_default()
+                    .insert(d.ecs_service.name.clone());
+            }
         }
         s
     }
@@ -63,17 +77,30 @@ where
 
 pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     // Independent reads run concurrently; each is one (paginated) call per container.
-    let (lbs, sgs, ns, ecs, tds, secrets) = tokio::try_join!(
+    let (lbs, sgs, ns, ecs, tds, secrets, (zones, record_sets), placements) = tokio::try_join!(
         load_balancers(c, scope),
         security_groups(c, scope),
         cloud_map(c, scope),
         ecs_services(c, scope),
         task_definitions(c, scope),
         secrets(c, scope),
+        route53(c, scope),
+        placements(c, scope),
     )?;
     let (load_balancers, target_groups, listeners) = lbs;
     let (namespaces, cloud_map_services) = ns;
     let (clusters, ecs_services) = ecs;
+    let placements = if scope.cloud_map_instances {
+        with_cloud_map(
+            c,
+            placements,
+            &namespaces_for_placement(&scope.placements),
+            &cloud_map_services,
+        )
+        .await?
+    } else {
+        placements
+    };
     Ok(Observed {
         load_balancers,
         target_groups,
@@ -85,6 +112,9 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
         ecs_services,
         task_definitions: tds,
         secrets,
+        zones,
+        record_sets,
+        placements,
     })
 }
 
@@ -350,48 +380,12 @@ async fn security_groups(
         return Ok(out);
     }
     let ids: Vec<String> = scope.security_groups.iter().cloned().collect();
-    // Existence: describe the groups one call; a missing id fails it, so check one by one then.
-    let existing: BTreeSet<String> = match c
-        .ec2
-        .describe_security_groups()
-        .set_group_ids(Some(ids.clone()))
-        .send()
-        .await
-    {
-        Ok(o) => o
-            .security_groups()
-            .iter()
-            .filter_map(|g| g.group_id().map(str::to_owned))
-            .collect(),
-        Err(e) => {
-            let e = AwsError::new("DescribeSecurityGroups", e);
-            if !e.code.contains("NotFound") {
-                return Err(e);
-            }
-            let mut s = BTreeSet::new();
-            for id in &ids {
-                if c.ec2
-                    .describe_security_groups()
-                    .group_ids(id)
-                    .send()
-                    .await
-                    .is_ok()
-                {
-                    s.insert(id.clone());
-                }
-            }
-            s
-        }
-    };
-    for id in &ids {
-        out.insert(id.clone(), existing.contains(id).then(Vec::new));
-    }
-    if existing.is_empty() {
-        return Ok(out);
-    }
+    // One walk over the rules of every group. A group that shows any rule (its default egress
+    // rule, at least) exists; only a group without any is checked on its own.
+    let mut rules: BTreeMap<String, Vec<observed::IngressRule>> = BTreeMap::new();
     let filter = aws_sdk_ec2::types::Filter::builder()
         .name("group-id")
-        .set_values(Some(existing.iter().cloned().collect()))
+        .set_values(Some(ids.clone()))
         .build();
     let mut pages = c
         .ec2
@@ -402,30 +396,23 @@ async fn security_groups(
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws("DescribeSecurityGroupRules"))?;
         for r in page.security_group_rules() {
+            let group = rules
+                .entry(r.group_id().unwrap_or_default().to_owned())
+                .or_default();
             if r.is_egress() == Some(true) {
                 continue;
             }
-            let Some(cidr) = r.cidr_ipv4().or(r.cidr_ipv6()) else {
-                // Group/prefix-list sources are never ours, but they count against the quota.
-                if let Some(Some(v)) = out.get_mut(r.group_id().unwrap_or_default()) {
-                    v.push(observed::IngressRule {
-                        rule_id: r.security_group_rule_id().unwrap_or_default().to_owned(),
-                        protocol: r.ip_protocol().unwrap_or_default().to_owned(),
-                        from_port: r.from_port().unwrap_or(-1),
-                        to_port: r.to_port().unwrap_or(-1),
-                        cidr: String::new(),
-                        description: r.description().map(str::to_owned),
-                        tags: Tags::new(),
-                    });
-                }
-                continue;
-            };
-            let rule = observed::IngressRule {
+            // Group/prefix-list sources are never ours, but they count against the quota.
+            group.push(observed::IngressRule {
                 rule_id: r.security_group_rule_id().unwrap_or_default().to_owned(),
                 protocol: r.ip_protocol().unwrap_or_default().to_owned(),
                 from_port: r.from_port().unwrap_or(-1),
                 to_port: r.to_port().unwrap_or(-1),
-                cidr: cidr.to_owned(),
+                cidr: r
+                    .cidr_ipv4()
+                    .or(r.cidr_ipv6())
+                    .unwrap_or_default()
+                    .to_owned(),
                 description: r.description().map(str::to_owned),
                 tags: tag_map(r.tags().iter().filter_map(|t| {
                     Some((
@@ -433,14 +420,27 @@ async fn security_groups(
                         t.value().unwrap_or_default().to_owned(),
                     ))
                 })),
-            };
-            if let Some(Some(v)) = out.get_mut(r.group_id().unwrap_or_default()) {
-                v.push(rule);
-            }
+            });
         }
     }
-    for v in out.values_mut().flatten() {
-        v.sort();
+    for id in ids {
+        let found = match rules.remove(&id) {
+            Some(mut v) => {
+                v.sort();
+                Some(v)
+            }
+            None => match c.ec2.describe_security_groups().group_ids(&id).send().await {
+                Ok(_) => Some(Vec::new()),
+                Err(e) => {
+                    let e = AwsError::new("DescribeSecurityGroups", e);
+                    if !e.code.contains("NotFound") {
+                        return Err(e);
+                    }
+                    None
+                }
+            },
+        };
+        out.insert(id, found);
     }
     Ok(out)
 }
@@ -508,35 +508,42 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
                     namespace_id: id.clone(),
                     srv_ttl,
                     tags: Tags::new(),
+                    description: s.description().map(str::to_owned),
                     instance_count: s.instance_count(),
                     arn,
                 });
             }
         }
     }
-    // Tags only for services named like ours (one call each; Cloud Map has no batch).
+    // Ownership: our description says it without a call; tags are read (one call each, Cloud
+    // Map has no batch) only for other services named like ours.
     let wanted: BTreeSet<&str> = scope
         .ecs_services
         .values()
         .flatten()
         .map(String::as_str)
         .collect();
-    for s in services
-        .iter_mut()
-        .filter(|s| wanted.contains(s.name.as_str()) || scope.list_all_services)
-    {
-        let out = c
-            .cloudmap
-            .list_tags_for_resource()
-            .resource_arn(&s.arn)
-            .send()
-            .await
-            .map_err(aws("ListTagsForResource"))?;
-        s.tags = tag_map(
-            out.tags()
-                .iter()
-                .map(|t| (t.key().to_owned(), t.value().to_owned())),
-        );
+    for s in services.iter_mut() {
+        if let Some(tags) = s
+            .description
+            .as_deref()
+            .and_then(crate::names::parse_description)
+        {
+            s.tags = tags;
+        } else if wanted.contains(s.name.as_str()) || scope.list_all_services {
+            let out = c
+                .cloudmap
+                .list_tags_for_resource()
+                .resource_arn(&s.arn)
+                .send()
+                .await
+                .map_err(aws("ListTagsForResource"))?;
+            s.tags = tag_map(
+                out.tags()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned())),
+            );
+        }
     }
     Ok((namespaces, services))
 }
@@ -864,6 +871,7 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
             out.push(observed::Secret {
                 arn: s.arn().unwrap_or_default().to_owned(),
                 name,
+                description: s.description().map(str::to_owned),
                 tags: tag_map(s.tags().iter().filter_map(|t| {
                     Some((
                         t.key()?.to_owned(),
@@ -905,17 +913,284 @@ pub async fn target_health(
         .collect())
 }
 
-/// Public host keys recorded in the owned secret's description (never the secret value).
-pub async fn host_public_keys(c: &Clients, secret_arn: &str) -> Result<Vec<String>> {
-    let out = c
-        .secrets
-        .describe_secret()
-        .secret_id(secret_arn)
-        .send()
-        .await
-        .map_err(aws("DescribeSecret"))?;
-    let d = out.description().unwrap_or_default();
-    Ok(d.split_once("Public keys: ")
-        .map(|(_, k)| k.split(" | ").map(str::to_owned).collect())
-        .unwrap_or_default())
+type Route53Part = (
+    BTreeMap<String, crate::dns::ZoneLookup>,
+    BTreeMap<String, Vec<crate::dns::RecordSet>>,
+);
+
+/// Zones resolved by id or name (a name matching several zones is ambiguous), then one
+/// ListResourceRecordSets walk per zone, shared by every service in it.
+async fn route53(c: &Clients, scope: &Scope) -> Result<Route53Part> {
+    use crate::dns::ZoneLookup;
+    let mut lookups = BTreeMap::new();
+    let mut records = BTreeMap::new();
+    if scope.zones.is_empty() {
+        return Ok((lookups, records));
+    }
+    let mut zones = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        c.route53_permit().await;
+        let out = c
+            .route53
+            .list_hosted_zones()
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(aws("ListHostedZones"))?;
+        zones.extend(out.hosted_zones().iter().cloned());
+        match out.next_marker() {
+            Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    for reference in &scope.zones {
+        let matches: Vec<&aws_sdk_route53::types::HostedZone> = zones
+            .iter()
+            .filter(|z| {
+                let id = z.id().trim_start_matches("/hostedzone/");
+                id == reference || crate::validate::normalize_dns_name(z.name()) == *reference
+            })
+            .collect();
+        let lookup = match matches.as_slice() {
+            [] => ZoneLookup::Missing,
+            [z] => ZoneLookup::Found {
+                id: z.id().trim_start_matches("/hostedzone/").to_owned(),
+                name: crate::validate::normalize_dns_name(z.name()),
+                private: z.config().is_some_and(|c| c.private_zone()),
+            },
+            many => ZoneLookup::Ambiguous {
+                ids: many
+                    .iter()
+                    .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
+                    .collect(),
+            },
+        };
+        lookups.insert(reference.clone(), lookup);
+    }
+    let ids: BTreeSet<String> = lookups
+        .values()
+        .filter_map(|l| match l {
+            ZoneLookup::Found { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    for id in ids {
+        records.insert(id.clone(), record_sets(c, &id).await?);
+    }
+    Ok((lookups, records))
+}
+
+/// Every record set of a zone, paged by hand (the SDK has no paginator for this call).
+async fn record_sets(c: &Clients, zone_id: &str) -> Result<Vec<crate::dns::RecordSet>> {
+    let mut out = Vec::new();
+    let (mut name, mut kind, mut ident): (
+        Option<String>,
+        Option<aws_sdk_route53::types::RrType>,
+        Option<String>,
+    ) = (None, None, None);
+    loop {
+        c.route53_permit().await;
+        let page = c
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .set_start_record_name(name.clone())
+            .set_start_record_type(kind.clone())
+            .set_start_record_identifier(ident.clone())
+            .send()
+            .await
+            .map_err(aws("ListResourceRecordSets"))?;
+        for r in page.resource_record_sets() {
+            out.push(crate::dns::RecordSet {
+                name: crate::validate::normalize_dns_name(r.name()),
+                kind: r.r#type().as_str().to_owned(),
+                ttl: r.ttl(),
+                values: {
+                    let mut v: Vec<String> = r
+                        .resource_records()
+                        .iter()
+                        .map(|x| x.value().to_owned())
+                        .collect();
+                    v.sort();
+                    v
+                },
+                alias: r.alias_target().map(|a| crate::dns::Alias {
+                    dns_name: crate::validate::normalize_dns_name(a.dns_name()),
+                    hosted_zone_id: a.hosted_zone_id().to_owned(),
+                }),
+                set_identifier: r.set_identifier().map(str::to_owned),
+            });
+        }
+        if !page.is_truncated() {
+            break;
+        }
+        name = page.next_record_name().map(str::to_owned);
+        kind = page.next_record_type().cloned();
+        ident = page.next_record_identifier().map(str::to_owned);
+        if name.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// RUNNING tasks of each service (listed per cluster and matched on `group`, never a
+/// server-side service filter), their container instances and those instances' private IPs:
+/// ListTasks + DescribeTasks (100 per call) + DescribeContainerInstances (100 per call) per
+/// cluster, and one DescribeInstances for all.
+async fn placements(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, crate::dns::Placement>> {
+    let mut out: BTreeMap<String, crate::dns::Placement> = BTreeMap::new();
+    let mut instance_of_service: Vec<(String, String)> = Vec::new();
+    for (cluster, services) in &scope.placements {
+        for s in services {
+            out.insert(s.clone(), crate::dns::Placement::default());
+        }
+        let mut arns = Vec::new();
+        let mut pages = c
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => arns.extend(p.task_arns().iter().cloned()),
+                Err(e) => {
+                    let e = AwsError::new("ListTasks", e);
+                    if e.is("ClusterNotFoundException") {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut ci_of_service: Vec<(String, String)> = Vec::new();
+        for chunk in arns.chunks(100) {
+            let tasks = c
+                .ecs
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(aws("DescribeTasks"))?;
+            for t in tasks.tasks() {
+                let Some(service) = t.group().and_then(|g| g.strip_prefix("service:")) else {
+                    continue;
+                };
+                if !services.contains(service) || t.last_status() != Some("RUNNING") {
+                    continue;
+                }
+                if let Some(p) = out.get_mut(service) {
+                    p.running_tasks += 1;
+                }
+                if let Some(ci) = t.container_instance_arn() {
+                    ci_of_service.push((service.to_owned(), ci.to_owned()));
+                }
+            }
+        }
+        let cis: Vec<String> = ci_of_service
+            .iter()
+            .map(|(_, ci)| ci.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut ec2_of_ci: BTreeMap<String, String> = BTreeMap::new();
+        for chunk in cis.chunks(100) {
+            let out = c
+                .ecs
+                .describe_container_instances()
+                .cluster(cluster)
+                .set_container_instances(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(aws("DescribeContainerInstances"))?;
+            for ci in out.container_instances() {
+                if let (Some(arn), Some(id)) = (ci.container_instance_arn(), ci.ec2_instance_id()) {
+                    ec2_of_ci.insert(arn.to_owned(), id.to_owned());
+                }
+            }
+        }
+        for (service, ci) in ci_of_service {
+            if let Some(id) = ec2_of_ci.get(&ci) {
+                instance_of_service.push((service, id.clone()));
+            }
+        }
+    }
+    let ids: Vec<String> = instance_of_service
+        .iter()
+        .map(|(_, i)| i.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut ip_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut pages = c
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws("DescribeInstances"))?;
+        for r in page.reservations() {
+            for i in r.instances() {
+                if let (Some(id), Some(ip)) = (i.instance_id(), i.private_ip_address()) {
+                    ip_of.insert(id.to_owned(), ip.to_owned());
+                }
+            }
+        }
+    }
+    for (service, id) in instance_of_service {
+        if let (Some(p), Some(ip)) = (out.get_mut(&service), ip_of.get(&id)) {
+            p.host_ips.push(ip.clone());
+        }
+    }
+    for p in out.values_mut() {
+        p.host_ips.sort();
+        p.host_ips.dedup();
+    }
+    Ok(out)
+}
+
+fn namespaces_for_placement(p: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    p.values().flatten().cloned().collect()
+}
+
+/// Cross-check with Cloud Map: the IPs registered for each service (ListInstances; the
+/// DiscoverInstances data plane is not needed for this).
+async fn with_cloud_map(
+    c: &Clients,
+    mut placements: BTreeMap<String, crate::dns::Placement>,
+    services: &BTreeSet<String>,
+    cloud_map: &[observed::CloudMapService],
+) -> Result<BTreeMap<String, crate::dns::Placement>> {
+    for s in cloud_map.iter().filter(|s| services.contains(&s.name)) {
+        let Some(p) = placements.get_mut(&s.name) else {
+            continue;
+        };
+        let out = c
+            .cloudmap
+            .list_instances()
+            .service_id(&s.id)
+            .send()
+            .await
+            .map_err(aws("ListInstances"))?;
+        let mut ips: Vec<String> = out
+            .instances()
+            .iter()
+            .filter_map(|i| {
+                i.attributes()
+                    .and_then(|a| a.get("AWS_INSTANCE_IPV4"))
+                    .cloned()
+            })
+            .collect();
+        ips.sort();
+        p.cloud_map_ips = Some(ips);
+    }
+    Ok(placements)
 }

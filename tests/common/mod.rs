@@ -132,7 +132,12 @@ impl Proxy {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let rec = ops.clone();
         rt.spawn(async move {
-            let re = Regex::new(r"(?i)x-amz-target:\s*[A-Za-z0-9_.]*\.([A-Za-z]+)|(?:^|\r\n\r\n|&)Action=([A-Za-z]+)").unwrap();
+            // JSON APIs name the operation in a header, query APIs in the body, Route 53 (REST)
+            // in the method and path.
+            let re = Regex::new(
+                r"(?i)x-amz-target:\s*[A-Za-z0-9_.]*\.([A-Za-z]+)|(?:^|\r\n\r\n|&)Action=([A-Za-z]+)|(?:^|\n)(GET|POST) /2013-04-01/hostedzone(/[A-Za-z0-9]+/rrset)?[ ?]",
+            )
+            .unwrap();
             loop {
                 let Ok((mut client, _)) = listener.accept().await else { return };
                 let upstream = upstream.clone();
@@ -153,7 +158,13 @@ impl Proxy {
                             pending.push_str(&String::from_utf8_lossy(&buf[..n]));
                             let mut last = 0;
                             for c in re.captures_iter(&pending) {
-                                let op = c.get(1).or(c.get(2)).unwrap().as_str().to_owned();
+                                let op = match (c.get(1).or(c.get(2)), c.get(3).map(|m| m.as_str()), c.get(4).is_some()) {
+                                    (Some(m), _, _) => m.as_str().to_owned(),
+                                    (None, Some("POST"), true) => "ChangeResourceRecordSets".to_owned(),
+                                    (None, Some("POST"), false) => "CreateHostedZone".to_owned(),
+                                    (None, _, true) => "ListResourceRecordSets".to_owned(),
+                                    (None, _, false) => "ListHostedZones".to_owned(),
+                                };
                                 rec.lock().unwrap().push(op);
                                 last = c.get(0).unwrap().end();
                             }
@@ -208,6 +219,8 @@ pub fn adapt(text: &str, world: &serde_json::Value) -> String {
         world["loadBalancerArn"].as_str().unwrap(),
     )
     .replace("sg-0123456789abcdef0", world["securityGroup"].as_str().unwrap())
+    // The sandbox has a public and a private example.edu: name the public one by id.
+    .replace("zone: example.edu.", &format!("zone: {}", world["publicZone"].as_str().unwrap()))
 }
 
 /// Runs the operator binary against `endpoint`; returns (exit code, stdout, stderr).
