@@ -17,9 +17,11 @@
 pub mod aws;
 pub mod cli;
 pub mod commands;
+pub mod controller;
 pub mod diagnostic;
 pub mod dns;
 pub mod load;
+pub mod metrics;
 pub mod names;
 pub mod observed;
 pub mod plan;
