@@ -113,6 +113,15 @@ pub enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
+    /// Run as a controller: resync, manifest watching, ECS events, leader election, metrics.
+    Run {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Delete the owned resources of the given manifests (host-key secrets are kept).
     Delete {
         #[command(flatten)]
@@ -123,6 +132,47 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Periodic resync of every service (jittered up to 10%).
+    #[arg(long, env = "SFTP_OPERATOR_RESYNC", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub resync: std::time::Duration,
+    /// Services reconciled in parallel.
+    #[arg(long, env = "SFTP_OPERATOR_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "SFTP_OPERATOR_METRICS_ADDR",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub metrics_addr: std::net::SocketAddr,
+    /// SQS queue fed by the EventBridge rule on ECS Task State Change (see manifests/events.yaml).
+    #[arg(long, env = "SFTP_OPERATOR_EVENTS_QUEUE_URL", value_name = "URL")]
+    pub events_queue_url: Option<String>,
+    /// DynamoDB table (partition key `lease`, string) for leader election among replicas.
+    #[arg(long, env = "SFTP_OPERATOR_LEASE_TABLE", value_name = "TABLE")]
+    pub lease_table: Option<String>,
+    /// How long a lease lasts without renewal.
+    #[arg(long, env = "SFTP_OPERATOR_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// How long SIGTERM waits for in-flight applies.
+    #[arg(long, env = "SFTP_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+    /// Fallback re-read interval of the manifests (inotify triggers sooner).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub manifest_poll: std::time::Duration,
+    /// Log format (RUST_LOG sets the level; default info).
+    #[arg(long, env = "SFTP_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -160,6 +210,8 @@ pub enum CliError {
     Aws(#[from] crate::aws::AwsError),
     #[error("{0} change(s) failed")]
     ApplyFailed(usize),
+    #[error("{0}")]
+    Run(String),
     #[error("could not start the async runtime: {0}")]
     Runtime(String),
 }
@@ -274,6 +326,36 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status { manifests, aws } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::status(&services, &aws))
+        }
+        Command::Run {
+            manifests,
+            aws,
+            run,
+        } => {
+            crate::run::init_logging(run.log_format == LogFormat::Json);
+            let cfg = crate::run::RunConfig {
+                paths: manifests.filename,
+                owner: aws.owner.owner_id,
+                adopt: aws.adopt,
+                region: aws.region,
+                metrics_addr: run.metrics_addr,
+                events_queue_url: run.events_queue_url,
+                lease_table: run.lease_table,
+                lease_duration: run.lease_duration,
+                manifest_poll: run.manifest_poll,
+                loop_config: crate::controller::LoopConfig {
+                    resync: run.resync,
+                    concurrency: run.concurrency.max(1),
+                    shutdown_timeout: run.shutdown_timeout,
+                    ..Default::default()
+                },
+            };
+            block_on(async {
+                crate::run::run(cfg)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(|e| CliError::Run(e.to_string()))
+            })
         }
         Command::Delete {
             manifests,

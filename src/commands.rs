@@ -73,6 +73,34 @@ pub async fn plan(
     })
 }
 
+/// Applies a plan; when that generated host keys, observes and plans once more so records
+/// that depend on the new keys (SSHFP) land in the same run.
+pub async fn apply_with_followup(
+    clients: &Clients,
+    services: &[Service],
+    options: &plan::Options,
+    plan: &Plan,
+    observed: &Observed,
+) -> Result<Vec<apply::Applied>, crate::aws::AwsError> {
+    let mut applied = apply::apply(clients, plan, observed).await;
+    let new_keys = applied.iter().any(|a| {
+        a.kind == plan::Kind::HostKeySecret && a.action == plan::Action::Create && a.error.is_none()
+    });
+    if new_keys {
+        let desired: Vec<Desired> = services
+            .iter()
+            .map(|s| render::render(s, &options.owner))
+            .collect();
+        let observed = observe::observe(clients, &Scope::of(&desired)).await?;
+        let plan = plan::plan(&desired, &observed, options);
+        if plan.has_changes() {
+            tracing::info!("follow-up pass for records that depend on the new host keys");
+            applied.extend(apply::apply(clients, &plan, &observed).await);
+        }
+    }
+    Ok(applied)
+}
+
 pub async fn converge(
     services: &[Service],
     args: &AwsArgs,
@@ -83,22 +111,12 @@ pub async fn converge(
     let clients = Clients::from_env(args.region.clone()).await;
     let (desired, observed, plan) = prepare(&clients, services, args, false, false).await?;
     say(&report::plan_text(&plan, c))?;
-    let mut applied = apply::apply(&clients, &plan, &observed).await;
-    let mut problems = !plan.problems.is_empty();
-    // SSHFP records need the public halves of host keys generated in this pass: one more
-    // observe + plan picks them up, so a converge from empty ends converged.
-    let new_keys = applied.iter().any(|a| {
-        a.kind == plan::Kind::HostKeySecret && a.action == plan::Action::Create && a.error.is_none()
-    });
-    if new_keys {
-        let (_, observed, plan) = prepare(&clients, services, args, false, false).await?;
-        if plan.has_changes() {
-            say("Follow-up pass (records that depend on the new host keys):\n")?;
-            say(&report::plan_text(&plan, c))?;
-            applied.extend(apply::apply(&clients, &plan, &observed).await);
-        }
-        problems = !plan.problems.is_empty();
-    }
+    let options = plan::Options {
+        owner: args.owner.owner_id.clone(),
+        adopt: args.adopt,
+        prune: args.prune,
+    };
+    let applied = apply_with_followup(&clients, services, &options, &plan, &observed).await?;
     say(&report::applied_text(&applied, c))?;
     let failed = applied.iter().filter(|a| a.error.is_some()).count();
     say(&format!(
@@ -124,10 +142,10 @@ pub async fn converge(
     if failed > 0 {
         return Err(CliError::ApplyFailed(failed));
     }
-    Ok(if problems {
-        ExitCode::from(1)
-    } else {
+    Ok(if plan.problems.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

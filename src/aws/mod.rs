@@ -3,6 +3,8 @@
 //! mode; one interceptor counts every call by service, operation and outcome.
 
 pub mod apply;
+pub mod events;
+pub mod lease;
 pub mod observe;
 
 use std::collections::BTreeMap;
@@ -214,6 +216,8 @@ pub struct Clients {
     pub route53: aws_sdk_route53::Client,
     pub cloudmap: aws_sdk_servicediscovery::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub calls: CallCounter,
     /// Route 53's limit is per account and shared with every other tool: stay well under it.
     pub route53_limit: Arc<TokenBucket>,
@@ -287,6 +291,8 @@ impl Clients {
             route53: client!(aws_sdk_route53),
             cloudmap: client!(aws_sdk_servicediscovery),
             secrets: client!(aws_sdk_secretsmanager),
+            sqs: client!(aws_sdk_sqs),
+            dynamodb: client!(aws_sdk_dynamodb),
             calls,
             route53_limit: Arc::new(TokenBucket::new(ROUTE53_RATE, ROUTE53_RATE)),
         }

@@ -1,0 +1,468 @@
+//! `run`: the operator as a long-lived controller. Wires the control loop to the real
+//! reconciler, the manifest watcher, the ECS event poller, the lease and the metrics server.
+//!
+//! ```text
+//! manifests ─watch─▶ last good set ─┐            ┌─▶ observe ─▶ plan ─▶ apply (leader only)
+//! SQS events ───────────────────────┼─▶ loop ────┤
+//! resync ───────────────────────────┘            └─▶ metrics, logs
+//! ```
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc, watch};
+use tracing::Instrument;
+
+use crate::aws::Clients;
+use crate::aws::lease::Lease;
+use crate::aws::observe::{self, Scope};
+use crate::commands::apply_with_followup;
+use crate::controller::{self, LoopConfig, ReconcileError, Reconciler, Trigger};
+use crate::metrics::{self, Metrics};
+use crate::plan::{self, Action, Kind};
+use crate::render;
+use crate::validate::Service;
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub paths: Vec<PathBuf>,
+    pub owner: String,
+    pub adopt: bool,
+    pub region: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub events_queue_url: Option<String>,
+    pub lease_table: Option<String>,
+    pub lease_duration: Duration,
+    pub manifest_poll: Duration,
+    pub loop_config: LoopConfig,
+}
+
+/// The real reconciler: one service's observe → plan → apply, with metrics.
+pub struct OperatorReconciler {
+    clients: Clients,
+    services: watch::Receiver<Arc<Vec<Service>>>,
+    options: plan::Options,
+    metrics: Arc<Metrics>,
+    lease: Option<Arc<Lease>>,
+    ready: Arc<AtomicBool>,
+    attempted: Mutex<HashSet<String>>,
+}
+
+impl OperatorReconciler {
+    async fn mark_attempted(&self, name: &str) {
+        let mut seen = self.attempted.lock().await;
+        seen.insert(name.to_owned());
+        let all = self
+            .services
+            .borrow()
+            .iter()
+            .all(|s| seen.contains(&s.name));
+        if all {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+    }
+
+    async fn leading(&self) -> bool {
+        match &self.lease {
+            None => true,
+            Some(l) => l.is_leader().await,
+        }
+    }
+
+    async fn reconcile_inner(&self, name: &str) -> Result<&'static str, ReconcileError> {
+        let Some(service) = self
+            .services
+            .borrow()
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+        else {
+            return Ok("skipped");
+        };
+        if !self.leading().await {
+            return Ok("skipped");
+        }
+        let m = &self.metrics;
+        let desired = vec![render::render(&service, &self.options.owner)];
+        let observed = observe::observe(&self.clients, &Scope::of(&desired))
+            .await
+            .map_err(aws_error)?;
+        let plan = plan::plan(&desired, &observed, &self.options);
+        for kind in ALL_KINDS {
+            let n = plan.conflicts().filter(|c| c.kind == kind).count();
+            m.conflicts
+                .with_label_values(&[name, kind_label(kind)])
+                .set(n as i64);
+        }
+        for c in plan.actionable() {
+            m.drift_detected_total
+                .with_label_values(&[name, kind_label(c.kind)])
+                .inc();
+        }
+        m.desired_tasks
+            .with_label_values(&[name])
+            .set(i64::from(service.desired_count));
+        let running = observed
+            .ecs_services
+            .iter()
+            .find(|s| s.name == service.name)
+            .and_then(|s| s.running_count)
+            .unwrap_or(0);
+        m.running_tasks
+            .with_label_values(&[name])
+            .set(i64::from(running));
+        if let Some(p) = observed.placements.get(name) {
+            m.dns_records_published
+                .with_label_values(&[name])
+                .set(p.host_ips.len() as i64);
+        }
+        if let Some(p) = plan.problems.first() {
+            return Err(ReconcileError::Blocked(p.message.clone()));
+        }
+        if !plan.has_changes() {
+            return Ok("success");
+        }
+        // Leadership is checked again right before mutating: a lost lease stops us at once.
+        if !self.leading().await {
+            return Ok("skipped");
+        }
+        let services = [service];
+        let applied =
+            apply_with_followup(&self.clients, &services, &self.options, &plan, &observed)
+                .await
+                .map_err(aws_error)?;
+        let mut failed = Vec::new();
+        for a in &applied {
+            match &a.error {
+                None => {
+                    tracing::info!(kind = a.kind.as_str(), name = %a.name, action = ?a.action, "applied");
+                    m.changes_applied_total
+                        .with_label_values(&[name, kind_label(a.kind), action_label(a.action)])
+                        .inc();
+                }
+                Some(e) => {
+                    tracing::warn!(kind = a.kind.as_str(), name = %a.name, error = %e, "change failed");
+                    failed.push(e.clone());
+                }
+            }
+        }
+        if failed.iter().any(|e| crate::aws::is_throttle_text(e)) {
+            return Err(ReconcileError::Throttled(failed.join("; ")));
+        }
+        if !failed.is_empty() {
+            return Err(ReconcileError::Apply(failed.len()));
+        }
+        Ok("success")
+    }
+}
+
+const ALL_KINDS: [Kind; 8] = [
+    Kind::HostKeySecret,
+    Kind::TaskDefinition,
+    Kind::TargetGroup,
+    Kind::Listener,
+    Kind::IngressRule,
+    Kind::CloudMapService,
+    Kind::EcsService,
+    Kind::DnsRecord,
+];
+
+fn kind_label(k: Kind) -> &'static str {
+    match k {
+        Kind::HostKeySecret => "host-key-secret",
+        Kind::TaskDefinition => "task-definition",
+        Kind::TargetGroup => "target-group",
+        Kind::Listener => "listener",
+        Kind::IngressRule => "ingress-rule",
+        Kind::CloudMapService => "cloud-map-service",
+        Kind::EcsService => "ecs-service",
+        Kind::DnsRecord => "dns-record",
+    }
+}
+
+fn action_label(a: Action) -> &'static str {
+    match a {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Delete => "delete",
+        Action::Conflict => "conflict",
+    }
+}
+
+fn aws_error(e: crate::aws::AwsError) -> ReconcileError {
+    if e.throttled {
+        ReconcileError::Throttled(e.to_string())
+    } else {
+        ReconcileError::Aws(e.to_string())
+    }
+}
+
+impl Reconciler for OperatorReconciler {
+    async fn reconcile(&self, service: String) -> Result<(), ReconcileError> {
+        let span = tracing::info_span!("reconcile", service = %service);
+        async {
+            let started = Instant::now();
+            let result = self.reconcile_inner(&service).await;
+            let m = &self.metrics;
+            m.reconcile_duration_seconds
+                .with_label_values(&[&service])
+                .observe(started.elapsed().as_secs_f64());
+            match &result {
+                Ok(outcome) => {
+                    m.reconcile_total
+                        .with_label_values(&[service.as_str(), outcome])
+                        .inc();
+                    if *outcome == "success" {
+                        m.last_successful_reconcile_timestamp_seconds
+                            .with_label_values(&[&service])
+                            .set(metrics::now_seconds());
+                    }
+                }
+                Err(e) => {
+                    m.reconcile_total
+                        .with_label_values(&[&service, "error"])
+                        .inc();
+                    m.reconcile_errors_total
+                        .with_label_values(&[&service, e.category()])
+                        .inc();
+                }
+            }
+            self.mark_attempted(&service).await;
+            result.map(|_| ())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Reads and validates the manifest set; `None` (with the problems logged) when it is bad.
+fn load(paths: &[PathBuf]) -> Result<(String, Vec<Service>), String> {
+    let sources = crate::load::read_sources(paths).map_err(|e| e.to_string())?;
+    let mut h = Sha256::new();
+    for s in &sources {
+        h.update(s.path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(s.text.as_bytes());
+    }
+    let hash = hex::encode(h.finalize());
+    let docs = crate::load::parse_sources(&sources).map_err(|e| e.to_string())?;
+    let services = crate::validate::validate(&docs).map_err(|d| d.to_string())?;
+    Ok((hash, services))
+}
+
+/// Re-reads the manifests when inotify reports a change under their paths (a ConfigMap's
+/// `..data` symlink swap included) and, as a fallback, every `poll`; a new set that fails
+/// validation is rejected whole and the last good one stays in force.
+async fn watch_manifests(
+    paths: Vec<PathBuf>,
+    poll: Duration,
+    mut hash: String,
+    services_tx: watch::Sender<Arc<Vec<Service>>>,
+    names_tx: watch::Sender<Vec<String>>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let _watcher = {
+        use notify::Watcher;
+        let mut w = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        })
+        .ok();
+        for p in &paths {
+            let dir = if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map(PathBuf::from).unwrap_or_else(|| ".".into())
+            };
+            if let Some(w) = w.as_mut()
+                && let Err(e) = w.watch(&dir, notify::RecursiveMode::Recursive)
+            {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot watch; polling only");
+            }
+        }
+        w
+    };
+    let mut last_error = String::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = rx.recv() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+        while rx.try_recv().is_ok() {}
+        match load(&paths) {
+            Ok((h, _)) if h == hash => {}
+            Ok((h, services)) => {
+                tracing::info!(services = services.len(), "manifests changed; reconciling");
+                hash = h;
+                last_error.clear();
+                let _ = names_tx.send(services.iter().map(|s| s.name.clone()).collect());
+                let _ = services_tx.send(Arc::new(services));
+                let _ = triggers.send(Trigger::All);
+            }
+            Err(e) => {
+                if e != last_error {
+                    metrics.manifest_load_errors_total.inc();
+                    tracing::error!(problems = %e, "new manifests rejected; the last good set stays in force");
+                    last_error = e;
+                }
+            }
+        }
+    }
+}
+
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Manifests(String),
+    #[error("metrics server on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
+    let metrics = Metrics::new();
+    let (hash, initial) = load(&cfg.paths).map_err(RunError::Manifests)?;
+    let clients = Clients::from_env(cfg.region.clone()).await;
+    metrics.observe_calls(&clients.calls);
+    let ready = Arc::new(AtomicBool::new(initial.is_empty()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let server_shutdown = {
+        let mut rx = shutdown_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let bound = metrics::serve(
+        cfg.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+        server_shutdown,
+    )
+    .await
+    .map_err(|source| RunError::Metrics {
+        addr: cfg.metrics_addr,
+        source,
+    })?;
+    tracing::info!(addr = %bound, services = initial.len(), owner = %cfg.owner, "sftp-operator running");
+
+    let (services_tx, services_rx) = watch::channel(Arc::new(initial.clone()));
+    let (names_tx, names_rx) =
+        watch::channel(initial.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel();
+
+    let lease = cfg
+        .lease_table
+        .as_ref()
+        .map(|t| Lease::new(clients.clone(), t.clone(), &cfg.owner, cfg.lease_duration));
+    if let Some(l) = &lease {
+        let (leader_tx, mut leader_rx) = watch::channel(false);
+        tokio::spawn(
+            l.clone()
+                .keep(metrics.clone(), leader_tx, shutdown_rx.clone()),
+        );
+        // On becoming leader, reconcile everything at once.
+        let t = trigger_tx.clone();
+        tokio::spawn(async move {
+            while leader_rx.changed().await.is_ok() {
+                if *leader_rx.borrow() {
+                    let _ = t.send(Trigger::All);
+                }
+            }
+        });
+    } else {
+        metrics.leader.set(1);
+    }
+
+    tokio::spawn(watch_manifests(
+        cfg.paths.clone(),
+        cfg.manifest_poll,
+        hash,
+        services_tx,
+        names_tx,
+        trigger_tx.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
+    if let Some(url) = &cfg.events_queue_url {
+        tokio::spawn(crate::aws::events::poll(
+            clients.clone(),
+            url.clone(),
+            names_rx.clone(),
+            trigger_tx.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+
+    let reconciler = Arc::new(OperatorReconciler {
+        clients: clients.clone(),
+        services: services_rx,
+        options: plan::Options {
+            owner: cfg.owner.clone(),
+            adopt: cfg.adopt,
+            prune: false,
+        },
+        metrics: metrics.clone(),
+        lease: lease.clone(),
+        ready: ready.clone(),
+        attempted: Mutex::new(HashSet::new()),
+    });
+
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+        let tx = shutdown_tx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down: finishing in-flight work");
+            let _ = tx.send(true);
+        })
+    };
+    controller::run(
+        reconciler,
+        cfg.loop_config.clone(),
+        names_rx,
+        trigger_rx,
+        shutdown_rx,
+        Some(metrics.clone()),
+    )
+    .await;
+    signals.abort();
+    if let Some(l) = &lease {
+        l.release().await;
+        tracing::info!("lease released");
+    }
+    let _ = shutdown_tx.send(true);
+    tracing::info!("stopped");
+    Ok(())
+}
