@@ -258,13 +258,18 @@ fn load(paths: &[PathBuf]) -> Result<(String, Vec<Service>), String> {
 /// Re-reads the manifests when inotify reports a change under their paths (a ConfigMap's
 /// `..data` symlink swap included) and, as a fallback, every `poll`; a new set that fails
 /// validation is rejected whole and the last good one stays in force.
+/// Where a new good manifest set goes: the services, their names, and a trigger for all.
+struct Publish {
+    services: watch::Sender<Arc<Vec<Service>>>,
+    names: watch::Sender<Vec<String>>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+}
+
 async fn watch_manifests(
     paths: Vec<PathBuf>,
     poll: Duration,
     mut hash: String,
-    services_tx: watch::Sender<Arc<Vec<Service>>>,
-    names_tx: watch::Sender<Vec<String>>,
-    triggers: mpsc::UnboundedSender<Trigger>,
+    publish: Publish,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -303,9 +308,11 @@ async fn watch_manifests(
                 tracing::info!(services = services.len(), "manifests changed; reconciling");
                 hash = h;
                 last_error.clear();
-                let _ = names_tx.send(services.iter().map(|s| s.name.clone()).collect());
-                let _ = services_tx.send(Arc::new(services));
-                let _ = triggers.send(Trigger::All);
+                let _ = publish
+                    .names
+                    .send(services.iter().map(|s| s.name.clone()).collect());
+                let _ = publish.services.send(Arc::new(services));
+                let _ = publish.triggers.send(Trigger::All);
             }
             Err(e) => {
                 if e != last_error {
@@ -404,9 +411,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
         cfg.paths.clone(),
         cfg.manifest_poll,
         hash,
-        services_tx,
-        names_tx,
-        trigger_tx.clone(),
+        Publish {
+            services: services_tx,
+            names: names_tx,
+            triggers: trigger_tx.clone(),
+        },
         metrics.clone(),
         shutdown_rx.clone(),
     ));
