@@ -69,6 +69,29 @@ impl PathIndex {
         self.ordered[i - 1].1.clone()
     }
 
+    /// The mapping a "missing field" error at `pos` is about. serde-saphyr reports it at the
+    /// mapping's last key (or at the mapping itself when empty): take whichever of that path
+    /// and its parent is a mapping that should hold `field`.
+    fn missing_field_parent(&self, pos: Pos, field: &str) -> Option<String> {
+        let expected = crate::spec::parent_of_required(field)?;
+        let at = self.field_at(pos);
+        let parent = at
+            .rfind(['.', '['])
+            .map_or(String::new(), |i| at[..i].to_owned());
+        let kind = |p: &str| {
+            p.rsplit('.')
+                .next()
+                .unwrap_or("")
+                .split('[')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        };
+        [parent, at]
+            .into_iter()
+            .find(|p| expected.contains(&kind(p).as_str()))
+    }
+
     fn record(&mut self, path: &str, pos: Pos, is_value: bool) {
         if is_value {
             self.values.entry(path.to_owned()).or_insert(pos);
@@ -368,7 +391,24 @@ fn parse_document(
                 })
                 .unwrap_or_else(|| doc.index.locate(""));
             let (message, hint) = describe_serde_error(&e);
-            let field = doc.index.field_at(pos);
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split('`').next());
+            let field =
+                match missing.and_then(|f| Some((f, doc.index.missing_field_parent(pos, f)?))) {
+                    Some((f, parent)) => {
+                        let parent_pos = doc.index.locate(&parent);
+                        let path = if parent.is_empty() {
+                            f.to_owned()
+                        } else {
+                            format!("{parent}.{f}")
+                        };
+                        let mut d = Diagnostic::new(&origin.file, parent_pos, path, message);
+                        d.hint = hint;
+                        return Err(d);
+                    }
+                    None => doc.index.field_at(pos),
+                };
             let mut d = Diagnostic::new(&origin.file, pos, field, message);
             d.hint = hint;
             Err(d)
@@ -382,6 +422,15 @@ fn describe_serde_error(e: &serde_saphyr::Error) -> (String, Option<String>) {
     let opts = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
     let raw = e.render_with_options(opts);
     let msg = strip_location_suffix(raw.lines().next().unwrap_or("").trim());
+    // Plainer words for serde's type names.
+    let msg = match msg.as_str() {
+        m if m.starts_with("invalid u32") || m.starts_with("invalid u16") => {
+            "expected a whole number".to_owned()
+        }
+        "expected sequence start" => "expected a list".to_owned(),
+        "expected mapping start" => "expected a mapping (key: value pairs)".to_owned(),
+        _ => msg,
+    };
     let hint = if msg.contains("unknown field `password`") {
         Some("plaintext passwords are refused; put a crypt(3) hash in `passwordHash`, e.g. from `openssl passwd -6` or `mkpasswd -m sha-512`".to_owned())
     } else if msg.contains("unknown field") {

@@ -257,3 +257,22 @@ fn default_stream_prefix() -> String {
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Manifest)).expect("schema serialises")
 }
+
+/// For a required field, the mapping (by its last path segment; "" for the document) that
+/// must hold it: lets a "missing field" error point at the right mapping.
+pub fn parent_of_required(field: &str) -> Option<&'static [&'static str]> {
+    Some(match field {
+        "apiVersion" | "kind" | "metadata" | "spec" => &[""],
+        "name" => &["metadata", "users"],
+        "cluster" | "port" | "users" | "storage" | "loadBalancer" | "access" => &["spec"],
+        "uid" => &["users"],
+        "fileSystemId" => &["efs"],
+        "bucket" => &["s3"],
+        "arn" | "listenerPort" => &["loadBalancer"],
+        "securityGroupId" => &["access"],
+        "namespace" => &["discovery"],
+        "zone" | "record" => &["dns"],
+        "group" | "region" => &["awslogs"],
+        _ => return None,
+    })
+}
