@@ -43,12 +43,7 @@ pub struct ManifestArgs {
 #[derive(Debug, Args, Clone)]
 pub struct OwnerArgs {
     /// Scopes ownership: resources are tagged sftp-operator/owner=<ID>, so two installations never touch each other's.
-    #[arg(
-        long,
-        env = "SFTP_OPERATOR_OWNER_ID",
-        default_value = "sftp-operator",
-        value_name = "ID"
-    )]
+    #[arg(long, env = "SFTP_OPERATOR_OWNER_ID", default_value = "sftp-operator", value_name = "ID")]
     pub owner_id: String,
 }
 
@@ -105,6 +100,9 @@ pub enum Command {
         /// How long `--wait` waits.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         wait_timeout: std::time::Duration,
+        /// Also ensure the SQS queue and EventBridge rule that feed `run --events-queue-url`.
+        #[arg(long)]
+        ensure_events: bool,
     },
     /// Live state of each service: Synced and Ready conditions, endpoints, tasks.
     Status {
@@ -149,11 +147,7 @@ pub struct RunArgs {
     #[arg(long, env = "SFTP_OPERATOR_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
     /// Address for /metrics, /healthz and /readyz.
-    #[arg(
-        long,
-        env = "SFTP_OPERATOR_METRICS_ADDR",
-        default_value = "127.0.0.1:9090"
-    )]
+    #[arg(long, env = "SFTP_OPERATOR_METRICS_ADDR", default_value = "127.0.0.1:9090")]
     pub metrics_addr: std::net::SocketAddr,
     /// SQS queue fed by the EventBridge rule on ECS Task State Change (see manifests/events.yaml).
     #[arg(long, env = "SFTP_OPERATOR_EVENTS_QUEUE_URL", value_name = "URL")]
@@ -188,6 +182,9 @@ pub struct AwsArgs {
     /// Delete owned resources whose manifest is gone (otherwise they are only reported).
     #[arg(long)]
     pub prune: bool,
+    /// Write the AWS calls this run made (service, operation, outcome, count) as JSON to FILE.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub calls_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -223,11 +220,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // Help and version are successes; usage errors exit 1 (2 means "changes pending").
-            return if e.use_stderr() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }
     };
     match run(cli) {
@@ -252,30 +245,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let services = load_services(&manifests)?;
             let mut out = std::io::stdout().lock();
             for s in &services {
-                writeln!(
-                    out,
-                    "{}: ok ({}:{})",
-                    s.name,
-                    s.origin.file.display(),
-                    s.origin.doc + 1
-                )
-                .map_err(output)?;
+                writeln!(out, "{}: ok ({}:{})", s.name, s.origin.file.display(), s.origin.doc + 1).map_err(output)?;
             }
-            writeln!(
-                out,
-                "{} service{} valid",
-                services.len(),
-                if services.len() == 1 { "" } else { "s" }
-            )
-            .map_err(output)?;
+            writeln!(out, "{} service{} valid", services.len(), if services.len() == 1 { "" } else { "s" })
+                .map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render {
-            manifests,
-            owner,
-            output: fmt,
-            service,
-        } => {
+        Command::Render { manifests, owner, output: fmt, service } => {
             let services = load_services(&manifests)?;
             let selected: Vec<&Service> = match &service {
                 Some(name) => {
@@ -287,10 +263,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 }
                 None => services.iter().collect(),
             };
-            let rendered: Vec<render::Desired> = selected
-                .iter()
-                .map(|s| render::render_for_display(s, &owner.owner_id))
-                .collect();
+            let rendered: Vec<render::Desired> =
+                selected.iter().map(|s| render::render_for_display(s, &owner.owner_id)).collect();
             print_value(&rendered, fmt)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -298,40 +272,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             print_value(&crate::spec::json_schema(), Format::Json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan {
-            manifests,
-            aws,
-            output,
-        } => {
+        Command::Plan { manifests, aws, output } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::plan(&services, &aws, output))
         }
-        Command::Converge {
-            manifests,
-            aws,
-            dry_run,
-            wait,
-            wait_timeout,
-        } => {
+        Command::Converge { manifests, aws, dry_run, wait, wait_timeout, ensure_events } => {
             let services = load_services(&manifests)?;
             if dry_run {
                 return block_on(crate::commands::plan(&services, &aws, PlanFormat::Text));
             }
-            block_on(crate::commands::converge(
-                &services,
-                &aws,
-                wait.then_some(wait_timeout),
-            ))
+            block_on(crate::commands::converge(&services, &aws, wait.then_some(wait_timeout), ensure_events))
         }
         Command::Status { manifests, aws } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::status(&services, &aws))
         }
-        Command::Run {
-            manifests,
-            aws,
-            run,
-        } => {
+        Command::Run { manifests, aws, run } => {
             crate::run::init_logging(run.log_format == LogFormat::Json);
             let cfg = crate::run::RunConfig {
                 paths: manifests.filename,
@@ -351,17 +307,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 },
             };
             block_on(async {
-                crate::run::run(cfg)
-                    .await
-                    .map(|()| ExitCode::SUCCESS)
-                    .map_err(|e| CliError::Run(e.to_string()))
+                crate::run::run(cfg).await.map(|()| ExitCode::SUCCESS).map_err(|e| CliError::Run(e.to_string()))
             })
         }
-        Command::Delete {
-            manifests,
-            aws,
-            dry_run,
-        } => {
+        Command::Delete { manifests, aws, dry_run } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::delete(&services, &aws, dry_run))
         }
@@ -369,9 +318,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
 }
 
 /// Manifests are loaded and validated before this: bad input never reaches AWS.
-fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(
-    f: F,
-) -> Result<ExitCode, CliError> {
+fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(f: F) -> Result<ExitCode, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -392,13 +339,8 @@ pub fn load_services(args: &ManifestArgs) -> Result<Vec<Service>, CliError> {
 
 pub fn print_value<T: serde::Serialize>(v: &T, fmt: Format) -> Result<(), CliError> {
     let text = match fmt {
-        Format::Json => {
-            serde_json::to_string_pretty(v).map_err(|e| CliError::Output(e.to_string()))? + "\n"
-        }
+        Format::Json => serde_json::to_string_pretty(v).map_err(|e| CliError::Output(e.to_string()))? + "\n",
         Format::Yaml => serde_saphyr::to_string(v).map_err(|e| CliError::Output(e.to_string()))?,
     };
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(output)
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(output)
 }

@@ -21,10 +21,7 @@ fn color() -> bool {
 }
 
 fn say(text: &str) -> Result<(), CliError> {
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|e| CliError::Output(e.to_string()))
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| CliError::Output(e.to_string()))
 }
 
 /// Renders, observes and plans: everything before the first mutating call.
@@ -35,28 +32,17 @@ pub async fn prepare(
     list_all: bool,
     cloud_map_instances: bool,
 ) -> Result<(Vec<Desired>, Observed, Plan), CliError> {
-    let desired: Vec<Desired> = services
-        .iter()
-        .map(|s| render::render(s, &args.owner.owner_id))
-        .collect();
+    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
     let mut scope = Scope::of(&desired);
     scope.list_all_services = list_all || args.prune;
     scope.cloud_map_instances = cloud_map_instances;
     let observed = observe::observe(clients, &scope).await?;
-    let opts = plan::Options {
-        owner: args.owner.owner_id.clone(),
-        adopt: args.adopt,
-        prune: args.prune,
-    };
+    let opts = plan::Options { owner: args.owner.owner_id.clone(), adopt: args.adopt, prune: args.prune };
     let plan = plan::plan(&desired, &observed, &opts);
     Ok((desired, observed, plan))
 }
 
-pub async fn plan(
-    services: &[Service],
-    args: &AwsArgs,
-    format: PlanFormat,
-) -> Result<ExitCode, CliError> {
+pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
     let (_, _, plan) = prepare(&clients, services, args, false, false).await?;
     match format {
@@ -66,11 +52,7 @@ pub async fn plan(
     if !plan.problems.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    Ok(if plan.has_changes() {
-        ExitCode::from(EXIT_CHANGES)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if plan.has_changes() { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
 }
 
 /// Applies a plan; when that generated host keys, observes and plans once more so records
@@ -83,14 +65,11 @@ pub async fn apply_with_followup(
     observed: &Observed,
 ) -> Result<Vec<apply::Applied>, crate::aws::AwsError> {
     let mut applied = apply::apply(clients, plan, observed).await;
-    let new_keys = applied.iter().any(|a| {
-        a.kind == plan::Kind::HostKeySecret && a.action == plan::Action::Create && a.error.is_none()
-    });
+    let new_keys = applied
+        .iter()
+        .any(|a| a.kind == plan::Kind::HostKeySecret && a.action == plan::Action::Create && a.error.is_none());
     if new_keys {
-        let desired: Vec<Desired> = services
-            .iter()
-            .map(|s| render::render(s, &options.owner))
-            .collect();
+        let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &options.owner)).collect();
         let observed = observe::observe(clients, &Scope::of(&desired)).await?;
         let plan = plan::plan(&desired, &observed, options);
         if plan.has_changes() {
@@ -105,17 +84,14 @@ pub async fn converge(
     services: &[Service],
     args: &AwsArgs,
     wait: Option<Duration>,
+    ensure_events: bool,
 ) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let c = color();
     let clients = Clients::from_env(args.region.clone()).await;
     let (desired, observed, plan) = prepare(&clients, services, args, false, false).await?;
     say(&report::plan_text(&plan, c))?;
-    let options = plan::Options {
-        owner: args.owner.owner_id.clone(),
-        adopt: args.adopt,
-        prune: args.prune,
-    };
+    let options = plan::Options { owner: args.owner.owner_id.clone(), adopt: args.adopt, prune: args.prune };
     let applied = apply_with_followup(&clients, services, &options, &plan, &observed).await?;
     say(&report::applied_text(&applied, c))?;
     let failed = applied.iter().filter(|a| a.error.is_some()).count();
@@ -126,13 +102,17 @@ pub async fn converge(
         clients.calls.total(),
         clients.calls.mutating(),
     ))?;
+    if ensure_events {
+        let clusters: Vec<String> = observed.clusters_arns();
+        let url = crate::aws::events::ensure(&clients, &args.owner.owner_id, &clusters).await?;
+        say(&format!("Events queue (for `run --events-queue-url`): {url}\n"))?;
+    }
+    write_calls(&clients, args)?;
     if let Some(timeout) = wait {
         let rolled: Vec<&Desired> = desired
             .iter()
             .filter(|d| {
-                applied.iter().any(|a| {
-                    a.service == d.service && a.kind == plan::Kind::EcsService && a.error.is_none()
-                })
+                applied.iter().any(|a| a.service == d.service && a.kind == plan::Kind::EcsService && a.error.is_none())
             })
             .collect();
         for d in rolled {
@@ -142,25 +122,17 @@ pub async fn converge(
     if failed > 0 {
         return Err(CliError::ApplyFailed(failed));
     }
-    Ok(if plan.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result<(), CliError> {
     let deadline = Instant::now() + timeout;
     let tty = std::io::stderr().is_terminal();
     loop {
-        let (state, running, want) =
-            apply::rollout(c, &d.ecs_service.cluster, &d.ecs_service.name).await?;
+        let (state, running, want) = apply::rollout(c, &d.ecs_service.cluster, &d.ecs_service.name).await?;
         let state = state.unwrap_or_else(|| "UNKNOWN".into());
         if tty {
-            eprint!(
-                "\r{}: rollout {state}, {running}/{want} running   ",
-                d.service
-            );
+            eprint!("\r{}: rollout {state}, {running}/{want} running   ", d.service);
         }
         match state.as_str() {
             "COMPLETED" => {
@@ -174,26 +146,16 @@ async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result
                 )));
             }
             _ if Instant::now() >= deadline => {
-                return Err(CliError::Output(format!(
-                    "{}: deployment still {state} after {timeout:?}",
-                    d.service
-                )));
+                return Err(CliError::Output(format!("{}: deployment still {state} after {timeout:?}", d.service)));
             }
             _ => tokio::time::sleep(Duration::from_secs(5)).await,
         }
     }
 }
 
-pub async fn delete(
-    services: &[Service],
-    args: &AwsArgs,
-    dry_run: bool,
-) -> Result<ExitCode, CliError> {
+pub async fn delete(services: &[Service], args: &AwsArgs, dry_run: bool) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let desired: Vec<Desired> = services
-        .iter()
-        .map(|s| render::render(s, &args.owner.owner_id))
-        .collect();
+    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
     let mut scope = Scope::of(&desired);
     scope.list_all_services = true;
     let observed = observe::observe(&clients, &scope).await?;
@@ -205,11 +167,27 @@ pub async fn delete(
     }
     let applied = apply::apply(&clients, &plan, &observed).await;
     say(&report::applied_text(&applied, c))?;
+    write_calls(&clients, args)?;
     let failed = applied.iter().filter(|a| a.error.is_some()).count();
     if failed > 0 {
         return Err(CliError::ApplyFailed(failed));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--calls-out FILE`: the AWS calls this process made, for the IAM policy check.
+fn write_calls(clients: &Clients, args: &AwsArgs) -> Result<(), CliError> {
+    let Some(path) = &args.calls_out else { return Ok(()) };
+    let calls: Vec<serde_json::Value> = clients
+        .calls
+        .snapshot()
+        .iter()
+        .map(|((service, operation, outcome), stats)| {
+            serde_json::json!({"service": service, "operation": operation, "outcome": outcome, "count": stats.count})
+        })
+        .collect();
+    std::fs::write(path, serde_json::to_string_pretty(&calls).expect("serialises"))
+        .map_err(|e| CliError::Output(e.to_string()))
 }
 
 /// One service's live state, as `status` prints it (and `--output json` later).
@@ -237,13 +215,7 @@ pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, Cl
         let s = service_status(&clients, d, &observed, &plan).await?;
         out.push_str(&format!(
             "{}\n  Synced: {} ({})\n  Ready:  {} ({})\n  Tasks:  {}/{} running\n",
-            s.service,
-            s.synced,
-            s.synced_reason,
-            s.ready,
-            s.ready_reason,
-            s.running_tasks,
-            s.desired_tasks
+            s.service, s.synced, s.synced_reason, s.ready, s.ready_reason, s.running_tasks, s.desired_tasks
         ));
         for e in &s.endpoints {
             out.push_str(&format!("  Endpoint: {e}\n"));
@@ -262,50 +234,26 @@ pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, Cl
     Ok(ExitCode::SUCCESS)
 }
 
-async fn service_status(
-    c: &Clients,
-    d: &Desired,
-    o: &Observed,
-    plan: &Plan,
-) -> Result<ServiceStatus, CliError> {
-    let mine: Vec<_> = plan
-        .changes
-        .iter()
-        .filter(|ch| ch.service == d.service)
-        .collect();
-    let problems: Vec<_> = plan
-        .problems
-        .iter()
-        .filter(|p| p.service == d.service)
-        .collect();
+async fn service_status(c: &Clients, d: &Desired, o: &Observed, plan: &Plan) -> Result<ServiceStatus, CliError> {
+    let mine: Vec<_> = plan.changes.iter().filter(|ch| ch.service == d.service).collect();
+    let problems: Vec<_> = plan.problems.iter().filter(|p| p.service == d.service).collect();
     let (synced, synced_reason) = if let Some(p) = problems.first() {
         (false, p.message.clone())
     } else if mine.is_empty() {
         (true, "AWS matches the manifest".into())
     } else {
-        (
-            false,
-            format!("{} pending change(s); run converge", mine.len()),
-        )
+        (false, format!("{} pending change(s); run converge", mine.len()))
     };
-    let live = o
-        .ecs_services
-        .iter()
-        .find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name);
+    let live = o.ecs_services.iter().find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name);
     let running = live.and_then(|s| s.running_count).unwrap_or(0);
     let (ready, ready_reason) = match live {
         None => (false, "ECS service does not exist".to_owned()),
-        Some(s) if s.rollout_state.as_deref() == Some("FAILED") => (
-            false,
-            format!(
-                "deployment failed: {}",
-                s.rollout_reason.clone().unwrap_or_default()
-            ),
-        ),
-        Some(_) if running < d.ecs_service.desired_count as i32 => (
-            false,
-            format!("{running} of {} tasks running", d.ecs_service.desired_count),
-        ),
+        Some(s) if s.rollout_state.as_deref() == Some("FAILED") => {
+            (false, format!("deployment failed: {}", s.rollout_reason.clone().unwrap_or_default()))
+        }
+        Some(_) if running < d.ecs_service.desired_count as i32 => {
+            (false, format!("{running} of {} tasks running", d.ecs_service.desired_count))
+        }
         Some(_) => (true, "all tasks running".into()),
     };
     let mut endpoints = Vec::new();
@@ -319,82 +267,39 @@ async fn service_status(
         ));
     }
     for r in d.dns_records.iter().filter(|r| r.kind == "TXT") {
-        endpoints.push(format!(
-            "sftp://{}:{} (DNS)",
-            r.name.trim_end_matches('.'),
-            d.target_group.port
-        ));
+        endpoints.push(format!("sftp://{}:{} (DNS)", r.name.trim_end_matches('.'), d.target_group.port));
     }
     let mut targets = Vec::new();
-    if let Some(tg) = o
-        .target_groups
-        .iter()
-        .find(|t| t.name == d.target_group.name)
-    {
+    if let Some(tg) = o.target_groups.iter().find(|t| t.name == d.target_group.name) {
         for (id, port, state) in observe::target_health(c, &tg.arn).await? {
-            targets.push(format!(
-                "{id}:{} {state}",
-                port.map_or("?".into(), |p| p.to_string())
-            ));
+            targets.push(format!("{id}:{} {state}", port.map_or("?".into(), |p| p.to_string())));
         }
     }
     let mut known_hosts = Vec::new();
-    if let Some(secret) = d
-        .host_key_secret
-        .as_ref()
-        .and_then(|n| o.secrets.iter().find(|s| &s.name == n))
-    {
-        let hosts: Vec<String> = d
-            .dns_records
-            .iter()
-            .filter(|r| r.kind == "TXT")
-            .map(|r| r.name.trim_end_matches('.').to_owned())
-            .collect();
-        let host = if hosts.is_empty() {
-            "<host>".to_owned()
-        } else {
-            hosts.join(",")
-        };
+    if let Some(secret) = d.host_key_secret.as_ref().and_then(|n| o.secrets.iter().find(|s| &s.name == n)) {
+        let hosts: Vec<String> =
+            d.dns_records.iter().filter(|r| r.kind == "TXT").map(|r| r.name.trim_end_matches('.').to_owned()).collect();
+        let host = if hosts.is_empty() { "<host>".to_owned() } else { hosts.join(",") };
         for k in secret.public_keys() {
             let key: Vec<&str> = k.split_whitespace().take(2).collect();
-            known_hosts.push(format!(
-                "[{host}]:{} {}",
-                d.target_group.port,
-                key.join(" ")
-            ));
+            known_hosts.push(format!("[{host}]:{} {}", d.target_group.port, key.join(" ")));
         }
     }
     let mut notes = Vec::new();
     if let (Some(dns), Some(p)) = (&d.dns, o.placements.get(&d.service)) {
         if p.host_ips.is_empty() {
-            notes.push(format!(
-                "no running task: keeping the last A record of {}",
-                dns.record
-            ));
+            notes.push(format!("no running task: keeping the last A record of {}", dns.record));
         } else {
-            notes.push(format!(
-                "{} task(s) on {}",
-                p.running_tasks,
-                p.host_ips.join(", ")
-            ));
+            notes.push(format!("{} task(s) on {}", p.running_tasks, p.host_ips.join(", ")));
         }
         if let Some(cm) = &p.cloud_map_ips
             && cm != &p.host_ips
         {
-            notes.push(format!(
-                "Cloud Map registers [{}] but tasks run on [{}]",
-                cm.join(", "),
-                p.host_ips.join(", ")
-            ));
+            notes.push(format!("Cloud Map registers [{}] but tasks run on [{}]", cm.join(", "), p.host_ips.join(", ")));
         }
     }
     for c in mine.iter().filter(|c| c.action == plan::Action::Conflict) {
-        notes.push(format!(
-            "conflict: {} {}: {}",
-            c.kind.as_str(),
-            c.name,
-            c.reason.clone().unwrap_or_default()
-        ));
+        notes.push(format!("conflict: {} {}: {}", c.kind.as_str(), c.name, c.reason.clone().unwrap_or_default()));
     }
     Ok(ServiceStatus {
         notes,

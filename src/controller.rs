@@ -48,8 +48,7 @@ impl ReconcileError {
 
 /// What reconciling one service means; the real one observes, plans and applies.
 pub trait Reconciler: Send + Sync + 'static {
-    fn reconcile(&self, service: String)
-    -> impl Future<Output = Result<(), ReconcileError>> + Send;
+    fn reconcile(&self, service: String) -> impl Future<Output = Result<(), ReconcileError>> + Send;
 }
 
 /// Something happened that may need a reconcile.
@@ -136,24 +135,14 @@ impl Backoffs {
             .with_factor(2.0)
             .with_jitter()
             .without_max_times();
-        Backoffs {
-            builder,
-            per: HashMap::new(),
-        }
+        Backoffs { builder, per: HashMap::new() }
     }
 
     fn next(&mut self, s: &str, throttled: bool) -> Duration {
-        let b = self
-            .per
-            .entry(s.to_owned())
-            .or_insert_with(|| self.builder.build());
+        let b = self.per.entry(s.to_owned()).or_insert_with(|| self.builder.build());
         let d = b.next().unwrap_or(Duration::from_secs(300));
         // Throttling is account-wide: step back further than for an ordinary failure.
-        if throttled {
-            b.next().unwrap_or(d).max(d * 2)
-        } else {
-            d
-        }
+        if throttled { b.next().unwrap_or(d).max(d * 2) } else { d }
     }
 
     fn reset(&mut self, s: &str) {
@@ -228,10 +217,7 @@ pub async fn run<R: Reconciler>(
         }
     }
     // Drain: no new work; in-flight applies finish or are abandoned at the deadline.
-    let _ = tokio::time::timeout(cfg.shutdown_timeout, async {
-        while inflight.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(cfg.shutdown_timeout, async { while inflight.join_next().await.is_some() {} }).await;
 }
 
 #[cfg(test)]
@@ -251,10 +237,7 @@ mod tests {
     impl Reconciler for Fake {
         async fn reconcile(&self, service: String) -> Result<(), ReconcileError> {
             let start = *self.start.lock().unwrap().get_or_insert_with(Instant::now);
-            self.calls
-                .lock()
-                .unwrap()
-                .push((service.clone(), start.elapsed()));
+            self.calls.lock().unwrap().push((service.clone(), start.elapsed()));
             tokio::time::sleep(self.work).await;
             if self.failing.lock().unwrap().contains(&service) {
                 Err(ReconcileError::Aws("boom".into()))
@@ -279,40 +262,23 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let handle = tokio::spawn(run(fake.clone(), cfg, svc_rx, rx, stop_rx, None));
-        Harness {
-            fake,
-            triggers: tx,
-            stop,
-            _services: svc_tx,
-            handle,
-        }
+        Harness { fake, triggers: tx, stop, _services: svc_tx, handle }
     }
 
     fn calls_of(h: &Harness, s: &str) -> Vec<Duration> {
-        h.fake
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == s)
-            .map(|(_, t)| *t)
-            .collect()
+        h.fake.calls.lock().unwrap().iter().filter(|(n, _)| n == s).map(|(_, t)| *t).collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_resync_reconciles_every_service_periodically() {
-        let cfg = LoopConfig {
-            resync: Duration::from_secs(60),
-            ..Default::default()
-        };
+        let cfg = LoopConfig { resync: Duration::from_secs(60), ..Default::default() };
         let h = start(&["a", "b"], cfg, Fake::default());
         tokio::time::sleep(Duration::from_secs(200)).await;
         // At 0 s, then every 60–66 s: 4 passes within 200 s, 3 at least.
         let a = calls_of(&h, "a");
         assert!((3..=4).contains(&a.len()), "{a:?}");
         assert!(
-            a.windows(2).all(|w| w[1] - w[0] >= Duration::from_secs(60)
-                && w[1] - w[0] <= Duration::from_secs(66)),
+            a.windows(2).all(|w| w[1] - w[0] >= Duration::from_secs(60) && w[1] - w[0] <= Duration::from_secs(66)),
             "{a:?}"
         );
         assert_eq!(calls_of(&h, "b").len(), a.len());
@@ -324,46 +290,26 @@ mod tests {
     async fn a_failing_service_backs_off_exponentially_and_does_not_block_the_others() {
         let fake = Fake::default();
         fake.failing.lock().unwrap().insert("bad".into());
-        let cfg = LoopConfig {
-            resync: Duration::from_secs(3600),
-            ..Default::default()
-        };
+        let cfg = LoopConfig { resync: Duration::from_secs(3600), ..Default::default() };
         let h = start(&["bad", "good"], cfg, fake);
         tokio::time::sleep(Duration::from_secs(70)).await;
         let bad = calls_of(&h, "bad");
         // Retries after ~1, 2, 4, 8, 16, 32 s (each up to twice that with jitter).
-        let gaps: Vec<f64> = bad
-            .windows(2)
-            .map(|w| (w[1] - w[0]).as_secs_f64())
-            .collect();
+        let gaps: Vec<f64> = bad.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
         assert!(gaps.len() >= 4, "{gaps:?}");
         for (i, g) in gaps.iter().enumerate() {
             let base = 2f64.powi(i as i32);
-            assert!(
-                *g >= base && *g <= 2.0 * base + 0.001,
-                "gap {i} = {g} outside [{base}, {}]",
-                2.0 * base
-            );
+            assert!(*g >= base && *g <= 2.0 * base + 0.001, "gap {i} = {g} outside [{base}, {}]", 2.0 * base);
         }
-        assert_eq!(
-            calls_of(&h, "good").len(),
-            1,
-            "the good service ran once and was not held up"
-        );
+        assert_eq!(calls_of(&h, "good").len(), 1, "the good service ran once and was not held up");
         h.stop.send(true).unwrap();
         h.handle.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn triggers_are_deduplicated_and_never_run_one_service_concurrently() {
-        let fake = Fake {
-            work: Duration::from_secs(10),
-            ..Default::default()
-        };
-        let cfg = LoopConfig {
-            resync: Duration::from_secs(3600),
-            ..Default::default()
-        };
+        let fake = Fake { work: Duration::from_secs(10), ..Default::default() };
+        let cfg = LoopConfig { resync: Duration::from_secs(3600), ..Default::default() };
         let h = start(&["a"], cfg, fake);
         tokio::time::sleep(Duration::from_secs(1)).await; // the initial sync is running (10 s)
         for _ in 0..5 {
@@ -382,19 +328,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_waits_for_in_flight_work() {
-        let fake = Fake {
-            work: Duration::from_secs(5),
-            ..Default::default()
-        };
+        let fake = Fake { work: Duration::from_secs(5), ..Default::default() };
         let h = start(&["a"], LoopConfig::default(), fake);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let t = Instant::now();
         h.stop.send(true).unwrap();
         h.handle.await.unwrap();
-        assert!(
-            t.elapsed() >= Duration::from_secs(4),
-            "returned before the reconcile finished"
-        );
+        assert!(t.elapsed() >= Duration::from_secs(4), "returned before the reconcile finished");
     }
 
     #[test]

@@ -27,19 +27,8 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(
-        file: impl Into<PathBuf>,
-        pos: Pos,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Diagnostic {
-            file: file.into(),
-            pos,
-            field: field.into(),
-            message: message.into(),
-            hint: None,
-        }
+    pub fn new(file: impl Into<PathBuf>, pos: Pos, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic { file: file.into(), pos, field: field.into(), message: message.into(), hint: None }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -50,13 +39,7 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            self.file.display(),
-            self.pos.line,
-            self.pos.column
-        )?;
+        write!(f, "{}:{}:{}: ", self.file.display(), self.pos.line, self.pos.column)?;
         if !self.field.is_empty() {
             write!(f, "{}: ", self.field)?;
         }
@@ -91,8 +74,7 @@ impl Diagnostics {
 
     /// Sorts by file and position so output reads top to bottom, whatever order checks ran in.
     pub fn sorted(mut self) -> Self {
-        self.0
-            .sort_by(|a, b| (&a.file, a.pos, &a.field).cmp(&(&b.file, b.pos, &b.field)));
+        self.0.sort_by(|a, b| (&a.file, a.pos, &a.field).cmp(&(&b.file, b.pos, &b.field)));
         self.0.dedup();
         self
     }

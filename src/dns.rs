@@ -67,8 +67,7 @@ impl RecordSet {
 
     /// Characters this record adds to a change batch (Route 53 caps a batch at 32 000).
     pub fn weight(&self) -> usize {
-        self.values.iter().map(String::len).sum::<usize>()
-            + self.alias.as_ref().map_or(0, |a| a.dns_name.len())
+        self.values.iter().map(String::len).sum::<usize>() + self.alias.as_ref().map_or(0, |a| a.dns_name.len())
     }
 }
 
@@ -119,41 +118,27 @@ pub fn desired_records(
     let Some(dns) = &d.dns else { return out };
     let txt = names::txt_owner_value(owner, &d.service);
     let want = out.entry(dns.zone.clone()).or_default();
-    want.records.push(RecordSet::simple(
-        &dns.record,
-        "TXT",
-        dns.ttl,
-        vec![txt.clone()],
-    ));
+    want.records.push(RecordSet::simple(&dns.record, "TXT", dns.ttl, vec![txt.clone()]));
     match placement.map(|p| p.host_ips.clone()).unwrap_or_default() {
         ips if ips.is_empty() => {
             want.keep.insert((dns.record.clone(), "A".into()));
         }
-        ips => want
-            .records
-            .push(RecordSet::simple(&dns.record, "A", dns.ttl, ips)),
+        ips => want.records.push(RecordSet::simple(&dns.record, "A", dns.ttl, ips)),
     }
     if dns.sshfp {
-        let keys: Vec<ParsedKey> = d
-            .host_public_keys
-            .iter()
-            .chain(secret_keys)
-            .cloned()
-            .collect();
+        let keys: Vec<ParsedKey> = d.host_public_keys.iter().chain(secret_keys).cloned().collect();
         let values = crate::render::sshfp_values(&keys);
         if values.is_empty() {
             // Keys not known yet (secret about to be created): keep what is there.
             want.keep.insert((dns.record.clone(), "SSHFP".into()));
         } else {
-            want.records
-                .push(RecordSet::simple(&dns.record, "SSHFP", dns.ttl, values));
+            want.records.push(RecordSet::simple(&dns.record, "SSHFP", dns.ttl, values));
         }
     }
     if let (Some(public), Some(lb)) = (&dns.public_record, lb) {
         let zone = dns.public_zone.clone().unwrap_or_else(|| dns.zone.clone());
         let want = out.entry(zone).or_default();
-        want.records
-            .push(RecordSet::simple(public, "TXT", dns.ttl, vec![txt]));
+        want.records.push(RecordSet::simple(public, "TXT", dns.ttl, vec![txt]));
         want.records.push(RecordSet {
             name: normalize_dns_name(public),
             kind: "A".into(),
@@ -199,67 +184,43 @@ pub struct ZonePlan {
 
 fn txt_owned_by(records: &[RecordSet], name: &str, owner: &str, service: &str) -> bool {
     let want = names::txt_owner_value(owner, service);
-    records
-        .iter()
-        .any(|r| r.name == name && r.kind == "TXT" && r.values.contains(&want))
+    records.iter().any(|r| r.name == name && r.kind == "TXT" && r.values.contains(&want))
 }
 
 /// The owner TXT value's service, if `value` is one of ours.
 pub fn owned_service(value: &str, owner: &str) -> Option<String> {
-    let prefix = format!(
-        "\"heritage=sftp-operator,{}={owner},{}=",
-        names::OWNER_TAG,
-        names::SERVICE_TAG
-    );
-    value
-        .strip_prefix(&prefix)?
-        .strip_suffix('"')
-        .map(str::to_owned)
+    let prefix = format!("\"heritage=sftp-operator,{}={owner},{}=", names::OWNER_TAG, names::SERVICE_TAG);
+    value.strip_prefix(&prefix)?.strip_suffix('"').map(str::to_owned)
 }
 
 /// Compares a service's wanted records with a zone's records. Only names carrying our TXT
 /// owner record are changed; a name held by someone else is a conflict (unless `adopt`).
-pub fn plan_zone(
-    want: &ZoneWant,
-    zone: &[RecordSet],
-    owner: &str,
-    service: &str,
-    adopt: bool,
-) -> ZonePlan {
+pub fn plan_zone(want: &ZoneWant, zone: &[RecordSet], owner: &str, service: &str, adopt: bool) -> ZonePlan {
     let mut plan = ZonePlan::default();
-    let names: BTreeSet<&str> = want
-        .records
-        .iter()
-        .map(|r| r.name.as_str())
-        .chain(want.keep.iter().map(|k| k.0.as_str()))
-        .collect();
+    let names: BTreeSet<&str> =
+        want.records.iter().map(|r| r.name.as_str()).chain(want.keep.iter().map(|k| k.0.as_str())).collect();
     for name in names {
         let owned = txt_owned_by(zone, name, owner, service);
-        let live: Vec<&RecordSet> = zone
-            .iter()
-            .filter(|r| r.name == name && r.set_identifier.is_none())
-            .collect();
+        let live: Vec<&RecordSet> = zone.iter().filter(|r| r.name == name && r.set_identifier.is_none()).collect();
         if !owned {
-            let foreign: Vec<String> = live
-                .iter()
-                .filter(|r| MANAGED_TYPES.contains(&r.kind.as_str()))
-                .map(|r| r.kind.clone())
-                .collect();
+            let foreign: Vec<String> =
+                live.iter().filter(|r| MANAGED_TYPES.contains(&r.kind.as_str())).map(|r| r.kind.clone()).collect();
             if !foreign.is_empty() && !adopt {
                 plan.conflicts.push((
                     name.to_owned(),
-                    format!("{} at {name} exist(s) without our TXT owner record; left untouched (use --adopt to take over)", foreign.join(", ")),
+                    format!(
+                        "{} at {name} exist(s) without our TXT owner record; left untouched (use --adopt to take over)",
+                        foreign.join(", ")
+                    ),
                 ));
                 continue;
             }
         }
         for r in want.records.iter().filter(|r| r.name == name) {
             match live.iter().find(|l| l.kind == r.kind) {
-                None => plan.changes.push(RecordChange {
-                    action: RecordAction::Create,
-                    record: r.clone(),
-                    before: None,
-                }),
+                None => {
+                    plan.changes.push(RecordChange { action: RecordAction::Create, record: r.clone(), before: None })
+                }
                 Some(l) if !same(l, r) => plan.changes.push(RecordChange {
                     action: RecordAction::Upsert,
                     record: r.clone(),
@@ -270,14 +231,8 @@ pub fn plan_zone(
         }
         if owned {
             // Stale managed types at our own name (e.g. SSHFP after `sshfp: false`).
-            for l in live
-                .iter()
-                .filter(|l| MANAGED_TYPES.contains(&l.kind.as_str()))
-            {
-                let wanted = want
-                    .records
-                    .iter()
-                    .any(|r| r.name == name && r.kind == l.kind);
+            for l in live.iter().filter(|l| MANAGED_TYPES.contains(&l.kind.as_str())) {
+                let wanted = want.records.iter().any(|r| r.name == name && r.kind == l.kind);
                 let kept = want.keep.contains(&(name.to_owned(), l.kind.clone()));
                 if !wanted && !kept {
                     plan.changes.push(RecordChange {
@@ -293,11 +248,7 @@ pub fn plan_zone(
 }
 
 /// Deletes for every owned name in a zone whose service `select` picks (prune and delete).
-pub fn owned_deletes(
-    zone: &[RecordSet],
-    owner: &str,
-    select: impl Fn(&str) -> bool,
-) -> Vec<(String, RecordChange)> {
+pub fn owned_deletes(zone: &[RecordSet], owner: &str, select: impl Fn(&str) -> bool) -> Vec<(String, RecordChange)> {
     let mut out = Vec::new();
     for txt in zone.iter().filter(|r| r.kind == "TXT") {
         let Some(service) = txt.values.iter().find_map(|v| owned_service(v, owner)) else {
@@ -306,19 +257,11 @@ pub fn owned_deletes(
         if !select(&service) {
             continue;
         }
-        for r in zone.iter().filter(|r| {
-            r.name == txt.name
-                && r.set_identifier.is_none()
-                && MANAGED_TYPES.contains(&r.kind.as_str())
-        }) {
-            out.push((
-                service.clone(),
-                RecordChange {
-                    action: RecordAction::Delete,
-                    record: r.clone(),
-                    before: None,
-                },
-            ));
+        for r in zone
+            .iter()
+            .filter(|r| r.name == txt.name && r.set_identifier.is_none() && MANAGED_TYPES.contains(&r.kind.as_str()))
+        {
+            out.push((service.clone(), RecordChange { action: RecordAction::Delete, record: r.clone(), before: None }));
         }
     }
     out
@@ -338,11 +281,7 @@ pub fn batches(changes: &[RecordChange]) -> Vec<Vec<RecordChange>> {
     let mut out: Vec<Vec<RecordChange>> = Vec::new();
     let (mut records, mut chars) = (0usize, 0usize);
     for c in changes {
-        let factor = if c.action == RecordAction::Upsert {
-            2
-        } else {
-            1
-        };
+        let factor = if c.action == RecordAction::Upsert { 2 } else { 1 };
         let n = c.record.values.len().max(1) * factor;
         let w = c.record.weight() * factor;
         if out.is_empty() || records + n > MAX_RECORDS || chars + w > MAX_CHARS {
@@ -361,10 +300,7 @@ pub fn batches(changes: &[RecordChange]) -> Vec<Vec<RecordChange>> {
 pub fn split_by_name(changes: &[RecordChange]) -> Vec<Vec<RecordChange>> {
     let mut groups: BTreeMap<&str, Vec<RecordChange>> = BTreeMap::new();
     for c in changes {
-        groups
-            .entry(c.record.name.as_str())
-            .or_default()
-            .push(c.clone());
+        groups.entry(c.record.name.as_str()).or_default().push(c.clone());
     }
     groups.into_values().collect()
 }
@@ -374,89 +310,55 @@ mod tests {
     use super::*;
 
     fn rs(name: &str, kind: &str, values: &[&str]) -> RecordSet {
-        RecordSet::simple(
-            name,
-            kind,
-            60,
-            values.iter().map(|v| v.to_string()).collect(),
-        )
+        RecordSet::simple(name, kind, 60, values.iter().map(|v| v.to_string()).collect())
     }
 
     fn want(records: Vec<RecordSet>) -> ZoneWant {
-        ZoneWant {
-            records,
-            keep: BTreeSet::new(),
-        }
+        ZoneWant { records, keep: BTreeSet::new() }
     }
 
     const TXT: &str = "\"heritage=sftp-operator,sftp-operator/owner=o,sftp-operator/service=s\"";
 
     #[test]
     fn a_fresh_name_gets_its_records_and_the_owner_txt() {
-        let w = want(vec![
-            rs("sftp.example.edu", "A", &["10.0.1.4"]),
-            rs("sftp.example.edu", "TXT", &[TXT]),
-        ]);
+        let w = want(vec![rs("sftp.example.edu", "A", &["10.0.1.4"]), rs("sftp.example.edu", "TXT", &[TXT])]);
         let p = plan_zone(&w, &[], "o", "s", false);
         assert!(p.conflicts.is_empty());
         assert_eq!(
-            p.changes
-                .iter()
-                .map(|c| (c.action, c.record.kind.as_str()))
-                .collect::<Vec<_>>(),
+            p.changes.iter().map(|c| (c.action, c.record.kind.as_str())).collect::<Vec<_>>(),
             vec![(RecordAction::Create, "A"), (RecordAction::Create, "TXT")]
         );
     }
 
     #[test]
     fn a_foreign_a_record_is_a_conflict_and_untouched() {
-        let w = want(vec![
-            rs("sftp.example.edu", "A", &["10.0.1.4"]),
-            rs("sftp.example.edu", "TXT", &[TXT]),
-        ]);
+        let w = want(vec![rs("sftp.example.edu", "A", &["10.0.1.4"]), rs("sftp.example.edu", "TXT", &[TXT])]);
         let zone = vec![rs("sftp.example.edu", "A", &["192.0.2.1"])];
         let p = plan_zone(&w, &zone, "o", "s", false);
         assert!(p.changes.is_empty());
         assert_eq!(p.conflicts.len(), 1);
         let adopted = plan_zone(&w, &zone, "o", "s", true);
-        assert_eq!(
-            adopted.changes.len(),
-            2,
-            "adopt upserts the A record and adds the TXT"
-        );
+        assert_eq!(adopted.changes.len(), 2, "adopt upserts the A record and adds the TXT");
     }
 
     #[test]
     fn an_owned_name_is_updated_and_stale_types_removed() {
-        let w = want(vec![
-            rs("sftp.example.edu", "A", &["10.0.2.4"]),
-            rs("sftp.example.edu", "TXT", &[TXT]),
-        ]);
+        let w = want(vec![rs("sftp.example.edu", "A", &["10.0.2.4"]), rs("sftp.example.edu", "TXT", &[TXT])]);
         let zone = vec![
             rs("sftp.example.edu", "A", &["10.0.1.4"]),
             rs("sftp.example.edu", "TXT", &[TXT]),
             rs("sftp.example.edu", "SSHFP", &["4 2 ab"]),
         ];
         let p = plan_zone(&w, &zone, "o", "s", false);
-        let got: Vec<_> = p
-            .changes
-            .iter()
-            .map(|c| (c.action, c.record.kind.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![(RecordAction::Upsert, "A"), (RecordAction::Delete, "SSHFP")]
-        );
+        let got: Vec<_> = p.changes.iter().map(|c| (c.action, c.record.kind.as_str())).collect();
+        assert_eq!(got, vec![(RecordAction::Upsert, "A"), (RecordAction::Delete, "SSHFP")]);
     }
 
     #[test]
     fn no_running_task_keeps_the_last_a_record() {
         let mut w = want(vec![rs("sftp.example.edu", "TXT", &[TXT])]);
         w.keep.insert(("sftp.example.edu.".into(), "A".into()));
-        let zone = vec![
-            rs("sftp.example.edu", "A", &["10.0.1.4"]),
-            rs("sftp.example.edu", "TXT", &[TXT]),
-        ];
+        let zone = vec![rs("sftp.example.edu", "A", &["10.0.1.4"]), rs("sftp.example.edu", "TXT", &[TXT])];
         assert!(plan_zone(&w, &zone, "o", "s", false).changes.is_empty());
     }
 
@@ -479,22 +381,12 @@ mod tests {
                 before: None,
             })
             .collect();
-        assert!(
-            batches(&big)
-                .iter()
-                .all(|b| b.iter().map(|c| c.record.weight() * 2).sum::<usize>() <= 32_000)
-        );
+        assert!(batches(&big).iter().all(|b| b.iter().map(|c| c.record.weight() * 2).sum::<usize>() <= 32_000));
     }
 
     #[test]
     fn owner_values_round_trip() {
-        assert_eq!(
-            owned_service(&names::txt_owner_value("o", "campus"), "o").as_deref(),
-            Some("campus")
-        );
-        assert_eq!(
-            owned_service(&names::txt_owner_value("other", "campus"), "o"),
-            None
-        );
+        assert_eq!(owned_service(&names::txt_owner_value("o", "campus"), "o").as_deref(), Some("campus"));
+        assert_eq!(owned_service(&names::txt_owner_value("other", "campus"), "o"), None);
     }
 }

@@ -38,26 +38,16 @@ struct Detail {
 
 /// Parses an SQS message body holding an EventBridge event.
 pub fn parse_task_event(body: &str) -> Result<TaskEvent, EventError> {
-    let env: Envelope =
-        serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let env: Envelope = serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
     let kind = env.detail_type.unwrap_or_default();
     if kind != "ECS Task State Change" || env.source.as_deref() != Some("aws.ecs") {
         return Err(EventError::Foreign(kind));
     }
-    let d = env
-        .detail
-        .ok_or_else(|| EventError::Foreign(kind.clone()))?;
-    let cluster = d
-        .cluster_arn
-        .as_deref()
-        .map(crate::observed::name_from_arn)
-        .unwrap_or_default()
-        .to_owned();
+    let d = env.detail.ok_or_else(|| EventError::Foreign(kind.clone()))?;
+    let cluster = d.cluster_arn.as_deref().map(crate::observed::name_from_arn).unwrap_or_default().to_owned();
     Ok(TaskEvent {
         cluster,
-        service: d
-            .group
-            .and_then(|g| g.strip_prefix("service:").map(str::to_owned)),
+        service: d.group.and_then(|g| g.strip_prefix("service:").map(str::to_owned)),
         last_status: d.last_status,
     })
 }
@@ -82,14 +72,8 @@ mod tests {
 
     #[test]
     fn poison_and_foreign_messages_are_told_apart() {
-        assert!(matches!(
-            parse_task_event("{not json"),
-            Err(EventError::NotJson(_))
-        ));
+        assert!(matches!(parse_task_event("{not json"), Err(EventError::NotJson(_))));
         let other = r#"{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}"#;
-        assert!(matches!(
-            parse_task_event(other),
-            Err(EventError::Foreign(_))
-        ));
+        assert!(matches!(parse_task_event(other), Err(EventError::Foreign(_))));
     }
 }

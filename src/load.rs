@@ -45,11 +45,7 @@ impl PathIndex {
             match p.rfind(['.', '[']) {
                 Some(i) => p = &p[..i],
                 None => {
-                    return self
-                        .values
-                        .get("")
-                        .copied()
-                        .unwrap_or(Pos { line: 1, column: 1 });
+                    return self.values.get("").copied().unwrap_or(Pos { line: 1, column: 1 });
                 }
             }
         }
@@ -75,21 +71,9 @@ impl PathIndex {
     fn missing_field_parent(&self, pos: Pos, field: &str) -> Option<String> {
         let expected = crate::spec::parent_of_required(field)?;
         let at = self.field_at(pos);
-        let parent = at
-            .rfind(['.', '['])
-            .map_or(String::new(), |i| at[..i].to_owned());
-        let kind = |p: &str| {
-            p.rsplit('.')
-                .next()
-                .unwrap_or("")
-                .split('[')
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        };
-        [parent, at]
-            .into_iter()
-            .find(|p| expected.contains(&kind(p).as_str()))
+        let parent = at.rfind(['.', '[']).map_or(String::new(), |i| at[..i].to_owned());
+        let kind = |p: &str| p.rsplit('.').next().unwrap_or("").split('[').next().unwrap_or("").to_owned();
+        [parent, at].into_iter().find(|p| expected.contains(&kind(p).as_str()))
     }
 
     fn record(&mut self, path: &str, pos: Pos, is_value: bool) {
@@ -140,20 +124,11 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|source| LoadError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-            out.push(SourceFile {
-                path: PathBuf::from("<stdin>"),
-                text,
-            });
+                .map_err(|source| LoadError::Io { path: path.clone(), source })?;
+            out.push(SourceFile { path: PathBuf::from("<stdin>"), text });
             continue;
         }
-        let io = |source| LoadError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| LoadError::Io { path: path.clone(), source };
         if std::fs::metadata(path).map_err(io)?.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(io)?
@@ -180,14 +155,8 @@ fn is_manifest_file(p: &Path) -> bool {
 }
 
 fn read_file(path: &Path) -> Result<SourceFile> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(SourceFile {
-        path: path.to_owned(),
-        text,
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    Ok(SourceFile { path: path.to_owned(), text })
 }
 
 /// Parses every document of every source. Returns all manifests, or every problem found.
@@ -196,16 +165,10 @@ pub fn parse_sources(sources: &[SourceFile]) -> Result<Vec<LoadedManifest>> {
     let mut problems = Diagnostics::default();
     for src in sources {
         match split_documents(&src.text) {
-            Err(d) => problems.push(Diagnostic {
-                file: src.path.clone(),
-                ..d
-            }),
+            Err(d) => problems.push(Diagnostic { file: src.path.clone(), ..d }),
             Ok(docs) => {
                 for (i, doc) in docs.into_iter().enumerate() {
-                    let origin = Origin {
-                        file: src.path.clone(),
-                        doc: i,
-                    };
+                    let origin = Origin { file: src.path.clone(), doc: i };
                     match parse_document(&origin, &doc) {
                         Ok(m) => manifests.push(m),
                         Err(d) => problems.push(d),
@@ -214,11 +177,7 @@ pub fn parse_sources(sources: &[SourceFile]) -> Result<Vec<LoadedManifest>> {
             }
         }
     }
-    if problems.is_empty() {
-        Ok(manifests)
-    } else {
-        Err(LoadError::Invalid(problems.sorted()))
-    }
+    if problems.is_empty() { Ok(manifests) } else { Err(LoadError::Invalid(problems.sorted())) }
 }
 
 /// Reads and parses in one go: what every command starts with.
@@ -234,10 +193,7 @@ struct DocumentText {
 
 fn pos_of(m: &serde_saphyr::granit_parser::Marker) -> Pos {
     // granit reports 1-indexed lines and 0-indexed columns.
-    Pos {
-        line: m.line() as u64,
-        column: m.col() as u64 + 1,
-    }
+    Pos { line: m.line() as u64, column: m.col() as u64 + 1 }
 }
 
 enum Frame {
@@ -246,11 +202,7 @@ enum Frame {
 }
 
 fn child_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
 }
 
 /// Walks the YAML event stream once: records each document's byte range and every field's
@@ -266,12 +218,7 @@ fn split_documents(text: &str) -> std::result::Result<Vec<DocumentText>, Diagnos
     for ev in Parser::new_from_str(text) {
         let (event, span) = ev.map_err(|e| {
             let m = e.marker();
-            Diagnostic::new(
-                "",
-                pos_of(m),
-                "",
-                format!("YAML syntax error: {}", e.info()),
-            )
+            Diagnostic::new("", pos_of(m), "", format!("YAML syntax error: {}", e.info()))
         })?;
         let pos = pos_of(&span.start);
         match event {
@@ -283,18 +230,11 @@ fn split_documents(text: &str) -> std::result::Result<Vec<DocumentText>, Diagnos
                 start_byte = line_start(text, span.start.byte_offset().unwrap_or(0));
             }
             Event::DocumentEnd => {
-                let end = span
-                    .start
-                    .byte_offset()
-                    .unwrap_or(text.len())
-                    .max(start_byte);
+                let end = span.start.byte_offset().unwrap_or(text.len()).max(start_byte);
                 if has_content {
                     let body = blank_marker(&text[start_byte..end]);
                     let padded = "\n".repeat(start_line.saturating_sub(1) as usize) + &body;
-                    docs.push(DocumentText {
-                        text: padded,
-                        index: std::mem::take(&mut index),
-                    });
+                    docs.push(DocumentText { text: padded, index: std::mem::take(&mut index) });
                 }
             }
             Event::Scalar(ref value, ..) => {
@@ -359,9 +299,7 @@ fn enter_value(stack: &mut [Frame]) -> String {
 }
 
 fn line_start(text: &str, byte: usize) -> usize {
-    text[..byte.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1)
+    text[..byte.min(text.len())].rfind('\n').map_or(0, |i| i + 1)
 }
 
 /// Replaces a leading `---` marker with spaces so the document parses alone with its columns intact.
@@ -372,43 +310,26 @@ fn blank_marker(body: &str) -> String {
     }
 }
 
-fn parse_document(
-    origin: &Origin,
-    doc: &DocumentText,
-) -> std::result::Result<LoadedManifest, Diagnostic> {
+fn parse_document(origin: &Origin, doc: &DocumentText) -> std::result::Result<LoadedManifest, Diagnostic> {
     match serde_saphyr::from_str::<Manifest>(&doc.text) {
-        Ok(manifest) => Ok(LoadedManifest {
-            origin: origin.clone(),
-            index: doc.index.clone(),
-            manifest,
-        }),
+        Ok(manifest) => Ok(LoadedManifest { origin: origin.clone(), index: doc.index.clone(), manifest }),
         Err(e) => {
             let pos = e
                 .location()
-                .map(|l| Pos {
-                    line: l.line(),
-                    column: l.column(),
-                })
+                .map(|l| Pos { line: l.line(), column: l.column() })
                 .unwrap_or_else(|| doc.index.locate(""));
             let (message, hint) = describe_serde_error(&e);
-            let missing = message
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next());
-            let field =
-                match missing.and_then(|f| Some((f, doc.index.missing_field_parent(pos, f)?))) {
-                    Some((f, parent)) => {
-                        let parent_pos = doc.index.locate(&parent);
-                        let path = if parent.is_empty() {
-                            f.to_owned()
-                        } else {
-                            format!("{parent}.{f}")
-                        };
-                        let mut d = Diagnostic::new(&origin.file, parent_pos, path, message);
-                        d.hint = hint;
-                        return Err(d);
-                    }
-                    None => doc.index.field_at(pos),
-                };
+            let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+            let field = match missing.and_then(|f| Some((f, doc.index.missing_field_parent(pos, f)?))) {
+                Some((f, parent)) => {
+                    let parent_pos = doc.index.locate(&parent);
+                    let path = if parent.is_empty() { f.to_owned() } else { format!("{parent}.{f}") };
+                    let mut d = Diagnostic::new(&origin.file, parent_pos, path, message);
+                    d.hint = hint;
+                    return Err(d);
+                }
+                None => doc.index.field_at(pos),
+            };
             let mut d = Diagnostic::new(&origin.file, pos, field, message);
             d.hint = hint;
             Err(d)
@@ -424,9 +345,7 @@ fn describe_serde_error(e: &serde_saphyr::Error) -> (String, Option<String>) {
     let msg = strip_location_suffix(raw.lines().next().unwrap_or("").trim());
     // Plainer words for serde's type names.
     let msg = match msg.as_str() {
-        m if m.starts_with("invalid u32") || m.starts_with("invalid u16") => {
-            "expected a whole number".to_owned()
-        }
+        m if m.starts_with("invalid u32") || m.starts_with("invalid u16") => "expected a whole number".to_owned(),
         "expected sequence start" => "expected a list".to_owned(),
         "expected mapping start" => "expected a mapping (key: value pairs)".to_owned(),
         _ => msg,

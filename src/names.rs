@@ -57,17 +57,9 @@ pub fn rule_description(owner: &str, service: &str) -> String {
 
 /// The ownership tags a description written by [`rule_description`] stands for.
 pub fn parse_description(d: &str) -> Option<std::collections::BTreeMap<String, String>> {
-    let rest = d
-        .strip_prefix(RULE_DESCRIPTION_PREFIX)?
-        .strip_prefix(" owner=")?;
+    let rest = d.strip_prefix(RULE_DESCRIPTION_PREFIX)?.strip_prefix(" owner=")?;
     let (owner, service) = rest.split_once(" service=")?;
-    Some(
-        [
-            (OWNER_TAG.to_owned(), owner.to_owned()),
-            (SERVICE_TAG.to_owned(), service.to_owned()),
-        ]
-        .into(),
-    )
+    Some([(OWNER_TAG.to_owned(), owner.to_owned()), (SERVICE_TAG.to_owned(), service.to_owned())].into())
 }
 
 /// TXT ownership value beside each managed record, in the external-dns manner.
@@ -95,19 +87,12 @@ mod tests {
         let b = Names::derive("research-data-exchange-partner-two").target_group;
         assert_ne!(a, b);
         assert!(a.len() <= 32 && b.len() <= 32);
-        assert_eq!(
-            a,
-            Names::derive("research-data-exchange-partner-one").target_group,
-            "stable"
-        );
+        assert_eq!(a, Names::derive("research-data-exchange-partner-one").target_group, "stable");
     }
 
     #[test]
     fn short_names_are_kept_readable() {
-        assert_eq!(
-            Names::derive("campus-sftp").target_group,
-            "sftp-campus-sftp"
-        );
+        assert_eq!(Names::derive("campus-sftp").target_group, "sftp-campus-sftp");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Observed {
     pub cloud_map_services: Vec<CloudMapService>,
     /// By cluster name; false when it does not exist.
     pub clusters: BTreeMap<String, bool>,
+    /// Cluster ARNs by name, as the services reported them.
+    pub cluster_arns: BTreeMap<String, String>,
     pub ecs_services: Vec<EcsService>,
     /// Latest ACTIVE revision by family.
     pub task_definitions: BTreeMap<String, TaskDefinitionRevision>,
@@ -51,6 +53,13 @@ pub struct Observed {
     pub record_sets: BTreeMap<String, Vec<crate::dns::RecordSet>>,
     /// Where each service's tasks run, by service name (services with a `dns` block).
     pub placements: BTreeMap<String, crate::dns::Placement>,
+}
+
+impl Observed {
+    /// ARNs of the existing clusters (for the events rule's pattern).
+    pub fn clusters_arns(&self) -> Vec<String> {
+        self.cluster_arns.values().cloned().collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -185,9 +194,7 @@ impl Secret {
     /// Public host keys recorded in the description by `converge`.
     pub fn public_keys(&self) -> Vec<String> {
         let d = self.description.as_deref().unwrap_or_default();
-        d.split_once("Public keys: ")
-            .map(|(_, k)| k.split(" | ").map(str::to_owned).collect())
-            .unwrap_or_default()
+        d.split_once("Public keys: ").map(|(_, k)| k.split(" | ").map(str::to_owned).collect()).unwrap_or_default()
     }
 }
 
@@ -215,25 +222,10 @@ mod tests {
 
     #[test]
     fn names_come_out_of_every_arn_shape_we_compare() {
-        assert_eq!(
-            name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/sftp-a/0f"),
-            "sftp-a"
-        );
-        assert_eq!(
-            name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/sftp/0f"),
-            "sftp"
-        );
-        assert_eq!(
-            name_from_arn("arn:aws:ecs:us-east-1:1:task-definition/sftp-a:3"),
-            "sftp-a:3"
-        );
-        assert_eq!(
-            name_from_arn("arn:aws:ecs:us-east-1:1:service/sftp/campus"),
-            "campus"
-        );
-        assert_eq!(
-            name_from_arn("arn:aws:ecs:us-east-1:1:cluster/sftp"),
-            "sftp"
-        );
+        assert_eq!(name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/sftp-a/0f"), "sftp-a");
+        assert_eq!(name_from_arn("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/sftp/0f"), "sftp");
+        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:task-definition/sftp-a:3"), "sftp-a:3");
+        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:service/sftp/campus"), "campus");
+        assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:cluster/sftp"), "sftp");
     }
 }

@@ -223,13 +223,7 @@ pub struct Options {
 pub fn plan(desired: &[Desired], observed: &Observed, opts: &Options) -> Plan {
     let mut plan = Plan::default();
     for d in desired {
-        let mut p = ServicePlanner {
-            d,
-            o: observed,
-            opts,
-            changes: Vec::new(),
-            problems: Vec::new(),
-        };
+        let mut p = ServicePlanner { d, o: observed, opts, changes: Vec::new(), problems: Vec::new() };
         p.run();
         plan.changes.extend(p.changes);
         plan.problems.extend(p.problems);
@@ -248,48 +242,28 @@ pub fn plan_delete(desired: &[Desired], observed: &Observed, owner: &str) -> Pla
     let mut changes = owned_deletes(observed, owner, |s| wanted.contains(s));
     for d in desired {
         if let Some(td) = observed.task_definitions.get(&d.names.task_family)
-            && observed::ownership(&td.tags, owner)
-                == (Ownership::Owned {
-                    service: d.service.clone(),
-                })
+            && observed::ownership(&td.tags, owner) == (Ownership::Owned { service: d.service.clone() })
         {
             changes.push(change(
                 &d.service,
                 Kind::TaskDefinition,
                 &td.family,
                 Action::Delete,
-                vec![Op::DeregisterTaskDefinitions {
-                    family: td.family.clone(),
-                }],
+                vec![Op::DeregisterTaskDefinitions { family: td.family.clone() }],
             ));
         }
     }
     sort_deletes(&mut changes);
-    Plan {
-        changes,
-        ..Plan::default()
-    }
+    Plan { changes, ..Plan::default() }
 }
 
 fn change(service: &str, kind: Kind, name: &str, action: Action, ops: Vec<Op>) -> Change {
-    Change {
-        service: service.to_owned(),
-        kind,
-        name: name.to_owned(),
-        action,
-        diff: vec![],
-        reason: None,
-        ops,
-    }
+    Change { service: service.to_owned(), kind, name: name.to_owned(), action, diff: vec![], reason: None, ops }
 }
 
 fn sort_deletes(changes: &mut [Change]) {
     changes.sort_by(|a, b| {
-        (&a.service, std::cmp::Reverse(a.kind), &a.name).cmp(&(
-            &b.service,
-            std::cmp::Reverse(b.kind),
-            &b.name,
-        ))
+        (&a.service, std::cmp::Reverse(a.kind), &a.name).cmp(&(&b.service, std::cmp::Reverse(b.kind), &b.name))
     });
 }
 
@@ -303,18 +277,11 @@ struct ServicePlanner<'a> {
 
 impl ServicePlanner<'_> {
     fn problem(&mut self, message: String) {
-        self.problems.push(Problem {
-            service: self.d.service.clone(),
-            message,
-        });
+        self.problems.push(Problem { service: self.d.service.clone(), message });
     }
 
     fn push(&mut self, kind: Kind, name: &str, action: Action, diff: Vec<FieldDiff>, ops: Vec<Op>) {
-        self.changes.push(Change {
-            diff,
-            ops,
-            ..change(&self.d.service, kind, name, action, vec![])
-        });
+        self.changes.push(Change { diff, ops, ..change(&self.d.service, kind, name, action, vec![]) });
     }
 
     /// Ownership check shared by every kind. Returns `Some(extra ops)` when we may manage the
@@ -339,11 +306,7 @@ impl ServicePlanner<'_> {
                     c.reason = Some(format!(
                         "{} `{name}` exists but is {whose}; it is left untouched{}",
                         kind.as_str(),
-                        if other == Ownership::Foreign {
-                            " (use --adopt to take it over)"
-                        } else {
-                            ""
-                        }
+                        if other == Ownership::Foreign { " (use --adopt to take it over)" } else { "" }
                     ));
                     self.changes.push(c);
                     None
@@ -377,16 +340,13 @@ impl ServicePlanner<'_> {
         if !matches!(self.o.security_groups.get(&sg), Some(Some(_))) {
             self.problem(format!("security group {sg} not found"));
         }
-        let namespace =
-            d.cloud_map
-                .as_ref()
-                .and_then(|cm| match self.o.namespaces.get(&cm.namespace) {
-                    Some(Some(ns)) => Some(ns.clone()),
-                    _ => {
-                        self.problem(format!("Cloud Map namespace `{}` not found", cm.namespace));
-                        None
-                    }
-                });
+        let namespace = d.cloud_map.as_ref().and_then(|cm| match self.o.namespaces.get(&cm.namespace) {
+            Some(Some(ns)) => Some(ns.clone()),
+            _ => {
+                self.problem(format!("Cloud Map namespace `{}` not found", cm.namespace));
+                None
+            }
+        });
         if !self.problems.is_empty() {
             return;
         }
@@ -413,20 +373,10 @@ impl ServicePlanner<'_> {
             .host_key_secret
             .as_ref()
             .and_then(|n| self.o.secrets.iter().find(|s| &s.name == n))
-            .map(|s| {
-                s.public_keys()
-                    .iter()
-                    .filter_map(|k| crate::sshkeys::parse_public_key(k).ok())
-                    .collect()
-            })
+            .map(|s| s.public_keys().iter().filter_map(|k| crate::sshkeys::parse_public_key(k).ok()).collect())
             .unwrap_or_default();
-        let wants = crate::dns::desired_records(
-            d,
-            &self.opts.owner,
-            self.o.placements.get(&d.service),
-            &secret_keys,
-            Some(lb),
-        );
+        let wants =
+            crate::dns::desired_records(d, &self.opts.owner, self.o.placements.get(&d.service), &secret_keys, Some(lb));
         for (zone_ref, want) in wants {
             let zone_id = match self.o.zones.get(&zone_ref) {
                 Some(crate::dns::ZoneLookup::Found { id, .. }) => id.clone(),
@@ -443,22 +393,10 @@ impl ServicePlanner<'_> {
                     continue;
                 }
             };
-            let live = self
-                .o
-                .record_sets
-                .get(&zone_id)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let zp =
-                crate::dns::plan_zone(&want, live, &self.opts.owner, &d.service, self.opts.adopt);
+            let live = self.o.record_sets.get(&zone_id).map(Vec::as_slice).unwrap_or_default();
+            let zp = crate::dns::plan_zone(&want, live, &self.opts.owner, &d.service, self.opts.adopt);
             for (label, reason) in zp.conflicts {
-                let mut c = change(
-                    &d.service,
-                    Kind::DnsRecord,
-                    &label,
-                    Action::Conflict,
-                    vec![],
-                );
+                let mut c = change(&d.service, Kind::DnsRecord, &label, Action::Conflict, vec![]);
                 c.reason = Some(reason);
                 self.changes.push(c);
             }
@@ -481,10 +419,7 @@ impl ServicePlanner<'_> {
                     &label,
                     action,
                     diff,
-                    vec![Op::ChangeRecord {
-                        zone_id: zone_id.clone(),
-                        change: rc,
-                    }],
+                    vec![Op::ChangeRecord { zone_id: zone_id.clone(), change: rc }],
                 );
             }
         }
@@ -496,17 +431,8 @@ impl ServicePlanner<'_> {
         };
         match self.o.secrets.iter().find(|s| s.name == name) {
             None => {
-                let ops = vec![Op::CreateSecret {
-                    name: name.clone(),
-                    tags: self.d.tags.clone(),
-                }];
-                let mut c = change(
-                    &self.d.service,
-                    Kind::HostKeySecret,
-                    &name,
-                    Action::Create,
-                    ops,
-                );
+                let ops = vec![Op::CreateSecret { name: name.clone(), tags: self.d.tags.clone() }];
+                let mut c = change(&self.d.service, Kind::HostKeySecret, &name, Action::Create, ops);
                 c.reason = Some("generate Ed25519 and RSA-4096 host keys".into());
                 self.changes.push(c);
             }
@@ -526,24 +452,14 @@ impl ServicePlanner<'_> {
         let family = &d.names.task_family;
         let mut tags = d.tags.clone();
         tags.insert(HASH_TAG.into(), d.task_definition_hash.clone());
-        let register = Op::RegisterTaskDefinition {
-            definition: Box::new(d.task_definition.clone()),
-            tags,
-        };
+        let register = Op::RegisterTaskDefinition { definition: Box::new(d.task_definition.clone()), tags };
         match self.o.task_definitions.get(family) {
             None => {
-                self.push(
-                    Kind::TaskDefinition,
-                    family,
-                    Action::Create,
-                    vec![],
-                    vec![register],
-                );
+                self.push(Kind::TaskDefinition, family, Action::Create, vec![], vec![register]);
                 true
             }
             Some(live) => {
-                let Some(mut ops) = self.claim(Kind::TaskDefinition, family, &live.arn, &live.tags)
-                else {
+                let Some(mut ops) = self.claim(Kind::TaskDefinition, family, &live.arn, &live.tags) else {
                     return false;
                 };
                 let same = match live.tags.get(HASH_TAG) {
@@ -556,10 +472,7 @@ impl ServicePlanner<'_> {
                     }
                     return false;
                 }
-                let mut diff = diff_values(
-                    &redacted_json(&d.task_definition),
-                    &redacted_json(&live.definition),
-                );
+                let mut diff = diff_values(&redacted_json(&d.task_definition), &redacted_json(&live.definition));
                 if diff.is_empty() {
                     diff.push(FieldDiff {
                         path: "passwordHash".into(),
@@ -568,18 +481,9 @@ impl ServicePlanner<'_> {
                     });
                 }
                 ops.push(register);
-                let mut c = change(
-                    &d.service,
-                    Kind::TaskDefinition,
-                    family,
-                    Action::Update,
-                    ops,
-                );
+                let mut c = change(&d.service, Kind::TaskDefinition, family, Action::Update, ops);
                 c.diff = diff;
-                c.reason = Some(format!(
-                    "new revision after {}:{}",
-                    live.family, live.revision
-                ));
+                c.reason = Some(format!("new revision after {}:{}", live.family, live.revision));
                 self.changes.push(c);
                 true
             }
@@ -590,23 +494,12 @@ impl ServicePlanner<'_> {
         let want = &self.d.target_group;
         match self.o.target_groups.iter().find(|t| t.name == want.name) {
             None => {
-                let op = Op::CreateTargetGroup {
-                    tg: want.clone(),
-                    vpc_id: vpc_id.to_owned(),
-                    tags: self.d.tags.clone(),
-                };
-                self.push(
-                    Kind::TargetGroup,
-                    &want.name,
-                    Action::Create,
-                    vec![],
-                    vec![op],
-                );
+                let op =
+                    Op::CreateTargetGroup { tg: want.clone(), vpc_id: vpc_id.to_owned(), tags: self.d.tags.clone() };
+                self.push(Kind::TargetGroup, &want.name, Action::Create, vec![], vec![op]);
             }
             Some(live) => {
-                let Some(mut ops) =
-                    self.claim(Kind::TargetGroup, &want.name, &live.arn, &live.tags)
-                else {
+                let Some(mut ops) = self.claim(Kind::TargetGroup, &want.name, &live.arn, &live.tags) else {
                     return;
                 };
                 let immutable = diff_values(
@@ -614,15 +507,12 @@ impl ServicePlanner<'_> {
                     &json!({"protocol": live.protocol, "targetType": live.target_type, "vpcId": live.vpc_id}),
                 );
                 if !immutable.is_empty() {
-                    let mut c = change(
-                        &self.d.service,
-                        Kind::TargetGroup,
-                        &want.name,
-                        Action::Conflict,
-                        vec![],
-                    );
+                    let mut c = change(&self.d.service, Kind::TargetGroup, &want.name, Action::Conflict, vec![]);
                     c.diff = immutable;
-                    c.reason = Some("these fields cannot change in place; delete the service (`sftp-operator delete`) and converge".into());
+                    c.reason = Some(
+                        "these fields cannot change in place; delete the service (`sftp-operator delete`) and converge"
+                            .into(),
+                    );
                     self.changes.push(c);
                     return;
                 }
@@ -637,10 +527,7 @@ impl ServicePlanner<'_> {
                     }}),
                 );
                 if !diff.is_empty() {
-                    ops.push(Op::ModifyTargetGroup {
-                        arn: live.arn.clone(),
-                        tg: want.clone(),
-                    });
+                    ops.push(Op::ModifyTargetGroup { arn: live.arn.clone(), tg: want.clone() });
                 }
                 if !ops.is_empty() {
                     self.push(Kind::TargetGroup, &want.name, Action::Update, diff, ops);
@@ -653,23 +540,13 @@ impl ServicePlanner<'_> {
         let want = &self.d.listener;
         let tg = &self.d.target_group.name;
         let label = format!("{}:{}", name_from_arn(&lb.arn), want.port);
-        let on_lb: Vec<&observed::Listener> = self
-            .o
-            .listeners
-            .iter()
-            .filter(|l| l.load_balancer_arn == lb.arn)
-            .collect();
+        let on_lb: Vec<&observed::Listener> =
+            self.o.listeners.iter().filter(|l| l.load_balancer_arn == lb.arn).collect();
         let mine = |l: &&observed::Listener| {
-            observed::ownership(&l.tags, &self.opts.owner)
-                == Ownership::Owned {
-                    service: self.d.service.clone(),
-                }
+            observed::ownership(&l.tags, &self.opts.owner) == Ownership::Owned { service: self.d.service.clone() }
         };
         let owned: Vec<&observed::Listener> = on_lb.iter().copied().filter(mine).collect();
-        let at_port = on_lb
-            .iter()
-            .copied()
-            .find(|l| l.port == Some(i32::from(want.port)));
+        let at_port = on_lb.iter().copied().find(|l| l.port == Some(i32::from(want.port)));
         // Our listener: the owned one at the port, else any owned one (its port changed).
         let current = at_port.filter(mine).or_else(|| owned.first().copied());
         if let Some(other) = at_port
@@ -686,9 +563,7 @@ impl ServicePlanner<'_> {
                     &listener_label(extra),
                     Action::Delete,
                     vec![],
-                    vec![Op::DeleteListener {
-                        arn: extra.arn.clone(),
-                    }],
+                    vec![Op::DeleteListener { arn: extra.arn.clone() }],
                 );
             }
             return;
@@ -712,38 +587,22 @@ impl ServicePlanner<'_> {
                         &listener_label(extra),
                         Action::Delete,
                         vec![],
-                        vec![Op::DeleteListener {
-                            arn: extra.arn.clone(),
-                        }],
+                        vec![Op::DeleteListener { arn: extra.arn.clone() }],
                     );
                 }
             }
         }
     }
 
-    fn modify_listener(
-        &mut self,
-        label: &str,
-        live: &observed::Listener,
-        mut ops: Vec<Op>,
-        tg: &str,
-    ) {
+    fn modify_listener(&mut self, label: &str, live: &observed::Listener, mut ops: Vec<Op>, tg: &str) {
         let want = &self.d.listener;
-        let live_tg: Vec<&str> = live
-            .forward_target_group_arns
-            .iter()
-            .map(|a| name_from_arn(a))
-            .collect();
+        let live_tg: Vec<&str> = live.forward_target_group_arns.iter().map(|a| name_from_arn(a)).collect();
         let diff = diff_values(
             &json!({"port": want.port, "protocol": want.protocol, "targetGroup": tg, "idleTimeoutSeconds": want.idle_timeout_seconds}),
             &json!({"port": live.port, "protocol": live.protocol, "targetGroup": live_tg.first(), "idleTimeoutSeconds": live.idle_timeout_seconds}),
         );
         if !diff.is_empty() {
-            ops.push(Op::ModifyListener {
-                arn: live.arn.clone(),
-                listener: want.clone(),
-                target_group: tg.to_owned(),
-            });
+            ops.push(Op::ModifyListener { arn: live.arn.clone(), listener: want.clone(), target_group: tg.to_owned() });
         }
         if !ops.is_empty() {
             self.push(Kind::Listener, label, Action::Update, diff, ops);
@@ -753,13 +612,7 @@ impl ServicePlanner<'_> {
     fn ingress(&mut self, lb: &observed::LoadBalancer) {
         let d = self.d;
         let group = d.security_group_id.clone();
-        let rules = self
-            .o
-            .security_groups
-            .get(&group)
-            .cloned()
-            .flatten()
-            .unwrap_or_default();
+        let rules = self.o.security_groups.get(&group).cloned().flatten().unwrap_or_default();
         let description = names::rule_description(&self.opts.owner, &d.service);
         // Desired: the allowed CIDRs plus the NLB's subnets (health checks come from there).
         let mut want: BTreeSet<IngressRule> = d.ingress.iter().cloned().collect();
@@ -772,23 +625,15 @@ impl ServicePlanner<'_> {
             });
         }
         let key = |proto: &str, port: i32, cidr: &str| (proto.to_owned(), port, cidr.to_owned());
-        let owned: Vec<&observed::IngressRule> = rules
-            .iter()
-            .filter(|r| rule_owned_by(r, &self.opts.owner, &d.service))
-            .collect();
-        let owned_keys: BTreeSet<_> = owned
-            .iter()
-            .map(|r| key(&r.protocol, r.from_port, &r.cidr))
-            .collect();
+        let owned: Vec<&observed::IngressRule> =
+            rules.iter().filter(|r| rule_owned_by(r, &self.opts.owner, &d.service)).collect();
+        let owned_keys: BTreeSet<_> = owned.iter().map(|r| key(&r.protocol, r.from_port, &r.cidr)).collect();
         let foreign_keys: BTreeSet<_> = rules
             .iter()
             .filter(|r| !rule_owned_by(r, &self.opts.owner, &d.service) && r.from_port == r.to_port)
             .map(|r| key(&r.protocol, r.from_port, &r.cidr))
             .collect();
-        let want_keys: BTreeSet<_> = want
-            .iter()
-            .map(|r| key(&r.protocol, i32::from(r.port), &r.cidr))
-            .collect();
+        let want_keys: BTreeSet<_> = want.iter().map(|r| key(&r.protocol, i32::from(r.port), &r.cidr)).collect();
         let mut adds = 0usize;
         for r in &want {
             let k = key(&r.protocol, i32::from(r.port), &r.cidr);
@@ -798,25 +643,17 @@ impl ServicePlanner<'_> {
             let name = format!("{} tcp/{} from {}", group, r.port, r.cidr);
             if foreign_keys.contains(&k) {
                 // AWS refuses a second rule with the same protocol, port and source.
-                let mut c = change(
-                    &d.service,
-                    Kind::IngressRule,
-                    &name,
-                    Action::Conflict,
-                    vec![],
+                let mut c = change(&d.service, Kind::IngressRule, &name, Action::Conflict, vec![]);
+                c.reason = Some(
+                    "an identical rule not owned by this operator already allows this; it is left as it is".into(),
                 );
-                c.reason = Some("an identical rule not owned by this operator already allows this; it is left as it is".into());
                 self.changes.push(c);
                 continue;
             }
             adds += 1;
             let mut tags = d.tags.clone();
             tags.insert("Name".into(), description.clone());
-            let op = Op::AuthorizeIngress {
-                group_id: group.clone(),
-                rule: r.clone(),
-                tags,
-            };
+            let op = Op::AuthorizeIngress { group_id: group.clone(), rule: r.clone(), tags };
             self.push(Kind::IngressRule, &name, Action::Create, vec![], vec![op]);
         }
         let mut revokes = 0usize;
@@ -828,14 +665,8 @@ impl ServicePlanner<'_> {
                 continue;
             }
             revokes += 1;
-            let name = format!(
-                "{} {} tcp/{}-{} from {}",
-                group, r.rule_id, r.from_port, r.to_port, r.cidr
-            );
-            let op = Op::RevokeIngress {
-                group_id: group.clone(),
-                rule_id: r.rule_id.clone(),
-            };
+            let name = format!("{} {} tcp/{}-{} from {}", group, r.rule_id, r.from_port, r.to_port, r.cidr);
+            let op = Op::RevokeIngress { group_id: group.clone(), rule_id: r.rule_id.clone() };
             self.push(Kind::IngressRule, &name, Action::Delete, vec![], vec![op]);
         }
         let after = rules.len() + adds - revokes;
@@ -844,8 +675,7 @@ impl ServicePlanner<'_> {
                 "security group {group} would hold {after} inbound rules, over the quota of {SG_INBOUND_QUOTA}; \
                  merge CIDRs, use a prefix list, or raise the quota"
             ));
-            self.changes
-                .retain(|c| c.kind != Kind::IngressRule || c.service != d.service);
+            self.changes.retain(|c| c.kind != Kind::IngressRule || c.service != d.service);
         }
     }
 
@@ -853,12 +683,7 @@ impl ServicePlanner<'_> {
         let Some(want) = &self.d.cloud_map else {
             return;
         };
-        match self
-            .o
-            .cloud_map_services
-            .iter()
-            .find(|s| s.namespace_id == ns.id && s.name == want.name)
-        {
+        match self.o.cloud_map_services.iter().find(|s| s.namespace_id == ns.id && s.name == want.name) {
             None => {
                 let op = Op::CreateCloudMapService {
                     namespace_id: ns.id.clone(),
@@ -875,20 +700,12 @@ impl ServicePlanner<'_> {
             }
             Some(live) => {
                 let label = format!("{}.{}", want.name, ns.name);
-                let Some(mut ops) =
-                    self.claim(Kind::CloudMapService, &label, &live.arn, &live.tags)
-                else {
+                let Some(mut ops) = self.claim(Kind::CloudMapService, &label, &live.arn, &live.tags) else {
                     return;
                 };
-                let diff = diff_values(
-                    &json!({"srvTtl": want.srv_ttl}),
-                    &json!({"srvTtl": live.srv_ttl}),
-                );
+                let diff = diff_values(&json!({"srvTtl": want.srv_ttl}), &json!({"srvTtl": live.srv_ttl}));
                 if !diff.is_empty() {
-                    ops.push(Op::UpdateCloudMapService {
-                        id: live.id.clone(),
-                        service: want.clone(),
-                    });
+                    ops.push(Op::UpdateCloudMapService { id: live.id.clone(), service: want.clone() });
                 }
                 if !ops.is_empty() {
                     self.push(Kind::CloudMapService, &label, Action::Update, diff, ops);
@@ -902,24 +719,14 @@ impl ServicePlanner<'_> {
         let want = &d.ecs_service;
         let family = d.names.task_family.clone();
         let tg = d.target_group.name.clone();
-        let live =
-            self.o.ecs_services.iter().find(|s| {
-                s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE"
-            });
+        let live = self
+            .o
+            .ecs_services
+            .iter()
+            .find(|s| s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE");
         let Some(live) = live else {
-            let op = Op::CreateEcsService {
-                service: want.clone(),
-                family,
-                target_group: tg,
-                tags: d.tags.clone(),
-            };
-            self.push(
-                Kind::EcsService,
-                &want.name,
-                Action::Create,
-                vec![],
-                vec![op],
-            );
+            let op = Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags: d.tags.clone() };
+            self.push(Kind::EcsService, &want.name, Action::Create, vec![], vec![op]);
             return;
         };
         if live.status == "DRAINING" {
@@ -932,10 +739,7 @@ impl ServicePlanner<'_> {
         let Some(mut ops) = self.claim(Kind::EcsService, &want.name, &live.arn, &live.tags) else {
             return;
         };
-        let live_td = live
-            .task_definition
-            .as_deref()
-            .map(|a| name_from_arn(a).to_owned());
+        let live_td = live.task_definition.as_deref().map(|a| name_from_arn(a).to_owned());
         let want_td = match (new_revision, self.o.task_definitions.get(&family)) {
             (false, Some(td)) => format!("{}:{}", td.family, td.revision),
             _ => format!("{family}:(new revision)"),
@@ -949,13 +753,13 @@ impl ServicePlanner<'_> {
                 .map_or_else(|| name_from_arn(arn).to_owned(), |s| s.name.clone())
         };
         let binding = |b: &observed::ServiceBinding| json!({"name": registry_name(&b.arn), "containerName": b.container_name, "containerPort": b.container_port});
-        let registry = d.cloud_map.as_ref().map(|c| json!([{"name": c.name, "containerName": want.container_name, "containerPort": want.container_port}]));
+        let registry = d.cloud_map.as_ref().map(
+            |c| json!([{"name": c.name, "containerName": want.container_name, "containerPort": want.container_port}]),
+        );
         let live_registry = if live.service_registries.is_empty() && registry.is_none() {
             None
         } else {
-            Some(Value::Array(
-                live.service_registries.iter().map(&binding).collect(),
-            ))
+            Some(Value::Array(live.service_registries.iter().map(&binding).collect()))
         };
         let diff = diff_values(
             &json!({
@@ -982,11 +786,7 @@ impl ServicePlanner<'_> {
             }),
         );
         if !diff.is_empty() {
-            ops.push(Op::UpdateEcsService {
-                service: want.clone(),
-                family,
-                target_group: tg,
-            });
+            ops.push(Op::UpdateEcsService { service: want.clone(), family, target_group: tg });
         }
         if !ops.is_empty() {
             self.push(Kind::EcsService, &want.name, Action::Update, diff, ops);
@@ -995,20 +795,13 @@ impl ServicePlanner<'_> {
 }
 
 fn listener_label(l: &observed::Listener) -> String {
-    format!(
-        "{}:{}",
-        name_from_arn(&l.load_balancer_arn),
-        l.port.map_or("?".into(), |p| p.to_string())
-    )
+    format!("{}:{}", name_from_arn(&l.load_balancer_arn), l.port.map_or("?".into(), |p| p.to_string()))
 }
 
 /// Owned = our description, or our tags; `service` narrows to one SftpService.
 fn rule_owned_by(r: &observed::IngressRule, owner: &str, service: &str) -> bool {
     r.description.as_deref() == Some(names::rule_description(owner, service).as_str())
-        || observed::ownership(&r.tags, owner)
-            == (Ownership::Owned {
-                service: service.to_owned(),
-            })
+        || observed::ownership(&r.tags, owner) == (Ownership::Owned { service: service.to_owned() })
 }
 
 /// The service an owned rule belongs to, if it is ours at all.
@@ -1017,10 +810,7 @@ fn rule_service(r: &observed::IngressRule, owner: &str) -> Option<String> {
         return Some(service);
     }
     let prefix = format!("{} owner={owner} service=", names::RULE_DESCRIPTION_PREFIX);
-    r.description
-        .as_deref()?
-        .strip_prefix(&prefix)
-        .map(str::to_owned)
+    r.description.as_deref()?.strip_prefix(&prefix).map(str::to_owned)
 }
 
 fn orphans(o: &Observed, owner: &str, known: &BTreeSet<&str>) -> Vec<Change> {
@@ -1046,10 +836,7 @@ fn owned_deletes(o: &Observed, owner: &str, select: impl Fn(&str) -> bool) -> Ve
                 Kind::EcsService,
                 &s.name,
                 Action::Delete,
-                vec![Op::DeleteEcsService {
-                    cluster: s.cluster.clone(),
-                    name: s.name.clone(),
-                }],
+                vec![Op::DeleteEcsService { cluster: s.cluster.clone(), name: s.name.clone() }],
             ));
         }
     }
@@ -1084,10 +871,7 @@ fn owned_deletes(o: &Observed, owner: &str, select: impl Fn(&str) -> bool) -> Ve
                     Kind::IngressRule,
                     &name,
                     Action::Delete,
-                    vec![Op::RevokeIngress {
-                        group_id: group.clone(),
-                        rule_id: r.rule_id.clone(),
-                    }],
+                    vec![Op::RevokeIngress { group_id: group.clone(), rule_id: r.rule_id.clone() }],
                 ));
             }
         }
@@ -1100,10 +884,7 @@ fn owned_deletes(o: &Observed, owner: &str, select: impl Fn(&str) -> bool) -> Ve
                 Kind::DnsRecord,
                 &label,
                 Action::Delete,
-                vec![Op::ChangeRecord {
-                    zone_id: zone_id.clone(),
-                    change: rc,
-                }],
+                vec![Op::ChangeRecord { zone_id: zone_id.clone(), change: rc }],
             ));
         }
     }
@@ -1137,23 +918,15 @@ fn walk(path: &str, want: &Value, live: &Value, out: &mut Vec<FieldDiff>) {
         (Value::Object(w), Value::Object(l)) => {
             let keys: BTreeSet<&String> = w.keys().chain(l.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match (w.get(k), l.get(k)) {
                     (Some(wv), Some(lv)) => walk(&p, wv, lv, out),
-                    (Some(wv), None) if !wv.is_null() => out.push(FieldDiff {
-                        path: p,
-                        from: Value::Null,
-                        to: wv.clone(),
-                    }),
-                    (None, Some(lv)) if !lv.is_null() => out.push(FieldDiff {
-                        path: p,
-                        from: lv.clone(),
-                        to: Value::Null,
-                    }),
+                    (Some(wv), None) if !wv.is_null() => {
+                        out.push(FieldDiff { path: p, from: Value::Null, to: wv.clone() })
+                    }
+                    (None, Some(lv)) if !lv.is_null() => {
+                        out.push(FieldDiff { path: p, from: lv.clone(), to: Value::Null })
+                    }
                     _ => {}
                 }
             }
@@ -1163,11 +936,7 @@ fn walk(path: &str, want: &Value, live: &Value, out: &mut Vec<FieldDiff>) {
                 walk(&format!("{path}[{i}]"), wv, lv, out);
             }
         }
-        _ if want != live => out.push(FieldDiff {
-            path: path.to_owned(),
-            from: live.clone(),
-            to: want.clone(),
-        }),
+        _ if want != live => out.push(FieldDiff { path: path.to_owned(), from: live.clone(), to: want.clone() }),
         _ => {}
     }
 }
@@ -1176,10 +945,7 @@ fn walk(path: &str, want: &Value, live: &Value, out: &mut Vec<FieldDiff>) {
 /// password hashes hidden.
 fn redacted_json(td: &TaskDefinition) -> Value {
     let mut v = serde_json::to_value(td).expect("task definition serialises");
-    if let Some(containers) = v
-        .get_mut("containerDefinitions")
-        .and_then(Value::as_array_mut)
-    {
+    if let Some(containers) = v.get_mut("containerDefinitions").and_then(Value::as_array_mut) {
         for c in containers {
             if let Some(env) = c.get("environment").and_then(Value::as_array).cloned() {
                 let map: BTreeMap<String, Value> = env
@@ -1187,11 +953,7 @@ fn redacted_json(td: &TaskDefinition) -> Value {
                     .filter_map(|e| {
                         let name = e.get("name")?.as_str()?.to_owned();
                         let value = e.get("value")?.as_str()?;
-                        let value = if name == "SFTP_USERS" {
-                            redact_atmoz_users(value)
-                        } else {
-                            value.to_owned()
-                        };
+                        let value = if name == "SFTP_USERS" { redact_atmoz_users(value) } else { value.to_owned() };
                         Some((name, Value::String(value)))
                     })
                     .collect();

@@ -310,14 +310,7 @@ pub fn atmoz_users(users: &[User], redact: bool) -> String {
                 (None, _) => String::new(),
             };
             let gid = u.gid.map(|g| g.to_string()).unwrap_or_default();
-            format!(
-                "{}:{}:{}:{}:{}",
-                u.name,
-                pass,
-                u.uid,
-                gid,
-                u.directories.join(",")
-            )
+            format!("{}:{}:{}:{}:{}", u.name, pass, u.uid, gid, u.directories.join(","))
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -325,14 +318,8 @@ pub fn atmoz_users(users: &[User], redact: bool) -> String {
 
 /// `user key` lines, sorted so reordering keys in the manifest changes nothing.
 fn authorized_keys(users: &[User]) -> String {
-    let mut lines: Vec<String> = users
-        .iter()
-        .flat_map(|u| {
-            u.keys
-                .iter()
-                .map(move |k| format!("{} {}", u.name, k.line()))
-        })
-        .collect();
+    let mut lines: Vec<String> =
+        users.iter().flat_map(|u| u.keys.iter().map(move |k| format!("{} {}", u.name, k.line()))).collect();
     lines.sort();
     lines.join("\n")
 }
@@ -355,10 +342,7 @@ pub fn host_key_secret_arn(s: &Service) -> String {
         HostKeySource::Secret(arn) => arn.clone(),
         HostKeySource::Generate => {
             let (partition, region, account) = arn_parts(&s.load_balancer_arn);
-            format!(
-                "arn:{partition}:secretsmanager:{region}:{account}:secret:{}",
-                s.names.host_key_secret
-            )
+            format!("arn:{partition}:secretsmanager:{region}:{account}:secret:{}", s.names.host_key_secret)
         }
     }
 }
@@ -368,36 +352,18 @@ const HOME_VOLUME: &str = "sftp-home";
 pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {
     let secret = host_key_secret_arn(s);
     let mut environment = vec![
-        KeyValue {
-            name: "SFTP_USERS".into(),
-            value: atmoz_users(&s.users, redact),
-        },
-        KeyValue {
-            name: "SFTP_AUTHORIZED_KEYS".into(),
-            value: authorized_keys(&s.users),
-        },
+        KeyValue { name: "SFTP_USERS".into(), value: atmoz_users(&s.users, redact) },
+        KeyValue { name: "SFTP_AUTHORIZED_KEYS".into(), value: authorized_keys(&s.users) },
         KeyValue {
             name: "SFTP_MANAGED_USERS".into(),
-            value: s
-                .users
-                .iter()
-                .map(|u| u.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
+            value: s.users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(" "),
         },
     ];
     if s.audit_log {
-        environment.push(KeyValue {
-            name: "SFTP_AUDIT_LOG".into(),
-            value: "1".into(),
-        });
+        environment.push(KeyValue { name: "SFTP_AUDIT_LOG".into(), value: "1".into() });
     }
     let (image, volumes, mount_points, linux_parameters) = match &s.storage {
-        Storage::Efs {
-            file_system_id,
-            access_point_id,
-            root_directory,
-        } => (
+        Storage::Efs { file_system_id, access_point_id, root_directory } => (
             s.image.clone(),
             vec![Volume {
                 name: HOME_VOLUME.into(),
@@ -405,59 +371,29 @@ pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {
                 efs: Some(EfsVolume {
                     file_system_id: file_system_id.clone(),
                     // With an access point, EFS requires the root directory to be "/".
-                    root_directory: if access_point_id.is_some() {
-                        "/".into()
-                    } else {
-                        root_directory.clone()
-                    },
+                    root_directory: if access_point_id.is_some() { "/".into() } else { root_directory.clone() },
                     access_point_id: access_point_id.clone(),
                     transit_encryption: true,
                 }),
             }],
-            vec![MountPoint {
-                source_volume: HOME_VOLUME.into(),
-                container_path: "/home".into(),
-                read_only: false,
-            }],
+            vec![MountPoint { source_volume: HOME_VOLUME.into(), container_path: "/home".into(), read_only: false }],
             None,
         ),
         Storage::HostPath { path } => (
             s.image.clone(),
-            vec![Volume {
-                name: HOME_VOLUME.into(),
-                host_source_path: Some(path.clone()),
-                efs: None,
-            }],
-            vec![MountPoint {
-                source_volume: HOME_VOLUME.into(),
-                container_path: "/home".into(),
-                read_only: false,
-            }],
+            vec![Volume { name: HOME_VOLUME.into(), host_source_path: Some(path.clone()), efs: None }],
+            vec![MountPoint { source_volume: HOME_VOLUME.into(), container_path: "/home".into(), read_only: false }],
             None,
         ),
         Storage::S3 { bucket, image } => {
-            environment.push(KeyValue {
-                name: "SFTP_S3_BUCKET".into(),
-                value: bucket.clone(),
-            });
+            environment.push(KeyValue { name: "SFTP_S3_BUCKET".into(), value: bucket.clone() });
             let mounts = s
                 .users
                 .iter()
-                .map(|u| {
-                    format!(
-                        "{}:{}/{}:{}",
-                        u.name,
-                        u.uid,
-                        u.gid.unwrap_or(u.uid),
-                        u.directories[0]
-                    )
-                })
+                .map(|u| format!("{}:{}/{}:{}", u.name, u.uid, u.gid.unwrap_or(u.uid), u.directories[0]))
                 .collect::<Vec<_>>()
                 .join(" ");
-            environment.push(KeyValue {
-                name: "SFTP_S3_MOUNTS".into(),
-                value: mounts,
-            });
+            environment.push(KeyValue { name: "SFTP_S3_MOUNTS".into(), value: mounts });
             (
                 image.clone(),
                 vec![],
@@ -494,28 +430,13 @@ pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {
             essential: true,
             cpu: s.cpu,
             memory: s.memory,
-            port_mappings: vec![PortMapping {
-                container_port: 22,
-                host_port: s.port,
-                protocol: "tcp".into(),
-            }],
-            entry_point: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                PRELUDE.into(),
-                "sftp-operator-prelude".into(),
-            ],
+            port_mappings: vec![PortMapping { container_port: 22, host_port: s.port, protocol: "tcp".into() }],
+            entry_point: vec!["/bin/sh".into(), "-c".into(), PRELUDE.into(), "sftp-operator-prelude".into()],
             command: vec![],
             environment,
             secrets: vec![
-                SecretRef {
-                    name: "SFTP_HOST_KEY_ED25519".into(),
-                    value_from: format!("{secret}:ed25519::"),
-                },
-                SecretRef {
-                    name: "SFTP_HOST_KEY_RSA".into(),
-                    value_from: format!("{secret}:rsa::"),
-                },
+                SecretRef { name: "SFTP_HOST_KEY_ED25519".into(), value_from: format!("{secret}:ed25519::") },
+                SecretRef { name: "SFTP_HOST_KEY_RSA".into(), value_from: format!("{secret}:rsa::") },
             ],
             mount_points,
             linux_parameters,
@@ -551,19 +472,10 @@ pub fn render(s: &Service, owner: &str) -> Desired {
         let owner_txt = names::txt_owner_value(owner, &s.name);
         let mut owned = vec![(d.zone.clone(), d.record.clone())];
         if let Some(p) = &d.public_record {
-            owned.push((
-                d.public_zone.clone().unwrap_or_else(|| d.zone.clone()),
-                p.clone(),
-            ));
+            owned.push((d.public_zone.clone().unwrap_or_else(|| d.zone.clone()), p.clone()));
         }
         for (zone, name) in owned {
-            dns_records.push(DnsRecord {
-                zone,
-                name,
-                kind: "TXT".into(),
-                ttl: d.ttl,
-                values: vec![owner_txt.clone()],
-            });
+            dns_records.push(DnsRecord { zone, name, kind: "TXT".into(), ttl: d.ttl, values: vec![owner_txt.clone()] });
         }
         if d.sshfp && !s.host_public_keys.is_empty() {
             dns_records.push(DnsRecord {
@@ -621,11 +533,7 @@ pub fn render(s: &Service, owner: &str) -> Desired {
             },
             deregistration_delay_seconds: 30,
         },
-        listener: Listener {
-            port: s.listener_port,
-            protocol: "TCP".into(),
-            idle_timeout_seconds: s.idle_timeout,
-        },
+        listener: Listener { port: s.listener_port, protocol: "TCP".into(), idle_timeout_seconds: s.idle_timeout },
         load_balancer_arn: s.load_balancer_arn.clone(),
         security_group_id: s.security_group_id.clone(),
         ingress,
@@ -634,8 +542,7 @@ pub fn render(s: &Service, owner: &str) -> Desired {
             namespace: ns.clone(),
             srv_ttl: 10,
         }),
-        host_key_secret: (s.host_keys == HostKeySource::Generate)
-            .then(|| s.names.host_key_secret.clone()),
+        host_key_secret: (s.host_keys == HostKeySource::Generate).then(|| s.names.host_key_secret.clone()),
         dns_records,
         dns: s.dns.clone(),
         host_public_keys: s.host_public_keys.clone(),
@@ -645,10 +552,8 @@ pub fn render(s: &Service, owner: &str) -> Desired {
 
 /// SSHFP rdata (`alg 2 sha256hex`) for each host key with a known SSHFP algorithm, sorted.
 pub fn sshfp_values(keys: &[crate::sshkeys::ParsedKey]) -> Vec<String> {
-    let mut v: Vec<String> = keys
-        .iter()
-        .filter_map(|k| k.sshfp_algorithm.map(|a| format!("{a} 2 {}", k.sha256_hex)))
-        .collect();
+    let mut v: Vec<String> =
+        keys.iter().filter_map(|k| k.sshfp_algorithm.map(|a| format!("{a} 2 {}", k.sha256_hex))).collect();
     v.sort();
     v.dedup();
     v

@@ -28,21 +28,9 @@ fn symbol(a: Action) -> (&'static str, AnsiColor) {
 
 fn change_line(out: &mut String, ch: &Change, color: bool) {
     let (sym, c) = symbol(ch.action);
-    let _ = writeln!(
-        out,
-        "  {} {} {}",
-        paint(color, c, sym),
-        ch.kind.as_str(),
-        ch.name
-    );
+    let _ = writeln!(out, "  {} {} {}", paint(color, c, sym), ch.kind.as_str(), ch.name);
     for d in &ch.diff {
-        let _ = writeln!(
-            out,
-            "      ~ {}: {} → {}",
-            d.path,
-            short(&d.from),
-            short(&d.to)
-        );
+        let _ = writeln!(out, "      ~ {}: {} → {}", d.path, short(&d.from), short(&d.to));
     }
     if let Some(r) = &ch.reason {
         let _ = writeln!(out, "      # {r}");
@@ -80,18 +68,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         }
     }
     if !plan.orphans.is_empty() {
-        let _ = writeln!(
-            out,
-            "Owned resources whose manifest is gone (deleted with --prune):"
-        );
+        let _ = writeln!(out, "Owned resources whose manifest is gone (deleted with --prune):");
         for ch in &plan.orphans {
-            let _ = writeln!(
-                out,
-                "  - {} {} (service {})",
-                ch.kind.as_str(),
-                ch.name,
-                ch.service
-            );
+            let _ = writeln!(out, "  - {} {} (service {})", ch.kind.as_str(), ch.name, ch.service);
         }
     }
     let _ = write!(
@@ -101,11 +80,7 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         plan.count(Action::Update),
         plan.count(Action::Delete),
         plan.count(Action::Conflict),
-        if plan.count(Action::Conflict) == 1 {
-            ""
-        } else {
-            "s"
-        },
+        if plan.count(Action::Conflict) == 1 { "" } else { "s" },
         plan.problems.len(),
         if plan.problems.len() == 1 { "" } else { "s" },
     );

@@ -57,11 +57,7 @@ impl OperatorReconciler {
     async fn mark_attempted(&self, name: &str) {
         let mut seen = self.attempted.lock().await;
         seen.insert(name.to_owned());
-        let all = self
-            .services
-            .borrow()
-            .iter()
-            .all(|s| seen.contains(&s.name));
+        let all = self.services.borrow().iter().all(|s| seen.contains(&s.name));
         if all {
             self.ready.store(true, Ordering::Relaxed);
         }
@@ -75,13 +71,7 @@ impl OperatorReconciler {
     }
 
     async fn reconcile_inner(&self, name: &str) -> Result<&'static str, ReconcileError> {
-        let Some(service) = self
-            .services
-            .borrow()
-            .iter()
-            .find(|s| s.name == name)
-            .cloned()
-        else {
+        let Some(service) = self.services.borrow().iter().find(|s| s.name == name).cloned() else {
             return Ok("skipped");
         };
         if !self.leading().await {
@@ -89,37 +79,21 @@ impl OperatorReconciler {
         }
         let m = &self.metrics;
         let desired = vec![render::render(&service, &self.options.owner)];
-        let observed = observe::observe(&self.clients, &Scope::of(&desired))
-            .await
-            .map_err(aws_error)?;
+        let observed = observe::observe(&self.clients, &Scope::of(&desired)).await.map_err(aws_error)?;
         let plan = plan::plan(&desired, &observed, &self.options);
         for kind in ALL_KINDS {
             let n = plan.conflicts().filter(|c| c.kind == kind).count();
-            m.conflicts
-                .with_label_values(&[name, kind_label(kind)])
-                .set(n as i64);
+            m.conflicts.with_label_values(&[name, kind_label(kind)]).set(n as i64);
         }
         for c in plan.actionable() {
-            m.drift_detected_total
-                .with_label_values(&[name, kind_label(c.kind)])
-                .inc();
+            m.drift_detected_total.with_label_values(&[name, kind_label(c.kind)]).inc();
         }
-        m.desired_tasks
-            .with_label_values(&[name])
-            .set(i64::from(service.desired_count));
-        let running = observed
-            .ecs_services
-            .iter()
-            .find(|s| s.name == service.name)
-            .and_then(|s| s.running_count)
-            .unwrap_or(0);
-        m.running_tasks
-            .with_label_values(&[name])
-            .set(i64::from(running));
+        m.desired_tasks.with_label_values(&[name]).set(i64::from(service.desired_count));
+        let running =
+            observed.ecs_services.iter().find(|s| s.name == service.name).and_then(|s| s.running_count).unwrap_or(0);
+        m.running_tasks.with_label_values(&[name]).set(i64::from(running));
         if let Some(p) = observed.placements.get(name) {
-            m.dns_records_published
-                .with_label_values(&[name])
-                .set(p.host_ips.len() as i64);
+            m.dns_records_published.with_label_values(&[name]).set(p.host_ips.len() as i64);
         }
         if let Some(p) = plan.problems.first() {
             return Err(ReconcileError::Blocked(p.message.clone()));
@@ -133,9 +107,7 @@ impl OperatorReconciler {
         }
         let services = [service];
         let applied =
-            apply_with_followup(&self.clients, &services, &self.options, &plan, &observed)
-                .await
-                .map_err(aws_error)?;
+            apply_with_followup(&self.clients, &services, &self.options, &plan, &observed).await.map_err(aws_error)?;
         let mut failed = Vec::new();
         for a in &applied {
             match &a.error {
@@ -195,11 +167,7 @@ fn action_label(a: Action) -> &'static str {
 }
 
 fn aws_error(e: crate::aws::AwsError) -> ReconcileError {
-    if e.throttled {
-        ReconcileError::Throttled(e.to_string())
-    } else {
-        ReconcileError::Aws(e.to_string())
-    }
+    if e.throttled { ReconcileError::Throttled(e.to_string()) } else { ReconcileError::Aws(e.to_string()) }
 }
 
 impl Reconciler for OperatorReconciler {
@@ -209,14 +177,10 @@ impl Reconciler for OperatorReconciler {
             let started = Instant::now();
             let result = self.reconcile_inner(&service).await;
             let m = &self.metrics;
-            m.reconcile_duration_seconds
-                .with_label_values(&[&service])
-                .observe(started.elapsed().as_secs_f64());
+            m.reconcile_duration_seconds.with_label_values(&[&service]).observe(started.elapsed().as_secs_f64());
             match &result {
                 Ok(outcome) => {
-                    m.reconcile_total
-                        .with_label_values(&[service.as_str(), outcome])
-                        .inc();
+                    m.reconcile_total.with_label_values(&[service.as_str(), outcome]).inc();
                     if *outcome == "success" {
                         m.last_successful_reconcile_timestamp_seconds
                             .with_label_values(&[&service])
@@ -224,12 +188,8 @@ impl Reconciler for OperatorReconciler {
                     }
                 }
                 Err(e) => {
-                    m.reconcile_total
-                        .with_label_values(&[&service, "error"])
-                        .inc();
-                    m.reconcile_errors_total
-                        .with_label_values(&[&service, e.category()])
-                        .inc();
+                    m.reconcile_total.with_label_values(&[&service, "error"]).inc();
+                    m.reconcile_errors_total.with_label_values(&[&service, e.category()]).inc();
                 }
             }
             self.mark_attempted(&service).await;
@@ -281,11 +241,7 @@ async fn watch_manifests(
         })
         .ok();
         for p in &paths {
-            let dir = if p.is_dir() {
-                p.clone()
-            } else {
-                p.parent().map(PathBuf::from).unwrap_or_else(|| ".".into())
-            };
+            let dir = if p.is_dir() { p.clone() } else { p.parent().map(PathBuf::from).unwrap_or_else(|| ".".into()) };
             if let Some(w) = w.as_mut()
                 && let Err(e) = w.watch(&dir, notify::RecursiveMode::Recursive)
             {
@@ -308,9 +264,7 @@ async fn watch_manifests(
                 tracing::info!(services = services.len(), "manifests changed; reconciling");
                 hash = h;
                 last_error.clear();
-                let _ = publish
-                    .names
-                    .send(services.iter().map(|s| s.name.clone()).collect());
+                let _ = publish.names.send(services.iter().map(|s| s.name.clone()).collect());
                 let _ = publish.services.send(Arc::new(services));
                 let _ = publish.triggers.send(Trigger::All);
             }
@@ -328,14 +282,8 @@ async fn watch_manifests(
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -366,34 +314,20 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let bound = metrics::serve(
-        cfg.metrics_addr,
-        metrics.clone(),
-        ready.clone(),
-        server_shutdown,
-    )
-    .await
-    .map_err(|source| RunError::Metrics {
-        addr: cfg.metrics_addr,
-        source,
-    })?;
+    let bound = metrics::serve(cfg.metrics_addr, metrics.clone(), ready.clone(), server_shutdown)
+        .await
+        .map_err(|source| RunError::Metrics { addr: cfg.metrics_addr, source })?;
     tracing::info!(addr = %bound, services = initial.len(), owner = %cfg.owner, "sftp-operator running");
 
     let (services_tx, services_rx) = watch::channel(Arc::new(initial.clone()));
-    let (names_tx, names_rx) =
-        watch::channel(initial.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+    let (names_tx, names_rx) = watch::channel(initial.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel();
 
-    let lease = cfg
-        .lease_table
-        .as_ref()
-        .map(|t| Lease::new(clients.clone(), t.clone(), &cfg.owner, cfg.lease_duration));
+    let lease =
+        cfg.lease_table.as_ref().map(|t| Lease::new(clients.clone(), t.clone(), &cfg.owner, cfg.lease_duration));
     if let Some(l) = &lease {
         let (leader_tx, mut leader_rx) = watch::channel(false);
-        tokio::spawn(
-            l.clone()
-                .keep(metrics.clone(), leader_tx, shutdown_rx.clone()),
-        );
+        tokio::spawn(l.clone().keep(metrics.clone(), leader_tx, shutdown_rx.clone()));
         // On becoming leader, reconcile everything at once.
         let t = trigger_tx.clone();
         tokio::spawn(async move {
@@ -411,11 +345,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
         cfg.paths.clone(),
         cfg.manifest_poll,
         hash,
-        Publish {
-            services: services_tx,
-            names: names_tx,
-            triggers: trigger_tx.clone(),
-        },
+        Publish { services: services_tx, names: names_tx, triggers: trigger_tx.clone() },
         metrics.clone(),
         shutdown_rx.clone(),
     ));
@@ -433,11 +363,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
     let reconciler = Arc::new(OperatorReconciler {
         clients: clients.clone(),
         services: services_rx,
-        options: plan::Options {
-            owner: cfg.owner.clone(),
-            adopt: cfg.adopt,
-            prune: false,
-        },
+        options: plan::Options { owner: cfg.owner.clone(), adopt: cfg.adopt, prune: false },
         metrics: metrics.clone(),
         lease: lease.clone(),
         ready: ready.clone(),
@@ -457,15 +383,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
             let _ = tx.send(true);
         })
     };
-    controller::run(
-        reconciler,
-        cfg.loop_config.clone(),
-        names_rx,
-        trigger_rx,
-        shutdown_rx,
-        Some(metrics.clone()),
-    )
-    .await;
+    controller::run(reconciler, cfg.loop_config.clone(), names_rx, trigger_rx, shutdown_rx, Some(metrics.clone()))
+        .await;
     signals.abort();
     if let Some(l) = &lease {
         l.release().await;

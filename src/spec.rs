@@ -146,11 +146,7 @@ pub struct HostKeys {
 
 impl Default for HostKeys {
     fn default() -> Self {
-        HostKeys {
-            generate: true,
-            secret_arn: None,
-            public_keys: Vec::new(),
-        }
+        HostKeys { generate: true, secret_arn: None, public_keys: Vec::new() }
     }
 }
 

@@ -26,19 +26,13 @@ pub struct ParsedKey {
 impl ParsedKey {
     /// The authorized_keys line: blob plus comment.
     pub fn line(&self) -> String {
-        if self.comment.is_empty() {
-            self.blob.clone()
-        } else {
-            format!("{} {}", self.blob, self.comment)
-        }
+        if self.comment.is_empty() { self.blob.clone() } else { format!("{} {}", self.blob, self.comment) }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error(
-        "this is a private key; paste the public half (the `.pub` file) instead — the key is not shown here"
-    )]
+    #[error("this is a private key; paste the public half (the `.pub` file) instead — the key is not shown here")]
     PrivateKey,
     #[error("not an OpenSSH public key ({0}); expected `ssh-ed25519 AAAA... comment`")]
     Unparseable(String),
@@ -99,11 +93,7 @@ fn describe_key(key: &PublicKey, bits: Option<u32>) -> ParsedKey {
     let blob_bytes = key.to_bytes().unwrap_or_default();
     let openssh = key.to_openssh().unwrap_or_default();
     let mut parts = openssh.split_whitespace();
-    let blob = format!(
-        "{} {}",
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or("")
-    );
+    let blob = format!("{} {}", parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let algorithm = key.algorithm();
     let sshfp_algorithm = match algorithm {
         Algorithm::Rsa { .. } => Some(1),
@@ -144,10 +134,7 @@ pub fn generate_host_keys(comment: &str) -> Result<GeneratedHostKeys, ssh_key::E
     });
     Ok(GeneratedHostKeys {
         secret_json: zeroize::Zeroizing::new(json.to_string()),
-        public_keys: vec![
-            ed.public_key().to_openssh()?,
-            rsa.public_key().to_openssh()?,
-        ],
+        public_keys: vec![ed.public_key().to_openssh()?, rsa.public_key().to_openssh()?],
     })
 }
 
@@ -155,7 +142,8 @@ pub fn generate_host_keys(comment: &str) -> Result<GeneratedHostKeys, ssh_key::E
 mod tests {
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFIoKsJjFWreGcAuiHllsitYI/zAomIvsiDu9IwEUlwH alice@example.edu";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFIoKsJjFWreGcAuiHllsitYI/zAomIvsiDu9IwEUlwH alice@example.edu";
 
     #[test]
     fn an_ed25519_key_parses_with_its_fingerprint_and_sshfp_type() {

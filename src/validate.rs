@@ -55,18 +55,9 @@ pub struct User {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "mode")]
 pub enum Storage {
-    Efs {
-        file_system_id: String,
-        access_point_id: Option<String>,
-        root_directory: String,
-    },
-    HostPath {
-        path: String,
-    },
-    S3 {
-        bucket: String,
-        image: String,
-    },
+    Efs { file_system_id: String, access_point_id: Option<String>, root_directory: String },
+    HostPath { path: String },
+    S3 { bucket: String, image: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -129,42 +120,28 @@ pub struct Service {
     pub awslogs: Option<AwsLogs>,
 }
 
-static DNS_LABEL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$").unwrap());
-static ATMOZ_USER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$").unwrap());
-static CRYPT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\$(1|5|6|y|2b|2y|2a)\$[./A-Za-z0-9$=,]+$").unwrap());
-static SG_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
-static FS_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^fs-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
-static FSAP_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^fsap-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
+static DNS_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$").unwrap());
+static ATMOZ_USER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$").unwrap());
+static CRYPT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\$(1|5|6|y|2b|2y|2a)\$[./A-Za-z0-9$=,]+$").unwrap());
+static SG_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
+static FS_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^fs-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
+static FSAP_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^fsap-[0-9a-f]{8}([0-9a-f]{9})?$").unwrap());
 static LB_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(net|app|gwy)/[A-Za-z0-9-]{1,32}/[0-9a-f]+$")
         .unwrap()
 });
-static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$").unwrap()
-});
+static ROLE_ARN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$").unwrap());
 static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
-        .unwrap()
+    Regex::new(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$").unwrap()
 });
-static CLUSTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/)?([A-Za-z0-9_-]{1,255})$").unwrap()
-});
-static ZONE_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(/hostedzone/)?([A-Z0-9]{10,32})$").unwrap());
-static NAMESPACE_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^ns-[a-z0-9]{16,32}$").unwrap());
-static REGION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$").unwrap());
-static BUCKET: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
-static DIRECTORY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$").unwrap());
+static CLUSTER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/)?([A-Za-z0-9_-]{1,255})$").unwrap());
+static ZONE_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(/hostedzone/)?([A-Z0-9]{10,32})$").unwrap());
+static NAMESPACE_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^ns-[a-z0-9]{16,32}$").unwrap());
+static REGION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$").unwrap());
+static BUCKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
+static DIRECTORY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$").unwrap());
 
 /// Collects the problems of one document, each located through the document's [`PathIndex`].
 struct Checker<'a> {
@@ -175,18 +152,11 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn err(&mut self, path: &str, message: impl Into<String>) {
-        self.out.push(Diagnostic::new(
-            self.file,
-            self.index.locate(path),
-            path,
-            message,
-        ));
+        self.out.push(Diagnostic::new(self.file, self.index.locate(path), path, message));
     }
 
     fn hint(&mut self, path: &str, message: impl Into<String>, hint: impl Into<String>) {
-        self.out.push(
-            Diagnostic::new(self.file, self.index.locate(path), path, message).with_hint(hint),
-        );
+        self.out.push(Diagnostic::new(self.file, self.index.locate(path), path, message).with_hint(hint));
     }
 
     fn range(&mut self, path: &str, v: u32, lo: u32, hi: u32, why: &str) {
@@ -216,8 +186,7 @@ fn valid_dns_name(name: &str) -> bool {
     !n.is_empty()
         && n.len() <= 253
         && n.split('.').enumerate().all(|(i, l)| {
-            (i == 0 && l == "*")
-                || (!l.is_empty() && l.len() <= 63 && DNS_LABEL.is_match(&l.to_ascii_lowercase()))
+            (i == 0 && l == "*") || (!l.is_empty() && l.len() <= 63 && DNS_LABEL.is_match(&l.to_ascii_lowercase()))
         })
 }
 
@@ -238,21 +207,13 @@ pub fn validate(docs: &[LoadedManifest]) -> Result<Vec<Service>, Diagnostics> {
     let mut out = Diagnostics::default();
     let mut services = Vec::new();
     for doc in docs {
-        let mut c = Checker {
-            file: &doc.origin.file,
-            index: &doc.index,
-            out: &mut out,
-        };
+        let mut c = Checker { file: &doc.origin.file, index: &doc.index, out: &mut out };
         if let Some(s) = check_document(&mut c, &doc.origin, &doc.manifest) {
             services.push(s);
         }
     }
     check_across(docs, &services, &mut out);
-    if out.is_empty() {
-        Ok(services)
-    } else {
-        Err(out.sorted())
-    }
+    if out.is_empty() { Ok(services) } else { Err(out.sorted()) }
 }
 
 fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<Service> {
@@ -265,20 +226,13 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         );
     }
     if m.kind != spec::KIND {
-        c.hint(
-            "kind",
-            format!("unsupported kind `{}`", m.kind),
-            format!("use `{}`", spec::KIND),
-        );
+        c.hint("kind", format!("unsupported kind `{}`", m.kind), format!("use `{}`", spec::KIND));
     }
     let name = &m.metadata.name;
     if !DNS_LABEL.is_match(name) || name.len() > names::MAX_NAME_LEN {
         c.hint(
             "metadata.name",
-            format!(
-                "`{name}` is not a DNS label of at most {} characters",
-                names::MAX_NAME_LEN
-            ),
+            format!("`{name}` is not a DNS label of at most {} characters", names::MAX_NAME_LEN),
             "lower-case letters, digits and '-', starting and ending with a letter or digit",
         );
     }
@@ -288,26 +242,14 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     let cluster = match CLUSTER.captures(&s.cluster) {
         Some(cap) => cap[2].to_owned(),
         None => {
-            c.err(
-                "spec.cluster",
-                format!("`{}` is not an ECS cluster name or ARN", s.cluster),
-            );
+            c.err("spec.cluster", format!("`{}` is not an ECS cluster name or ARN", s.cluster));
             String::new()
         }
     };
     if s.image.trim().is_empty() || s.image.contains(char::is_whitespace) {
-        c.err(
-            "spec.image",
-            "image must be a non-empty image reference without spaces",
-        );
+        c.err("spec.image", "image must be a non-empty image reference without spaces");
     }
-    c.range(
-        "spec.desiredCount",
-        s.desired_count,
-        0,
-        10,
-        "one task per container instance; 0 stops the service",
-    );
+    c.range("spec.desiredCount", s.desired_count, 0, 10, "one task per container instance; 0 stops the service");
     c.range(
         "spec.port",
         s.port,
@@ -320,10 +262,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
 
     let users = check_users(c, &s.users);
     let storage = check_storage(c, s);
-    let task_role_arn = s
-        .task_role_arn
-        .clone()
-        .or_else(|| s.storage.s3.as_ref().and_then(|x| x.task_role_arn.clone()));
+    let task_role_arn = s.task_role_arn.clone().or_else(|| s.storage.s3.as_ref().and_then(|x| x.task_role_arn.clone()));
     if let Some(arn) = &s.task_role_arn {
         c.pattern("spec.taskRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
     }
@@ -335,17 +274,9 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     let host_keys = match (&s.host_keys.secret_arn, s.host_keys.generate) {
         (Some(arn), generate) => {
             if generate && c.index.contains("spec.hostKeys.generate") {
-                c.err(
-                    "spec.hostKeys",
-                    "give either `generate: true` or `secretArn`, not both",
-                );
+                c.err("spec.hostKeys", "give either `generate: true` or `secretArn`, not both");
             }
-            c.pattern(
-                "spec.hostKeys.secretArn",
-                arn,
-                &SECRET_ARN,
-                "a Secrets Manager secret ARN",
-            );
+            c.pattern("spec.hostKeys.secretArn", arn, &SECRET_ARN, "a Secrets Manager secret ARN");
             HostKeySource::Secret(arn.clone())
         }
         (None, true) => HostKeySource::Generate,
@@ -380,13 +311,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         &LB_ARN,
         "an Elastic Load Balancing load-balancer ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/net/NAME/ID)",
     );
-    c.range(
-        "spec.loadBalancer.listenerPort",
-        lb.listener_port,
-        1,
-        65535,
-        "a TCP port",
-    );
+    c.range("spec.loadBalancer.listenerPort", lb.listener_port, 1, 65535, "a TCP port");
     c.range(
         "spec.loadBalancer.idleTimeout",
         lb.idle_timeout,
@@ -395,23 +320,12 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         "seconds; the NLB accepts 60–6000 and drops idle SFTP sessions after its 350 s default",
     );
 
-    c.pattern(
-        "spec.access.securityGroupId",
-        &s.access.security_group_id,
-        &SG_ID,
-        "a security group id (sg-...)",
-    );
+    c.pattern("spec.access.securityGroupId", &s.access.security_group_id, &SG_ID, "a security group id (sg-...)");
     let allowed_cidrs = check_cidrs(c, &s.access.allowed_cidrs, s.access.allow_public);
 
     let namespace = s.discovery.as_ref().map(|d| {
         if !NAMESPACE_ID.is_match(&d.namespace) && !valid_dns_name(&d.namespace) {
-            c.err(
-                "spec.discovery.namespace",
-                format!(
-                    "`{}` is neither a namespace name nor an ns- id",
-                    d.namespace
-                ),
-            );
+            c.err("spec.discovery.namespace", format!("`{}` is neither a namespace name nor an ns- id", d.namespace));
         }
         if NAMESPACE_ID.is_match(&d.namespace) {
             d.namespace.clone()
@@ -435,22 +349,10 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
 
     let awslogs = s.logging.awslogs.as_ref().map(|l| {
         if l.group.is_empty() || l.group.len() > 512 {
-            c.err(
-                "spec.logging.awslogs.group",
-                "log group name must be 1–512 characters",
-            );
+            c.err("spec.logging.awslogs.group", "log group name must be 1–512 characters");
         }
-        c.pattern(
-            "spec.logging.awslogs.region",
-            &l.region,
-            &REGION,
-            "an AWS region",
-        );
-        AwsLogs {
-            group: l.group.clone(),
-            region: l.region.clone(),
-            stream_prefix: l.stream_prefix.clone(),
-        }
+        c.pattern("spec.logging.awslogs.region", &l.region, &REGION, "an AWS region");
+        AwsLogs { group: l.group.clone(), region: l.region.clone(), stream_prefix: l.stream_prefix.clone() }
     });
 
     if c.out.len() > before {
@@ -489,10 +391,7 @@ fn check_labels(c: &mut Checker<'_>, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {
         let path = format!("metadata.labels.{k}");
         if k.is_empty() || k.len() > 128 || v.len() > 256 {
-            c.err(
-                &path,
-                "tag keys are 1–128 characters and values at most 256",
-            );
+            c.err(&path, "tag keys are 1–128 characters and values at most 256");
         }
         if k.starts_with("aws:") || k.starts_with(names::TAG_PREFIX) {
             c.hint(
@@ -523,10 +422,7 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
             c.err(&format!("{p}.name"), "`root` cannot be an SFTP user");
         }
         if let Some(first) = names_seen.insert(u.name.clone(), i) {
-            c.err(
-                &format!("{p}.name"),
-                format!("duplicate user `{}` (also spec.users[{first}])", u.name),
-            );
+            c.err(&format!("{p}.name"), format!("duplicate user `{}` (also spec.users[{first}])", u.name));
         }
         if u.uid < 1000 {
             c.hint(
@@ -536,10 +432,7 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
             );
         }
         if let Some(first) = uids_seen.insert(u.uid, i) {
-            c.err(
-                &format!("{p}.uid"),
-                format!("duplicate uid {} (also spec.users[{first}])", u.uid),
-            );
+            c.err(&format!("{p}.uid"), format!("duplicate uid {} (also spec.users[{first}])", u.uid));
         }
         if u.directories.is_empty() {
             c.hint(
@@ -563,10 +456,7 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
             match sshkeys::parse_public_key(k) {
                 Ok(parsed) => {
                     if let Some(dup) = keys.iter().position(|x| x.blob == parsed.blob) {
-                        c.err(
-                            &kp,
-                            format!("duplicate key {} (also keys[{dup}])", parsed.fingerprint),
-                        );
+                        c.err(&kp, format!("duplicate key {} (also keys[{dup}])", parsed.fingerprint));
                     }
                     keys.push(parsed);
                 }
@@ -605,10 +495,7 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
 
 fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
     let st = &s.storage;
-    let given = [st.efs.is_some(), st.host_path.is_some(), st.s3.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let given = [st.efs.is_some(), st.host_path.is_some(), st.s3.is_some()].iter().filter(|x| **x).count();
     if given != 1 {
         c.hint(
             "spec.storage",
@@ -618,19 +505,9 @@ fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
         return None;
     }
     if let Some(efs) = &st.efs {
-        c.pattern(
-            "spec.storage.efs.fileSystemId",
-            &efs.file_system_id,
-            &FS_ID,
-            "an EFS file system id (fs-...)",
-        );
+        c.pattern("spec.storage.efs.fileSystemId", &efs.file_system_id, &FS_ID, "an EFS file system id (fs-...)");
         if let Some(ap) = &efs.access_point_id {
-            c.pattern(
-                "spec.storage.efs.accessPointId",
-                ap,
-                &FSAP_ID,
-                "an EFS access point id (fsap-...)",
-            );
+            c.pattern("spec.storage.efs.accessPointId", ap, &FSAP_ID, "an EFS access point id (fsap-...)");
         }
         if !efs.root_directory.starts_with('/') {
             c.err("spec.storage.efs.rootDirectory", "must be an absolute path");
@@ -643,19 +520,13 @@ fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
     }
     if let Some(path) = &st.host_path {
         if !path.starts_with('/') || path.split('/').any(|x| x == "..") {
-            c.err(
-                "spec.storage.hostPath",
-                format!("`{path}` must be an absolute path without '..'"),
-            );
+            c.err("spec.storage.hostPath", format!("`{path}` must be an absolute path without '..'"));
         }
         return Some(Storage::HostPath { path: path.clone() });
     }
     let s3 = st.s3.as_ref()?;
     if !BUCKET.is_match(&s3.bucket) {
-        c.err(
-            "spec.storage.s3.bucket",
-            format!("`{}` is not a valid S3 bucket name", s3.bucket),
-        );
+        c.err("spec.storage.s3.bucket", format!("`{}` is not a valid S3 bucket name", s3.bucket));
     }
     if s3.image.is_none() {
         c.hint(
@@ -665,12 +536,7 @@ fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
         );
     }
     if let Some(arn) = &s3.task_role_arn {
-        c.pattern(
-            "spec.storage.s3.taskRoleArn",
-            arn,
-            &ROLE_ARN,
-            "an IAM role ARN",
-        );
+        c.pattern("spec.storage.s3.taskRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
     } else if s.task_role_arn.is_none() {
         c.hint(
             "spec.storage.s3.taskRoleArn",
@@ -678,10 +544,7 @@ fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
             "a role allowed to read, write and delete in the bucket",
         );
     }
-    Some(Storage::S3 {
-        bucket: s3.bucket.clone(),
-        image: s3.image.clone().unwrap_or_default(),
-    })
+    Some(Storage::S3 { bucket: s3.bucket.clone(), image: s3.image.clone().unwrap_or_default() })
 }
 
 fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec<IpNet> {
@@ -693,11 +556,7 @@ fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec
             Err(_) => match raw.parse::<IpAddr>() {
                 Ok(ip) => {
                     let host = IpNet::from(ip);
-                    c.hint(
-                        &p,
-                        format!("`{raw}` has no prefix length"),
-                        format!("write `{host}`"),
-                    );
+                    c.hint(&p, format!("`{raw}` has no prefix length"), format!("write `{host}`"));
                     continue;
                 }
                 Err(_) => {
@@ -707,11 +566,7 @@ fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec
             },
         };
         if net.trunc() != net {
-            c.hint(
-                &p,
-                format!("`{raw}` has host bits set"),
-                format!("did you mean `{}`?", net.trunc()),
-            );
+            c.hint(&p, format!("`{raw}` has host bits set"), format!("did you mean `{}`?", net.trunc()));
             continue;
         }
         if net.prefix_len() == 0 && !allow_public {
@@ -731,18 +586,12 @@ fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec
 fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
     let zone_is_id = ZONE_ID.is_match(&d.zone);
     if !zone_is_id && !valid_dns_name(&d.zone) {
-        c.err(
-            "spec.dns.zone",
-            format!("`{}` is neither a zone name nor a hosted-zone id", d.zone),
-        );
+        c.err("spec.dns.zone", format!("`{}` is neither a zone name nor a hosted-zone id", d.zone));
     }
     let zone = zone_ref(&d.zone);
     let record = normalize_dns_name(&d.record);
     if !valid_dns_name(&d.record) {
-        c.err(
-            "spec.dns.record",
-            format!("`{}` is not a DNS name", d.record),
-        );
+        c.err("spec.dns.record", format!("`{}` is not a DNS name", d.record));
     } else if !zone_is_id && !in_zone(&record, &zone) {
         c.hint(
             "spec.dns.record",
@@ -750,19 +599,10 @@ fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
             format!("use a name ending in `.{zone}`"),
         );
     }
-    c.range(
-        "spec.dns.ttl",
-        d.ttl,
-        1,
-        86400,
-        "seconds; short TTLs let clients follow a failover quickly",
-    );
+    c.range("spec.dns.ttl", d.ttl, 1, 86400, "seconds; short TTLs let clients follow a failover quickly");
     let public_zone = d.public_zone.as_ref().map(|z| {
         if !ZONE_ID.is_match(z) && !valid_dns_name(z) {
-            c.err(
-                "spec.dns.publicZone",
-                format!("`{z}` is neither a zone name nor a hosted-zone id"),
-            );
+            c.err("spec.dns.publicZone", format!("`{z}` is neither a zone name nor a hosted-zone id"));
         }
         zone_ref(z)
     });
@@ -782,23 +622,13 @@ fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
         }
         n
     });
-    Dns {
-        zone,
-        record,
-        ttl: d.ttl,
-        sshfp: d.sshfp,
-        public_record,
-        public_zone,
-    }
+    Dns { zone, record, ttl: d.ttl, sshfp: d.sshfp, public_record, public_zone }
 }
 
 /// Rules across documents: names, host ports per cluster, listener ports per NLB, DNS records.
 fn check_across(docs: &[LoadedManifest], services: &[Service], out: &mut Diagnostics) {
     let locate = |s: &Service, path: &str| {
-        let doc = docs
-            .iter()
-            .find(|d| d.origin == s.origin)
-            .expect("service comes from a document");
+        let doc = docs.iter().find(|d| d.origin == s.origin).expect("service comes from a document");
         (doc.origin.file.clone(), doc.index.locate(path))
     };
     let mut report = |s: &Service, path: &str, msg: String, first: &Service| {
@@ -813,11 +643,7 @@ fn check_across(docs: &[LoadedManifest], services: &[Service], out: &mut Diagnos
     };
     type Key = fn(&Service) -> Option<String>;
     let rules: [(&str, Key, &str); 4] = [
-        (
-            "metadata.name",
-            |s| Some(s.name.clone()),
-            "duplicate service name",
-        ),
+        ("metadata.name", |s| Some(s.name.clone()), "duplicate service name"),
         (
             "spec.port",
             |s| Some(format!("{}/{}", s.cluster, s.port)),

@@ -6,8 +6,7 @@ use predicates::prelude::*;
 fn op() -> Command {
     let mut c = Command::cargo_bin("sftp-operator").unwrap();
     // No AWS in these tests: any attempt would fail fast instead of probing the network.
-    c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9").env("AWS_EC2_METADATA_DISABLED", "true");
     c
 }
 
@@ -21,13 +20,8 @@ fn help_lists_the_commands_and_the_exit_codes() {
                 .and(predicate::str::contains("converge"))
                 .and(predicate::str::contains("Exit codes")),
         )
-        .stdout(predicate::str::contains(
-            "2  `plan` only: changes are pending",
-        ));
-    op().arg("--version")
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with("sftp-operator "));
+        .stdout(predicate::str::contains("2  `plan` only: changes are pending"));
+    op().arg("--version").assert().success().stdout(predicate::str::starts_with("sftp-operator "));
 }
 
 #[test]
@@ -41,13 +35,9 @@ fn the_examples_validate() {
 
 #[test]
 fn a_bad_manifest_exits_1_with_located_errors_on_stderr_only() {
-    op().args(["validate", "-f", "tests/invalid/39-port-below-1024.yaml"])
-        .assert()
-        .code(1)
-        .stdout("")
-        .stderr(predicate::str::contains(
-            "tests/invalid/39-port-below-1024.yaml:7:9: spec.port: 22 is out of range 1024–32767",
-        ));
+    op().args(["validate", "-f", "tests/invalid/39-port-below-1024.yaml"]).assert().code(1).stdout("").stderr(
+        predicate::str::contains("tests/invalid/39-port-below-1024.yaml:7:9: spec.port: 22 is out of range 1024–32767"),
+    );
 }
 
 #[test]
@@ -70,22 +60,13 @@ fn a_missing_path_is_a_clear_error() {
     op().args(["validate", "-f", "no/such/file.yaml"])
         .assert()
         .code(1)
-        .stderr(
-            predicate::str::contains("no/such/file.yaml")
-                .and(predicate::str::contains("No such file")),
-        );
+        .stderr(predicate::str::contains("no/such/file.yaml").and(predicate::str::contains("No such file")));
 }
 
 #[test]
 fn render_prints_json_or_yaml_for_one_service_or_all() {
     let out = op()
-        .args([
-            "render",
-            "-f",
-            "manifests/examples/campus.yaml",
-            "--service",
-            "campus-sftp",
-        ])
+        .args(["render", "-f", "manifests/examples/campus.yaml", "--service", "campus-sftp"])
         .assert()
         .success()
         .get_output()
@@ -93,10 +74,7 @@ fn render_prints_json_or_yaml_for_one_service_or_all() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v[0]["taskDefinition"]["family"], "sftp-campus-sftp");
-    assert!(
-        !String::from_utf8_lossy(&out).contains("$6$"),
-        "password hashes are never printed"
-    );
+    assert!(!String::from_utf8_lossy(&out).contains("$6$"), "password hashes are never printed");
     op().args(["render", "-f", "manifests/examples/", "-o", "yaml"])
         .assert()
         .success()
@@ -109,13 +87,7 @@ fn render_prints_json_or_yaml_for_one_service_or_all() {
 
 #[test]
 fn schema_prints_the_json_schema() {
-    let out = op()
-        .arg("schema")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = op().arg("schema").assert().success().get_output().stdout.clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["title"], "SftpService");
 }
@@ -124,10 +96,7 @@ fn schema_prints_the_json_schema() {
 fn usage_errors_exit_1_because_2_means_changes_pending() {
     op().arg("frobnicate").assert().code(1);
     op().args(["validate", "--no-such-flag"]).assert().code(1);
-    op().arg("validate")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("--filename"));
+    op().arg("validate").assert().code(1).stderr(predicate::str::contains("--filename"));
 }
 
 #[test]

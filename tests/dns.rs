@@ -22,22 +22,12 @@ fn world() -> World {
     let proxy = Proxy::start(&moto.url);
     let dir = tempfile::tempdir().unwrap();
     examples_for(&ids, dir.path());
-    World {
-        endpoint: moto.url.clone(),
-        _moto: moto,
-        proxy,
-        ids,
-        dir,
-    }
+    World { endpoint: moto.url.clone(), _moto: moto, proxy, ids, dir }
 }
 
 impl World {
     fn campus(&self) -> String {
-        self.dir
-            .path()
-            .join("campus.yaml")
-            .to_string_lossy()
-            .into_owned()
+        self.dir.path().join("campus.yaml").to_string_lossy().into_owned()
     }
 
     fn run(&self, args: &[&str]) -> (i32, String, Vec<String>) {
@@ -52,10 +42,7 @@ impl World {
 
     fn instance(&self, i: usize) -> (String, String) {
         let inst = &self.ids["instances"][i];
-        (
-            inst["containerInstanceArn"].as_str().unwrap().to_owned(),
-            inst["privateIp"].as_str().unwrap().to_owned(),
-        )
+        (inst["containerInstanceArn"].as_str().unwrap().to_owned(), inst["privateIp"].as_str().unwrap().to_owned())
     }
 
     /// Plays the ECS scheduler: a RUNNING task of `service` on container instance `i`.
@@ -80,27 +67,13 @@ impl World {
     fn stop_task(&self, arn: &str) {
         let c = clients(&self.proxy, &self.endpoint);
         self.proxy.block_on(async {
-            c.ecs
-                .stop_task()
-                .cluster("sftp")
-                .task(arn)
-                .send()
-                .await
-                .unwrap();
+            c.ecs.stop_task().cluster("sftp").task(arn).send().await.unwrap();
         });
     }
 
     /// (type, values) of the records at `name`, read with the AWS CLI.
     fn records(&self, name: &str) -> Vec<(String, Vec<String>, Option<String>)> {
-        let out = aws_cli(
-            &self.endpoint,
-            &[
-                "route53",
-                "list-resource-record-sets",
-                "--hosted-zone-id",
-                &self.zone(),
-            ],
-        );
+        let out = aws_cli(&self.endpoint, &["route53", "list-resource-record-sets", "--hosted-zone-id", &self.zone()]);
         out["ResourceRecordSets"]
             .as_array()
             .unwrap()
@@ -109,11 +82,7 @@ impl World {
             .map(|r| {
                 let mut values: Vec<String> = r["ResourceRecords"]
                     .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .map(|x| x["Value"].as_str().unwrap().to_owned())
-                            .collect()
-                    })
+                    .map(|v| v.iter().map(|x| x["Value"].as_str().unwrap().to_owned()).collect())
                     .unwrap_or_default();
                 values.sort();
                 (
@@ -126,11 +95,7 @@ impl World {
     }
 
     fn a_values(&self, name: &str) -> Vec<String> {
-        self.records(name)
-            .into_iter()
-            .find(|r| r.0 == "A")
-            .map(|r| r.1)
-            .unwrap_or_default()
+        self.records(name).into_iter().find(|r| r.0 == "A").map(|r| r.1).unwrap_or_default()
     }
 }
 
@@ -141,33 +106,25 @@ fn a_running_task_is_published_with_its_owner_txt_sshfp_and_the_nlb_alias() {
     w.start_task("campus-sftp", 0);
     let (code, out, ops) = w.run(&["converge", "-f", &w.campus()]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        Proxy::mutating(&ops),
-        vec!["ChangeResourceRecordSets".to_owned()],
-        "{out}"
-    );
+    assert_eq!(Proxy::mutating(&ops), vec!["ChangeResourceRecordSets".to_owned()], "{out}");
 
     let (_, ip_a) = w.instance(0);
     assert_eq!(w.a_values("sftp-direct.example.edu."), vec![ip_a]);
     let records = w.records("sftp-direct.example.edu.");
-    let txt = records
-        .iter()
-        .find(|r| r.0 == "TXT")
-        .expect("TXT owner record");
-    assert_eq!(txt.1, vec!["\"heritage=sftp-operator,sftp-operator/owner=sftp-operator,sftp-operator/service=campus-sftp\"".to_owned()]);
+    let txt = records.iter().find(|r| r.0 == "TXT").expect("TXT owner record");
+    assert_eq!(
+        txt.1,
+        vec![
+            "\"heritage=sftp-operator,sftp-operator/owner=sftp-operator,sftp-operator/service=campus-sftp\"".to_owned()
+        ]
+    );
 
     // SSHFP must equal what ssh-keygen computes for the host keys in the secret.
     let secret = aws_cli(
         &w.endpoint,
-        &[
-            "secretsmanager",
-            "get-secret-value",
-            "--secret-id",
-            "sftp-operator/campus-sftp/host-keys",
-        ],
+        &["secretsmanager", "get-secret-value", "--secret-id", "sftp-operator/campus-sftp/host-keys"],
     );
-    let keys: serde_json::Value =
-        serde_json::from_str(secret["SecretString"].as_str().unwrap()).unwrap();
+    let keys: serde_json::Value = serde_json::from_str(secret["SecretString"].as_str().unwrap()).unwrap();
     let mut expected = BTreeSet::new();
     for alg in ["ed25519", "rsa"] {
         let dir = tempfile::tempdir().unwrap();
@@ -176,17 +133,9 @@ fn a_running_task_is_published_with_its_owner_txt_sshfp_and_the_nlb_alias() {
         let mut perms = std::fs::metadata(&key).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
         std::fs::set_permissions(&key, perms).unwrap();
-        let public = Command::new("ssh-keygen")
-            .args(["-y", "-f"])
-            .arg(&key)
-            .output()
-            .unwrap();
+        let public = Command::new("ssh-keygen").args(["-y", "-f"]).arg(&key).output().unwrap();
         std::fs::write(dir.path().join("k.pub"), &public.stdout).unwrap();
-        let r = Command::new("ssh-keygen")
-            .args(["-r", "h", "-f"])
-            .arg(dir.path().join("k.pub"))
-            .output()
-            .unwrap();
+        let r = Command::new("ssh-keygen").args(["-r", "h", "-f"]).arg(dir.path().join("k.pub")).output().unwrap();
         for line in String::from_utf8(r.stdout).unwrap().lines() {
             // "h IN SSHFP 4 2 abcd..." — keep the SHA-256 (type 2) ones.
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -195,22 +144,12 @@ fn a_running_task_is_published_with_its_owner_txt_sshfp_and_the_nlb_alias() {
             }
         }
     }
-    let sshfp = records
-        .iter()
-        .find(|r| r.0 == "SSHFP")
-        .expect("SSHFP records");
+    let sshfp = records.iter().find(|r| r.0 == "SSHFP").expect("SSHFP records");
     assert_eq!(sshfp.1.iter().cloned().collect::<BTreeSet<_>>(), expected);
 
-    let alias = w
-        .records("sftp.example.edu.")
-        .into_iter()
-        .find(|r| r.0 == "A")
-        .unwrap();
+    let alias = w.records("sftp.example.edu.").into_iter().find(|r| r.0 == "A").unwrap();
     let lb_dns = w.ids["loadBalancerDns"].as_str().unwrap();
-    assert_eq!(
-        alias.2.as_deref().map(|d| d.trim_end_matches('.')),
-        Some(lb_dns)
-    );
+    assert_eq!(alias.2.as_deref().map(|d| d.trim_end_matches('.')), Some(lb_dns));
 
     // Nothing moved: no Route 53 write.
     let (code, _, ops) = w.run(&["converge", "-f", &w.campus()]);
@@ -257,33 +196,18 @@ fn a_foreign_a_record_is_a_conflict_and_left_untouched() {
     let batch = r#"{"Changes":[{"Action":"CREATE","ResourceRecordSet":{"Name":"sftp-direct.example.edu.","Type":"A","TTL":300,"ResourceRecords":[{"Value":"192.0.2.99"}]}}]}"#;
     aws_cli(
         &w.endpoint,
-        &[
-            "route53",
-            "change-resource-record-sets",
-            "--hosted-zone-id",
-            &w.zone(),
-            "--change-batch",
-            batch,
-        ],
+        &["route53", "change-resource-record-sets", "--hosted-zone-id", &w.zone(), "--change-batch", batch],
     );
     assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
     w.start_task("campus-sftp", 0);
     let (code, out, _) = w.run(&["plan", "-f", &w.campus()]);
     // A conflict is reported, but it is not a pending change: converge would not touch it.
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("! dns record sftp-direct.example.edu."),
-        "{out}"
-    );
+    assert!(out.contains("! dns record sftp-direct.example.edu."), "{out}");
     assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
-    assert_eq!(
-        w.a_values("sftp-direct.example.edu."),
-        vec!["192.0.2.99".to_owned()]
-    );
+    assert_eq!(w.a_values("sftp-direct.example.edu."), vec!["192.0.2.99".to_owned()]);
     assert!(
-        w.records("sftp-direct.example.edu.")
-            .iter()
-            .all(|r| r.0 != "TXT"),
+        w.records("sftp-direct.example.edu.").iter().all(|r| r.0 != "TXT"),
         "no owner TXT written on a foreign name"
     );
     let (_, out, _) = w.run(&["status", "-f", &w.campus()]);
@@ -307,12 +231,7 @@ fn a_batch_with_one_bad_change_still_lands_the_good_ones() {
             zone_id: w.zone(),
             change: RecordChange {
                 action,
-                record: RecordSet::simple(
-                    name,
-                    "A",
-                    60,
-                    values.iter().map(|v| v.to_string()).collect(),
-                ),
+                record: RecordSet::simple(name, "A", 60, values.iter().map(|v| v.to_string()).collect()),
                 before: None,
             },
         }],
@@ -326,23 +245,11 @@ fn a_batch_with_one_bad_change_still_lands_the_good_ones() {
         ],
         ..Plan::default()
     };
-    let applied = w.proxy.block_on(sftp_operator::aws::apply::apply(
-        &c,
-        &plan,
-        &Default::default(),
-    ));
-    assert_eq!(
-        w.a_values("good-one.example.edu."),
-        vec!["10.0.0.1".to_owned()]
-    );
-    assert_eq!(
-        w.a_values("good-two.example.edu."),
-        vec!["10.0.0.2".to_owned()]
-    );
-    let errors: Vec<(&str, &str)> = applied
-        .iter()
-        .filter_map(|a| Some((a.name.as_str(), a.error.as_deref()?)))
-        .collect();
+    let applied = w.proxy.block_on(sftp_operator::aws::apply::apply(&c, &plan, &Default::default()));
+    assert_eq!(w.a_values("good-one.example.edu."), vec!["10.0.0.1".to_owned()]);
+    assert_eq!(w.a_values("good-two.example.edu."), vec!["10.0.0.2".to_owned()]);
+    let errors: Vec<(&str, &str)> =
+        applied.iter().filter_map(|a| Some((a.name.as_str(), a.error.as_deref()?))).collect();
     // A delete of something already gone counts as done; nothing else failed.
     assert!(errors.is_empty(), "{errors:?}");
 }

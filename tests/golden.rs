@@ -7,32 +7,22 @@ use serde_json::Value;
 use sftp_operator::{load, render, validate};
 
 fn services_from_text(name: &str, text: &str) -> Vec<validate::Service> {
-    let src = load::SourceFile {
-        path: PathBuf::from(name),
-        text: text.to_owned(),
-    };
+    let src = load::SourceFile { path: PathBuf::from(name), text: text.to_owned() };
     let docs = load::parse_sources(&[src]).expect("parses");
     validate::validate(&docs).expect("validates")
 }
 
 fn services(path: &Path) -> Vec<validate::Service> {
-    services_from_text(
-        &path.to_string_lossy(),
-        &std::fs::read_to_string(path).unwrap(),
-    )
+    services_from_text(&path.to_string_lossy(), &std::fs::read_to_string(path).unwrap())
 }
 
 #[test]
 fn every_example_validates_and_renders_as_its_snapshot() {
-    insta::glob!(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/manifests"),
-        "examples/*.yaml",
-        |path| {
-            let s = services(path);
-            assert_eq!(s.len(), 1);
-            insta::assert_json_snapshot!(render::render_for_display(&s[0], "sftp-operator"));
-        }
-    );
+    insta::glob!(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests"), "examples/*.yaml", |path| {
+        let s = services(path);
+        assert_eq!(s.len(), 1);
+        insta::assert_json_snapshot!(render::render_for_display(&s[0], "sftp-operator"));
+    });
 }
 
 /// Leaf paths where two JSON values differ.
@@ -67,22 +57,12 @@ fn changing_one_key_changes_only_key_delivery_and_the_hash() {
     let dave = std::fs::read_to_string("tests/fixtures/keys/dave.pub").unwrap();
     let changed = text.replace(alice.trim(), dave.trim());
     assert_ne!(text, changed);
-    let a =
-        serde_json::to_value(render::render(&services_from_text("c.yaml", &text)[0], "o")).unwrap();
-    let b = serde_json::to_value(render::render(
-        &services_from_text("c.yaml", &changed)[0],
-        "o",
-    ))
-    .unwrap();
+    let a = serde_json::to_value(render::render(&services_from_text("c.yaml", &text)[0], "o")).unwrap();
+    let b = serde_json::to_value(render::render(&services_from_text("c.yaml", &changed)[0], "o")).unwrap();
     let mut diff = BTreeSet::new();
     differing(&a, &b, "", &mut diff);
-    let env = a["taskDefinition"]["containerDefinitions"][0]["environment"]
-        .as_array()
-        .unwrap();
-    let keys_at = env
-        .iter()
-        .position(|e| e["name"] == "SFTP_AUTHORIZED_KEYS")
-        .unwrap();
+    let env = a["taskDefinition"]["containerDefinitions"][0]["environment"].as_array().unwrap();
+    let keys_at = env.iter().position(|e| e["name"] == "SFTP_AUTHORIZED_KEYS").unwrap();
     let expected: BTreeSet<String> = [
         format!(".taskDefinition.containerDefinitions[0].environment[{keys_at}].value"),
         ".taskDefinitionHash".to_owned(),
@@ -102,10 +82,7 @@ fn password_hashes_reach_the_task_definition_but_never_the_printed_rendering() {
     assert!(real.contains(hash));
     assert!(!shown.contains(hash), "{shown}");
     assert!(shown.contains("registrar:<redacted>:e:2002"));
-    assert!(
-        !format!("{:?}", s[0]).contains(hash),
-        "Debug must not print the hash either"
-    );
+    assert!(!format!("{:?}", s[0]).contains(hash), "Debug must not print the hash either");
 }
 
 #[test]
@@ -115,10 +92,6 @@ fn host_private_keys_are_only_referenced_through_secrets() {
     let c = &td.container_definitions[0];
     let names: Vec<&str> = c.secrets.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(names, vec!["SFTP_HOST_KEY_ED25519", "SFTP_HOST_KEY_RSA"]);
-    assert!(
-        c.secrets[0]
-            .value_from
-            .ends_with(":secret:sftp-operator/campus-sftp/host-keys:ed25519::")
-    );
+    assert!(c.secrets[0].value_from.ends_with(":secret:sftp-operator/campus-sftp/host-keys:ed25519::"));
     assert!(c.environment.iter().all(|e| !e.name.contains("HOST_KEY")));
 }

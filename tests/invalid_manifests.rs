@@ -12,10 +12,7 @@ fn diagnostics(path: &Path) -> sftp_operator::diagnostic::Diagnostics {
         Err(e) => panic!("{}: {e}", path.display()),
     };
     match validate::validate(&docs) {
-        Ok(_) => panic!(
-            "{} validated, but it is in the invalid corpus",
-            path.display()
-        ),
+        Ok(_) => panic!("{} validated, but it is in the invalid corpus", path.display()),
         Err(d) => d,
     }
 }
@@ -43,12 +40,7 @@ fn every_invalid_manifest_gets_located_errors() {
 fn a_pasted_private_key_never_appears_in_the_errors() {
     let path = Path::new("tests/invalid/24-key-is-a-private-key.yaml");
     let text = std::fs::read_to_string(path).unwrap();
-    let secret_line = text
-        .lines()
-        .find(|l| l.trim().starts_with("b3Blbn"))
-        .expect("key body line")
-        .trim()
-        .to_owned();
+    let secret_line = text.lines().find(|l| l.trim().starts_with("b3Blbn")).expect("key body line").trim().to_owned();
     let out = diagnostics(path).to_string();
     assert!(!out.contains(&secret_line), "{out}");
     assert!(!out.contains("BEGIN OPENSSH PRIVATE KEY"), "{out}");
@@ -64,12 +56,5 @@ fn a_password_hash_that_is_not_a_hash_is_not_echoed() {
 fn several_problems_in_one_file_are_all_reported() {
     let d = diagnostics(Path::new("tests/invalid/31-many-problems-at-once.yaml"));
     let fields: Vec<&str> = d.iter().map(|x| x.field.as_str()).collect();
-    assert_eq!(
-        fields,
-        vec![
-            "spec.port",
-            "spec.users[0].uid",
-            "spec.access.allowedCidrs[0]"
-        ]
-    );
+    assert_eq!(fields, vec!["spec.port", "spec.users[0].uid", "spec.access.allowedCidrs[0]"]);
 }

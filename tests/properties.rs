@@ -7,18 +7,10 @@ use proptest::prelude::*;
 use sftp_operator::{load, render, validate};
 
 const KEYS: [&str; 5] = ["alice", "bob", "carol", "dave", "frank"];
-const CIDRS: [&str; 4] = [
-    "192.0.2.0/24",
-    "198.51.100.0/24",
-    "203.0.113.0/28",
-    "10.0.0.0/8",
-];
+const CIDRS: [&str; 4] = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/28", "10.0.0.0/8"];
 
 fn key(i: usize) -> String {
-    std::fs::read_to_string(format!("tests/fixtures/keys/{}.pub", KEYS[i]))
-        .unwrap()
-        .trim()
-        .to_owned()
+    std::fs::read_to_string(format!("tests/fixtures/keys/{}.pub", KEYS[i])).unwrap().trim().to_owned()
 }
 
 #[derive(Clone, Debug)]
@@ -28,22 +20,12 @@ struct User {
     keys: Vec<usize>,
 }
 
-fn manifest(
-    name: &str,
-    port: u32,
-    count: u32,
-    storage: usize,
-    users: &[User],
-    cidrs: &[usize],
-) -> String {
+fn manifest(name: &str, port: u32, count: u32, storage: usize, users: &[User], cidrs: &[usize]) -> String {
     let mut y = format!(
         "apiVersion: sftp-operator/v1alpha1\nkind: SftpService\nmetadata:\n  name: {name}\nspec:\n  cluster: sftp\n  port: {port}\n  desiredCount: {count}\n  users:\n"
     );
     for u in users {
-        y += &format!(
-            "    - name: {}\n      uid: {}\n      directories: [upload]\n      keys:\n",
-            u.name, u.uid
-        );
+        y += &format!("    - name: {}\n      uid: {}\n      directories: [upload]\n      keys:\n", u.name, u.uid);
         for k in &u.keys {
             y += &format!("        - {}\n", key(*k));
         }
@@ -51,27 +33,18 @@ fn manifest(
     y += match storage {
         0 => "  storage:\n    efs: {fileSystemId: fs-0123456789abcdef0}\n",
         1 => "  storage:\n    hostPath: /mnt/efs\n",
-        _ => {
-            "  storage:\n    s3: {bucket: b-ucket, image: img, taskRoleArn: 'arn:aws:iam::123456789012:role/r'}\n"
-        }
+        _ => "  storage:\n    s3: {bucket: b-ucket, image: img, taskRoleArn: 'arn:aws:iam::123456789012:role/r'}\n",
     };
     y += "  executionRoleArn: arn:aws:iam::123456789012:role/x\n  loadBalancer:\n    arn: arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/n/0123abcd\n    listenerPort: 22\n";
     y += "  access:\n    securityGroupId: sg-0123456789abcdef0\n    allowedCidrs: [";
-    y += &cidrs
-        .iter()
-        .map(|c| CIDRS[*c])
-        .collect::<Vec<_>>()
-        .join(", ");
+    y += &cidrs.iter().map(|c| CIDRS[*c]).collect::<Vec<_>>().join(", ");
     y += "]\n";
     y
 }
 
 fn render_text(text: &str) -> render::Desired {
-    let docs = load::parse_sources(&[load::SourceFile {
-        path: PathBuf::from("p.yaml"),
-        text: text.to_owned(),
-    }])
-    .expect("parses");
+    let docs = load::parse_sources(&[load::SourceFile { path: PathBuf::from("p.yaml"), text: text.to_owned() }])
+        .expect("parses");
     let s = validate::validate(&docs).unwrap_or_else(|d| panic!("{d}\n{text}"));
     render::render(&s[0], "owner")
 }
@@ -79,22 +52,16 @@ fn render_text(text: &str) -> render::Desired {
 fn users() -> impl Strategy<Value = Vec<User>> {
     prop::collection::btree_set("[a-z][a-z0-9]{0,7}", 1..5).prop_flat_map(|names| {
         let n = names.len();
-        (
-            Just(names),
-            prop::collection::vec(prop::collection::btree_set(0..KEYS.len(), 1..3), n),
-        )
-            .prop_map(|(names, keys)| {
+        (Just(names), prop::collection::vec(prop::collection::btree_set(0..KEYS.len(), 1..3), n)).prop_map(
+            |(names, keys)| {
                 names
                     .into_iter()
                     .zip(keys)
                     .enumerate()
-                    .map(|(i, (name, k))| User {
-                        name,
-                        uid: 1000 + i as u32,
-                        keys: k.into_iter().collect(),
-                    })
+                    .map(|(i, (name, k))| User { name, uid: 1000 + i as u32, keys: k.into_iter().collect() })
                     .collect()
-            })
+            },
+        )
     })
 }
 

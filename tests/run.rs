@@ -18,13 +18,7 @@ fn world() -> World {
     let ids = moto.seed();
     let proxy = Proxy::start(&moto.url);
     let dir = tempfile::tempdir().unwrap();
-    World {
-        endpoint: moto.url.clone(),
-        _moto: moto,
-        proxy,
-        ids,
-        dir,
-    }
+    World { endpoint: moto.url.clone(), _moto: moto, proxy, ids, dir }
 }
 
 impl World {
@@ -41,31 +35,13 @@ impl World {
     }
 
     fn desired_count(&self, service: &str) -> i64 {
-        let s = aws_cli(
-            &self.endpoint,
-            &[
-                "ecs",
-                "describe-services",
-                "--cluster",
-                "sftp",
-                "--services",
-                service,
-            ],
-        );
+        let s = aws_cli(&self.endpoint, &["ecs", "describe-services", "--cluster", "sftp", "--services", service]);
         s["services"][0]["desiredCount"].as_i64().unwrap_or(-1)
     }
 
     fn a_values(&self, name: &str) -> Vec<String> {
         let zone = self.ids["publicZone"].as_str().unwrap();
-        let out = aws_cli(
-            &self.endpoint,
-            &[
-                "route53",
-                "list-resource-record-sets",
-                "--hosted-zone-id",
-                zone,
-            ],
-        );
+        let out = aws_cli(&self.endpoint, &["route53", "list-resource-record-sets", "--hosted-zone-id", zone]);
         out["ResourceRecordSets"]
             .as_array()
             .unwrap()
@@ -90,63 +66,30 @@ fn edit(path: &std::path::Path, from: &str, to: &str) {
 fn run_converges_follows_manifest_edits_and_keeps_the_last_good_set() {
     let w = world();
     let dir = w.manifests(&["efs.yaml", "hostpath.yaml"]);
-    let run = RunProc::start(
-        &w.proxy.url,
-        &[
-            "-f",
-            dir.to_str().unwrap(),
-            "--resync",
-            "1h",
-            "--manifest-poll",
-            "200ms",
-        ],
-    );
-    eventually("readyz", || {
-        run.get("/readyz").is_some_and(|(s, _)| s == 200)
-    });
+    let run =
+        RunProc::start(&w.proxy.url, &["-f", dir.to_str().unwrap(), "--resync", "1h", "--manifest-poll", "200ms"]);
+    eventually("readyz", || run.get("/readyz").is_some_and(|(s, _)| s == 200));
     assert_eq!(w.desired_count("efs-drop"), 1);
     assert_eq!(w.desired_count("hostpath-drop"), 1);
-    assert!(
-        run.metric("sftp_operator_reconcile_total{result=\"success\",service=\"efs-drop\"}")
-            .unwrap_or(0.0)
-            >= 1.0
-    );
+    assert!(run.metric("sftp_operator_reconcile_total{result=\"success\",service=\"efs-drop\"}").unwrap_or(0.0) >= 1.0);
 
     // An edit is picked up without waiting for the (1 h) resync.
-    edit(
-        &dir.join("efs.yaml"),
-        "  port: 30010\n",
-        "  port: 30010\n  desiredCount: 2\n",
-    );
-    eventually("desiredCount 2 after the edit", || {
-        w.desired_count("efs-drop") == 2
-    });
+    edit(&dir.join("efs.yaml"), "  port: 30010\n", "  port: 30010\n  desiredCount: 2\n");
+    eventually("desiredCount 2 after the edit", || w.desired_count("efs-drop") == 2);
 
     // An invalid edit is rejected whole: counted, and the last good set stays in force.
-    edit(
-        &dir.join("efs.yaml"),
-        "desiredCount: 2",
-        "desiredCount: 2\n  bogus: true",
-    );
+    edit(&dir.join("efs.yaml"), "desiredCount: 2", "desiredCount: 2\n  bogus: true");
     eventually("manifest error counted", || {
-        run.metric("sftp_operator_manifest_load_errors_total")
-            .unwrap_or(0.0)
-            >= 1.0
+        run.metric("sftp_operator_manifest_load_errors_total").unwrap_or(0.0) >= 1.0
     });
     assert_eq!(w.desired_count("efs-drop"), 2);
     assert_eq!(run.get("/healthz").map(|r| r.0), Some(200));
 
     // Metrics: valid exposition format, and through promtool where it is installed.
     let (_, body) = run.get("/metrics").unwrap();
-    assert!(
-        body.contains("sftp_operator_aws_api_calls_total{"),
-        "{body}"
-    );
+    assert!(body.contains("sftp_operator_aws_api_calls_total{"), "{body}");
     assert!(body.contains("sftp_operator_build_info{version="), "{body}");
-    assert!(
-        !body.contains("PRIVATE KEY") && !body.contains("ssh-ed25519"),
-        "no key material in metrics"
-    );
+    assert!(!body.contains("PRIVATE KEY") && !body.contains("ssh-ed25519"), "no key material in metrics");
     if let Ok(out) = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -167,10 +110,7 @@ fn run_converges_follows_manifest_edits_and_keeps_the_last_good_set() {
             String::from_utf8_lossy(&out.stderr)
         );
     } else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing: .ci/run installs Debian's prometheus package"
-        );
+        assert!(std::env::var_os("CI").is_none(), "promtool is missing: .ci/run installs Debian's prometheus package");
     }
     scraped_by_prometheus(&run);
 }
@@ -192,17 +132,10 @@ fn scraped_by_prometheus(run: &RunProc) {
         format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sftp-operator\n    static_configs: [{{targets: ['{}']}}]\n", run.metrics),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut prom = std::process::Command::new(bin)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -211,36 +144,22 @@ fn scraped_by_prometheus(run: &RunProc) {
     let query = |q: &str| -> Option<serde_json::Value> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(
-            s,
-            "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: localhost\r\n\r\n"
-        )
-        .ok()?;
+        write!(s, "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
     };
-    eventually(
-        "Prometheus has scraped sftp_operator_reconcile_total",
-        || {
-            query("sum(sftp_operator_reconcile_total)").is_some_and(|v| {
-                v["data"]["result"][0]["value"][1]
-                    .as_str()
-                    .and_then(|x| x.parse::<f64>().ok())
-                    .is_some_and(|x| x > 0.0)
-            })
-        },
-    );
+    eventually("Prometheus has scraped sftp_operator_reconcile_total", || {
+        query("sum(sftp_operator_reconcile_total)").is_some_and(|v| {
+            v["data"]["result"][0]["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(|x| x > 0.0)
+        })
+    });
     let _ = prom.kill();
     let _ = prom.wait();
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
 
 #[test]
@@ -253,75 +172,34 @@ fn a_configmap_style_symlink_swap_triggers_a_reconcile() {
     std::fs::copy(all.join("efs.yaml"), mount.join("..v1/efs.yaml")).unwrap();
     std::os::unix::fs::symlink("..v1", mount.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/efs.yaml", mount.join("efs.yaml")).unwrap();
-    let run = RunProc::start(
-        &w.proxy.url,
-        &[
-            "-f",
-            mount.to_str().unwrap(),
-            "--resync",
-            "1h",
-            "--manifest-poll",
-            "30s",
-        ],
-    );
-    eventually("readyz", || {
-        run.get("/readyz").is_some_and(|(s, _)| s == 200)
-    });
+    let run =
+        RunProc::start(&w.proxy.url, &["-f", mount.to_str().unwrap(), "--resync", "1h", "--manifest-poll", "30s"]);
+    eventually("readyz", || run.get("/readyz").is_some_and(|(s, _)| s == 200));
     assert_eq!(w.desired_count("efs-drop"), 1);
 
     std::fs::create_dir_all(mount.join("..v2")).unwrap();
     let text = std::fs::read_to_string(mount.join("..v1/efs.yaml")).unwrap();
-    std::fs::write(
-        mount.join("..v2/efs.yaml"),
-        text.replace("  port: 30010\n", "  port: 30010\n  desiredCount: 3\n"),
-    )
-    .unwrap();
+    std::fs::write(mount.join("..v2/efs.yaml"), text.replace("  port: 30010\n", "  port: 30010\n  desiredCount: 3\n"))
+        .unwrap();
     std::os::unix::fs::symlink("..v2", mount.join("..data_tmp")).unwrap();
     std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
     // The poll is 30 s: seeing the change sooner means inotify caught the swap.
-    eventually("desiredCount 3 after the swap", || {
-        w.desired_count("efs-drop") == 3
-    });
+    eventually("desiredCount 3 after the swap", || w.desired_count("efs-drop") == 3);
 }
 
 #[test]
 fn an_ecs_event_through_eventbridge_moves_the_a_record_without_a_resync() {
     let w = world();
     let dir = w.manifests(&["campus.yaml"]);
-    let q = aws_cli(
-        &w.endpoint,
-        &[
-            "sqs",
-            "create-queue",
-            "--queue-name",
-            "sftp-operator-events",
-        ],
-    );
+    let q = aws_cli(&w.endpoint, &["sqs", "create-queue", "--queue-name", "sftp-operator-events"]);
     let queue_url = q["QueueUrl"].as_str().unwrap().to_owned();
     let attrs = aws_cli(
         &w.endpoint,
-        &[
-            "sqs",
-            "get-queue-attributes",
-            "--queue-url",
-            &queue_url,
-            "--attribute-names",
-            "QueueArn",
-        ],
+        &["sqs", "get-queue-attributes", "--queue-url", &queue_url, "--attribute-names", "QueueArn"],
     );
     let queue_arn = attrs["Attributes"]["QueueArn"].as_str().unwrap().to_owned();
     let pattern = r#"{"source":["aws.ecs"],"detail-type":["ECS Task State Change"]}"#;
-    aws_cli(
-        &w.endpoint,
-        &[
-            "events",
-            "put-rule",
-            "--name",
-            "sftp-operator-ecs-tasks",
-            "--event-pattern",
-            pattern,
-        ],
-    );
+    aws_cli(&w.endpoint, &["events", "put-rule", "--name", "sftp-operator-ecs-tasks", "--event-pattern", pattern]);
     aws_cli(
         &w.endpoint,
         &[
@@ -336,31 +214,16 @@ fn an_ecs_event_through_eventbridge_moves_the_a_record_without_a_resync() {
 
     let run = RunProc::start(
         &w.proxy.url,
-        &[
-            "-f",
-            dir.to_str().unwrap(),
-            "--resync",
-            "1h",
-            "--events-queue-url",
-            &queue_url,
-        ],
+        &["-f", dir.to_str().unwrap(), "--resync", "1h", "--events-queue-url", &queue_url],
     );
-    eventually("readyz", || {
-        run.get("/readyz").is_some_and(|(s, _)| s == 200)
-    });
+    eventually("readyz", || run.get("/readyz").is_some_and(|(s, _)| s == 200));
 
     // Play ECS: a task starts on instance A, and ECS emits its event.
     let c = clients(&w.proxy, &w.endpoint);
     let inst = |i: usize| {
         (
-            w.ids["instances"][i]["containerInstanceArn"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            w.ids["instances"][i]["privateIp"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
+            w.ids["instances"][i]["containerInstanceArn"].as_str().unwrap().to_owned(),
+            w.ids["instances"][i]["privateIp"].as_str().unwrap().to_owned(),
         )
     };
     let start = |i: usize| -> String {
@@ -383,62 +246,30 @@ fn an_ecs_event_through_eventbridge_moves_the_a_record_without_a_resync() {
         let detail = format!(
             r#"{{"clusterArn":"arn:aws:ecs:us-east-1:123456789012:cluster/sftp","group":"service:campus-sftp","lastStatus":"{status}"}}"#
         );
-        let entries = serde_json::json!([{"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": detail}]).to_string();
-        aws_cli(
-            &w.endpoint,
-            &["events", "put-events", "--entries", &entries],
-        );
+        let entries =
+            serde_json::json!([{"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": detail}])
+                .to_string();
+        aws_cli(&w.endpoint, &["events", "put-events", "--entries", &entries]);
     };
     let t = start(0);
     event("RUNNING");
-    eventually("A record = instance A", || {
-        w.a_values("sftp-direct.example.edu.") == vec![inst(0).1]
-    });
+    eventually("A record = instance A", || w.a_values("sftp-direct.example.edu.") == vec![inst(0).1]);
 
     // Failover: the task stops, another starts on instance B.
-    w.proxy.block_on(async {
-        c.ecs
-            .stop_task()
-            .cluster("sftp")
-            .task(&t)
-            .send()
-            .await
-            .unwrap()
-    });
+    w.proxy.block_on(async { c.ecs.stop_task().cluster("sftp").task(&t).send().await.unwrap() });
     start(1);
     event("RUNNING");
-    eventually("A record = instance B", || {
-        w.a_values("sftp-direct.example.edu.") == vec![inst(1).1]
-    });
+    eventually("A record = instance B", || w.a_values("sftp-direct.example.edu.") == vec![inst(1).1]);
 
     // A poison message is deleted and counted; the loop keeps running.
-    aws_cli(
-        &w.endpoint,
-        &[
-            "sqs",
-            "send-message",
-            "--queue-url",
-            &queue_url,
-            "--message-body",
-            "{not json",
-        ],
-    );
+    aws_cli(&w.endpoint, &["sqs", "send-message", "--queue-url", &queue_url, "--message-body", "{not json"]);
     eventually("malformed counted", || {
-        run.metric("sftp_operator_events_received_total{result=\"malformed\"}")
-            .unwrap_or(0.0)
-            >= 1.0
+        run.metric("sftp_operator_events_received_total{result=\"malformed\"}").unwrap_or(0.0) >= 1.0
     });
     eventually("queue drained", || {
         let a = aws_cli(
             &w.endpoint,
-            &[
-                "sqs",
-                "get-queue-attributes",
-                "--queue-url",
-                &queue_url,
-                "--attribute-names",
-                "All",
-            ],
+            &["sqs", "get-queue-attributes", "--queue-url", &queue_url, "--attribute-names", "All"],
         );
         a["Attributes"]["ApproximateNumberOfMessages"] == "0"
             && a["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
@@ -481,40 +312,23 @@ fn only_the_leader_mutates_and_a_standby_takes_over_when_it_dies() {
     let a = RunProc::start(&w.proxy.url, &args);
     eventually("a leads", || a.metric("sftp_operator_leader") == Some(1.0));
     let b = RunProc::start(&proxy_b.url, &args);
-    eventually("b ready as standby", || {
-        b.get("/readyz").is_some_and(|(s, _)| s == 200)
-    });
+    eventually("b ready as standby", || b.get("/readyz").is_some_and(|(s, _)| s == 200));
     assert_eq!(b.metric("sftp_operator_leader"), Some(0.0));
     eventually("a converged", || w.desired_count("efs-drop") == 1);
     w.proxy.take();
     proxy_b.take();
 
-    edit(
-        &dir.join("efs.yaml"),
-        "  port: 30010\n",
-        "  port: 30010\n  desiredCount: 2\n",
-    );
-    eventually("the leader applied the edit", || {
-        w.desired_count("efs-drop") == 2
-    });
-    let b_mutating: Vec<String> = Proxy::mutating(&proxy_b.take())
-        .into_iter()
-        .filter(|o| o != "UpdateItem")
-        .collect();
-    assert_eq!(
-        b_mutating,
-        Vec::<String>::new(),
-        "the standby must not change AWS"
-    );
+    edit(&dir.join("efs.yaml"), "  port: 30010\n", "  port: 30010\n  desiredCount: 2\n");
+    eventually("the leader applied the edit", || w.desired_count("efs-drop") == 2);
+    let b_mutating: Vec<String> = Proxy::mutating(&proxy_b.take()).into_iter().filter(|o| o != "UpdateItem").collect();
+    assert_eq!(b_mutating, Vec::<String>::new(), "the standby must not change AWS");
     assert!(Proxy::mutating(&w.proxy.take()).contains(&"UpdateService".to_owned()));
 
     // SIGKILL the leader: no release, so b takes over once the lease expires.
     a.signal("-KILL");
     eventually("b leads", || b.metric("sftp_operator_leader") == Some(1.0));
     edit(&dir.join("efs.yaml"), "desiredCount: 2", "desiredCount: 3");
-    eventually("the new leader applied the edit", || {
-        w.desired_count("efs-drop") == 3
-    });
+    eventually("the new leader applied the edit", || w.desired_count("efs-drop") == 3);
 }
 
 #[test]
@@ -536,10 +350,7 @@ fn sigterm_exits_zero_and_releases_the_lease() {
             "PAY_PER_REQUEST",
         ],
     );
-    let mut run = RunProc::start(
-        &w.proxy.url,
-        &["-f", dir.to_str().unwrap(), "--lease-table", "lease"],
-    );
+    let mut run = RunProc::start(&w.proxy.url, &["-f", dir.to_str().unwrap(), "--lease-table", "lease"]);
     eventually("leader", || run.metric("sftp_operator_leader") == Some(1.0));
     let items = aws_cli(&w.endpoint, &["dynamodb", "scan", "--table-name", "lease"]);
     assert_eq!(items["Count"], 1);

@@ -23,8 +23,6 @@ fn the_committed_json_schema_matches_the_types() {
 fn the_examples_name_the_schema_for_their_editors() {
     for entry in std::fs::read_dir("manifests/examples").unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        assert!(
-            text.starts_with("# yaml-language-server: $schema=../schema/sftpservice.schema.json")
-        );
+        assert!(text.starts_with("# yaml-language-server: $schema=../schema/sftpservice.schema.json"));
     }
 }

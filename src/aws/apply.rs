@@ -38,21 +38,9 @@ struct Refs {
 impl Refs {
     fn from(o: &Observed) -> Refs {
         Refs {
-            target_groups: o
-                .target_groups
-                .iter()
-                .map(|t| (t.name.clone(), t.arn.clone()))
-                .collect(),
-            registries: o
-                .cloud_map_services
-                .iter()
-                .map(|s| (s.name.clone(), s.arn.clone()))
-                .collect(),
-            task_definitions: o
-                .task_definitions
-                .iter()
-                .map(|(f, t)| (f.clone(), t.arn.clone()))
-                .collect(),
+            target_groups: o.target_groups.iter().map(|t| (t.name.clone(), t.arn.clone())).collect(),
+            registries: o.cloud_map_services.iter().map(|s| (s.name.clone(), s.arn.clone())).collect(),
+            task_definitions: o.task_definitions.iter().map(|(f, t)| (f.clone(), t.arn.clone())).collect(),
         }
     }
 }
@@ -64,10 +52,7 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
     let blocked: Vec<&str> = plan.problems.iter().map(|p| p.service.as_str()).collect();
     let mut by_service: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
     let mut dns: Vec<&Change> = Vec::new();
-    for ch in plan
-        .actionable()
-        .filter(|ch| !blocked.contains(&ch.service.as_str()))
-    {
+    for ch in plan.actionable().filter(|ch| !blocked.contains(&ch.service.as_str())) {
         if ch.kind == Kind::DnsRecord {
             dns.push(ch);
         } else {
@@ -105,13 +90,7 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
 }
 
 fn applied(ch: &Change, error: Option<String>) -> Applied {
-    Applied {
-        service: ch.service.clone(),
-        kind: ch.kind,
-        name: ch.name.clone(),
-        action: ch.action,
-        error,
-    }
+    Applied { service: ch.service.clone(), kind: ch.kind, name: ch.name.clone(), action: ch.action, error }
 }
 
 /// One ChangeResourceRecordSets per zone (split at Route 53's batch limits). A failed batch
@@ -121,10 +100,7 @@ async fn apply_dns(c: &Clients, changes: &[&Change]) -> Vec<Applied> {
     for (i, ch) in changes.iter().enumerate() {
         for op in &ch.ops {
             if let Op::ChangeRecord { zone_id, change } = op {
-                by_zone
-                    .entry(zone_id.as_str())
-                    .or_default()
-                    .push((i, change));
+                by_zone.entry(zone_id.as_str()).or_default().push((i, change));
             }
         }
     }
@@ -146,24 +122,16 @@ async fn apply_dns(c: &Clients, changes: &[&Change]) -> Vec<Applied> {
             }
         }
     }
-    changes
-        .iter()
-        .enumerate()
-        .map(|(i, ch)| applied(ch, errors.get(&i).cloned()))
-        .collect()
+    changes.iter().enumerate().map(|(i, ch)| applied(ch, errors.get(&i).cloned())).collect()
 }
 
 async fn change_records(c: &Clients, zone_id: &str, batch: &[RecordChange]) -> Result<()> {
     use aws_sdk_route53::types as r53;
-    let err = |e: aws_sdk_route53::error::BuildError| {
-        AwsError::other("ChangeResourceRecordSets", e.to_string())
-    };
+    let err = |e: aws_sdk_route53::error::BuildError| AwsError::other("ChangeResourceRecordSets", e.to_string());
     let mut changes = Vec::new();
     for rc in batch {
         let r = &rc.record;
-        let mut set = r53::ResourceRecordSet::builder()
-            .name(&r.name)
-            .r#type(r53::RrType::from(r.kind.as_str()));
+        let mut set = r53::ResourceRecordSet::builder().name(&r.name).r#type(r53::RrType::from(r.kind.as_str()));
         if let Some(a) = &r.alias {
             set = set.alias_target(
                 r53::AliasTarget::builder()
@@ -176,12 +144,7 @@ async fn change_records(c: &Clients, zone_id: &str, batch: &[RecordChange]) -> R
         } else {
             set = set.set_ttl(r.ttl);
             for v in &r.values {
-                set = set.resource_records(
-                    r53::ResourceRecord::builder()
-                        .value(v)
-                        .build()
-                        .map_err(err)?,
-                );
+                set = set.resource_records(r53::ResourceRecord::builder().value(v).build().map_err(err)?);
             }
         }
         let action = match rc.action {
@@ -197,11 +160,8 @@ async fn change_records(c: &Clients, zone_id: &str, batch: &[RecordChange]) -> R
                 .map_err(err)?,
         );
     }
-    let batch_input = r53::ChangeBatch::builder()
-        .set_changes(Some(changes))
-        .comment("sftp-operator")
-        .build()
-        .map_err(err)?;
+    let batch_input =
+        r53::ChangeBatch::builder().set_changes(Some(changes)).comment("sftp-operator").build().map_err(err)?;
     c.route53_permit().await;
     let r = c
         .route53
@@ -239,32 +199,24 @@ async fn record_exists(c: &Clients, zone_id: &str, r: &crate::dns::RecordSet) ->
         .send()
         .await
         .map_err(aws("ListResourceRecordSets"))?;
-    Ok(out.resource_record_sets().iter().any(|x| {
-        crate::validate::normalize_dns_name(x.name()) == r.name && x.r#type().as_str() == r.kind
-    }))
+    Ok(out
+        .resource_record_sets()
+        .iter()
+        .any(|x| crate::validate::normalize_dns_name(x.name()) == r.name && x.r#type().as_str() == r.kind))
 }
 
 fn elb_tags(tags: &Tags) -> Vec<elb::Tag> {
-    tags.iter()
-        .map(|(k, v)| elb::Tag::builder().key(k).value(v).build())
-        .collect()
+    tags.iter().map(|(k, v)| elb::Tag::builder().key(k).value(v).build()).collect()
 }
 
 fn ecs_tags(tags: &Tags) -> Vec<ecs::Tag> {
-    tags.iter()
-        .map(|(k, v)| ecs::Tag::builder().key(k).value(v).build())
-        .collect()
+    tags.iter().map(|(k, v)| ecs::Tag::builder().key(k).value(v).build()).collect()
 }
 
 async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
     match op {
         Op::CreateSecret { name, tags } => create_secret(c, name, tags).await,
-        Op::TagResource {
-            kind,
-            arn,
-            tags,
-            description,
-        } => tag_resource(c, *kind, arn, tags, description).await,
+        Op::TagResource { kind, arn, tags, description } => tag_resource(c, *kind, arn, tags, description).await,
         Op::RegisterTaskDefinition { definition, tags } => {
             let arn = register_task_definition(c, definition, tags).await?;
             refs.task_definitions.insert(definition.family.clone(), arn);
@@ -278,28 +230,14 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
         }
         Op::ModifyTargetGroup { arn, tg } => modify_target_group(c, arn, tg).await,
         Op::DeleteTargetGroup { arn } => ignore(
-            c.elb
-                .delete_target_group()
-                .target_group_arn(arn)
-                .send()
-                .await
-                .map_err(aws("DeleteTargetGroup")),
+            c.elb.delete_target_group().target_group_arn(arn).send().await.map_err(aws("DeleteTargetGroup")),
             &["TargetGroupNotFound"],
         ),
-        Op::CreateListener {
-            load_balancer_arn,
-            listener,
-            target_group,
-            tags,
-        } => {
+        Op::CreateListener { load_balancer_arn, listener, target_group, tags } => {
             let tg = lookup(&refs.target_groups, target_group, "CreateListener")?;
             create_listener(c, load_balancer_arn, listener, &tg, tags).await
         }
-        Op::ModifyListener {
-            arn,
-            listener,
-            target_group,
-        } => {
+        Op::ModifyListener { arn, listener, target_group } => {
             let tg = lookup(&refs.target_groups, target_group, "ModifyListener")?;
             c.elb
                 .modify_listener()
@@ -313,19 +251,10 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
             set_idle_timeout(c, arn, listener.idle_timeout_seconds).await
         }
         Op::DeleteListener { arn } => ignore(
-            c.elb
-                .delete_listener()
-                .listener_arn(arn)
-                .send()
-                .await
-                .map_err(aws("DeleteListener")),
+            c.elb.delete_listener().listener_arn(arn).send().await.map_err(aws("DeleteListener")),
             &["ListenerNotFound"],
         ),
-        Op::AuthorizeIngress {
-            group_id,
-            rule,
-            tags,
-        } => authorize(c, group_id, rule, tags).await,
+        Op::AuthorizeIngress { group_id, rule, tags } => authorize(c, group_id, rule, tags).await,
         Op::RevokeIngress { group_id, rule_id } => ignore(
             c.ec2
                 .revoke_security_group_ingress()
@@ -335,16 +264,9 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
                 .await
                 .map(|_| ())
                 .map_err(aws("RevokeSecurityGroupIngress")),
-            &[
-                "InvalidPermission.NotFound",
-                "InvalidSecurityGroupRuleId.NotFound",
-            ],
+            &["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"],
         ),
-        Op::CreateCloudMapService {
-            namespace_id,
-            service,
-            tags,
-        } => {
+        Op::CreateCloudMapService { namespace_id, service, tags } => {
             let arn = create_cloud_map_service(c, namespace_id, service, tags).await?;
             refs.registries.insert(service.name.clone(), arn);
             Ok(())
@@ -358,42 +280,19 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
                         .map_err(|e| AwsError::other("UpdateService", e.to_string()))?,
                 )
                 .build();
-            c.cloudmap
-                .update_service()
-                .id(id)
-                .service(change)
-                .send()
-                .await
-                .map_err(aws("UpdateService"))?;
+            c.cloudmap.update_service().id(id).service(change).send().await.map_err(aws("UpdateService"))?;
             Ok(())
         }
         Op::DeleteCloudMapService { id } => delete_cloud_map_service(c, id).await,
-        Op::CreateEcsService {
-            service,
-            family,
-            target_group,
-            tags,
-        } => {
+        Op::CreateEcsService { service, family, target_group, tags } => {
             let tg = lookup(&refs.target_groups, target_group, "CreateService")?;
-            let td = refs
-                .task_definitions
-                .get(family)
-                .cloned()
-                .unwrap_or_else(|| family.clone());
+            let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
             let registry = refs.registries.get(&service.name).cloned();
             create_ecs_service(c, service, &td, &tg, registry, tags).await
         }
-        Op::UpdateEcsService {
-            service,
-            family,
-            target_group,
-        } => {
+        Op::UpdateEcsService { service, family, target_group } => {
             let tg = lookup(&refs.target_groups, target_group, "UpdateService")?;
-            let td = refs
-                .task_definitions
-                .get(family)
-                .cloned()
-                .unwrap_or_else(|| family.clone());
+            let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
             let registry = refs.registries.get(&service.name).cloned();
             update_ecs_service(c, service, &td, &tg, registry).await
         }
@@ -404,9 +303,7 @@ async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
 }
 
 fn lookup(map: &BTreeMap<String, String>, name: &str, op: &'static str) -> Result<String> {
-    map.get(name)
-        .cloned()
-        .ok_or_else(|| AwsError::other(op, format!("`{name}` was not created")))
+    map.get(name).cloned().ok_or_else(|| AwsError::other(op, format!("`{name}` was not created")))
 }
 
 /// "Already gone" (or "already there") answers count as success.
@@ -429,20 +326,10 @@ async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
         .secrets
         .create_secret()
         .name(name)
-        .description(format!(
-            "SSH host keys managed by sftp-operator. Public keys: {}",
-            keys.public_keys.join(" | ")
-        ))
+        .description(format!("SSH host keys managed by sftp-operator. Public keys: {}", keys.public_keys.join(" | ")))
         .secret_string(keys.secret_json.as_str())
         .set_tags(Some(
-            tags.iter()
-                .map(|(k, v)| {
-                    aws_sdk_secretsmanager::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                })
-                .collect(),
+            tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect(),
         ))
         .send()
         .await
@@ -451,22 +338,10 @@ async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
     ignore(r, &["ResourceExistsException"])
 }
 
-async fn tag_resource(
-    c: &Clients,
-    kind: Kind,
-    arn: &str,
-    tags: &Tags,
-    description: &str,
-) -> Result<()> {
+async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags, description: &str) -> Result<()> {
     match kind {
         Kind::TargetGroup | Kind::Listener => {
-            c.elb
-                .add_tags()
-                .resource_arns(arn)
-                .set_tags(Some(elb_tags(tags)))
-                .send()
-                .await
-                .map_err(aws("AddTags"))?;
+            c.elb.add_tags().resource_arns(arn).set_tags(Some(elb_tags(tags))).send().await.map_err(aws("AddTags"))?;
         }
         Kind::EcsService | Kind::TaskDefinition => {
             c.ecs
@@ -480,76 +355,33 @@ async fn tag_resource(
         Kind::CloudMapService => {
             let t = tags
                 .iter()
-                .map(|(k, v)| {
-                    aws_sdk_servicediscovery::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                })
+                .map(|(k, v)| aws_sdk_servicediscovery::types::Tag::builder().key(k).value(v).build())
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| AwsError::other("TagResource", e.to_string()))?;
-            c.cloudmap
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(t))
-                .send()
-                .await
-                .map_err(aws("TagResource"))?;
-            let change = aws_sdk_servicediscovery::types::ServiceChange::builder()
-                .description(description)
-                .build();
+            c.cloudmap.tag_resource().resource_arn(arn).set_tags(Some(t)).send().await.map_err(aws("TagResource"))?;
+            let change = aws_sdk_servicediscovery::types::ServiceChange::builder().description(description).build();
             let id = crate::observed::name_from_arn(arn);
-            c.cloudmap
-                .update_service()
-                .id(id)
-                .service(change)
-                .send()
-                .await
-                .map_err(aws("UpdateService"))?;
+            c.cloudmap.update_service().id(id).service(change).send().await.map_err(aws("UpdateService"))?;
         }
         Kind::HostKeySecret => {
             let t = tags
                 .iter()
-                .map(|(k, v)| {
-                    aws_sdk_secretsmanager::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                })
+                .map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build())
                 .collect();
-            c.secrets
-                .tag_resource()
-                .secret_id(arn)
-                .set_tags(Some(t))
-                .send()
-                .await
-                .map_err(aws("TagResource"))?;
+            c.secrets.tag_resource().secret_id(arn).set_tags(Some(t)).send().await.map_err(aws("TagResource"))?;
         }
         // DNS ownership is the TXT record the plan writes, not a tag.
         Kind::DnsRecord => {}
         Kind::IngressRule => {
-            let t = tags
-                .iter()
-                .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
-                .collect();
-            c.ec2
-                .create_tags()
-                .resources(arn)
-                .set_tags(Some(t))
-                .send()
-                .await
-                .map_err(aws("CreateTags"))?;
+            let t = tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect();
+            c.ec2.create_tags().resources(arn).set_tags(Some(t)).send().await.map_err(aws("CreateTags"))?;
         }
     }
     Ok(())
 }
 
 async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags) -> Result<String> {
-    let containers = td
-        .container_definitions
-        .iter()
-        .map(container)
-        .collect::<Result<Vec<_>>>()?;
+    let containers = td.container_definitions.iter().map(container).collect::<Result<Vec<_>>>()?;
     let volumes = td
         .volumes
         .iter()
@@ -576,8 +408,7 @@ async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags)
                     );
                 }
                 b = b.efs_volume_configuration(
-                    eb.build()
-                        .map_err(|e| AwsError::other("RegisterTaskDefinition", e.to_string()))?,
+                    eb.build().map_err(|e| AwsError::other("RegisterTaskDefinition", e.to_string()))?,
                 );
             }
             Ok(b.build())
@@ -589,10 +420,7 @@ async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags)
         .family(&td.family)
         .network_mode(ecs::NetworkMode::from(td.network_mode.as_str()))
         .set_requires_compatibilities(Some(
-            td.requires_compatibilities
-                .iter()
-                .map(|x| ecs::Compatibility::from(x.as_str()))
-                .collect(),
+            td.requires_compatibilities.iter().map(|x| ecs::Compatibility::from(x.as_str())).collect(),
         ))
         .set_execution_role_arn(td.execution_role_arn.clone())
         .set_task_role_arn(td.task_role_arn.clone())
@@ -602,17 +430,11 @@ async fn register_task_definition(c: &Clients, td: &TaskDefinition, tags: &Tags)
         .send()
         .await
         .map_err(aws("RegisterTaskDefinition"))?;
-    Ok(out
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .unwrap_or_default()
-        .to_owned())
+    Ok(out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_owned())
 }
 
 fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinition> {
-    let err = |e: aws_sdk_ecs::error::BuildError| {
-        AwsError::other("RegisterTaskDefinition", e.to_string())
-    };
+    let err = |e: aws_sdk_ecs::error::BuildError| AwsError::other("RegisterTaskDefinition", e.to_string());
     let mut b = ecs::ContainerDefinition::builder()
         .name(&cd.name)
         .image(&cd.image)
@@ -634,26 +456,12 @@ fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinitio
         .set_entry_point(Some(cd.entry_point.clone()))
         .set_command((!cd.command.is_empty()).then(|| cd.command.clone()))
         .set_environment(Some(
-            cd.environment
-                .iter()
-                .map(|e| {
-                    ecs::KeyValuePair::builder()
-                        .name(&e.name)
-                        .value(&e.value)
-                        .build()
-                })
-                .collect(),
+            cd.environment.iter().map(|e| ecs::KeyValuePair::builder().name(&e.name).value(&e.value).build()).collect(),
         ))
         .set_secrets(Some(
             cd.secrets
                 .iter()
-                .map(|s| {
-                    ecs::Secret::builder()
-                        .name(&s.name)
-                        .value_from(&s.value_from)
-                        .build()
-                        .map_err(err)
-                })
+                .map(|s| ecs::Secret::builder().name(&s.name).value_from(&s.value_from).build().map_err(err))
                 .collect::<Result<_>>()?,
         ))
         .set_mount_points(Some(
@@ -677,10 +485,7 @@ fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinitio
                     .host_path(&d.host_path)
                     .container_path(&d.container_path)
                     .set_permissions(Some(
-                        d.permissions
-                            .iter()
-                            .map(|p| ecs::DeviceCgroupPermission::from(p.as_str()))
-                            .collect(),
+                        d.permissions.iter().map(|p| ecs::DeviceCgroupPermission::from(p.as_str())).collect(),
                     ))
                     .build()
                     .map_err(err)
@@ -688,11 +493,7 @@ fn container(cd: &render::ContainerDefinition) -> Result<ecs::ContainerDefinitio
             .collect::<Result<Vec<_>>>()?;
         b = b.linux_parameters(
             ecs::LinuxParameters::builder()
-                .capabilities(
-                    ecs::KernelCapabilities::builder()
-                        .set_add(Some(lp.capabilities_add.clone()))
-                        .build(),
-                )
+                .capabilities(ecs::KernelCapabilities::builder().set_add(Some(lp.capabilities_add.clone())).build())
                 .set_devices(Some(devices))
                 .build(),
         );
@@ -724,12 +525,7 @@ async fn deregister_task_definitions(c: &Clients, family: &str) -> Result<()> {
         arns.extend(
             page.task_definition_arns()
                 .iter()
-                .filter(|a| {
-                    crate::observed::name_from_arn(a)
-                        .rsplit_once(':')
-                        .map(|x| x.0)
-                        == Some(family)
-                })
+                .filter(|a| crate::observed::name_from_arn(a).rsplit_once(':').map(|x| x.0) == Some(family))
                 .cloned(),
         );
     }
@@ -744,12 +540,7 @@ async fn deregister_task_definitions(c: &Clients, family: &str) -> Result<()> {
     Ok(())
 }
 
-async fn create_target_group(
-    c: &Clients,
-    tg: &render::TargetGroup,
-    vpc_id: &str,
-    tags: &Tags,
-) -> Result<String> {
+async fn create_target_group(c: &Clients, tg: &render::TargetGroup, vpc_id: &str, tags: &Tags) -> Result<String> {
     let r = c
         .elb
         .create_target_group()
@@ -768,25 +559,11 @@ async fn create_target_group(
         .await
         .map_err(aws("CreateTargetGroup"));
     let arn = match r {
-        Ok(out) => out
-            .target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
-            .unwrap_or_default()
-            .to_owned(),
+        Ok(out) => out.target_groups().first().and_then(|t| t.target_group_arn()).unwrap_or_default().to_owned(),
         Err(e) if e.is("DuplicateTargetGroupName") => {
-            let out = c
-                .elb
-                .describe_target_groups()
-                .names(&tg.name)
-                .send()
-                .await
-                .map_err(aws("DescribeTargetGroups"))?;
-            out.target_groups()
-                .first()
-                .and_then(|t| t.target_group_arn())
-                .unwrap_or_default()
-                .to_owned()
+            let out =
+                c.elb.describe_target_groups().names(&tg.name).send().await.map_err(aws("DescribeTargetGroups"))?;
+            out.target_groups().first().and_then(|t| t.target_group_arn()).unwrap_or_default().to_owned()
         }
         Err(e) => return Err(e),
     };
@@ -821,19 +598,10 @@ async fn modify_target_group(c: &Clients, arn: &str, tg: &render::TargetGroup) -
 }
 
 fn forward(tg_arn: &str) -> elb::Action {
-    elb::Action::builder()
-        .r#type(elb::ActionTypeEnum::Forward)
-        .target_group_arn(tg_arn)
-        .build()
+    elb::Action::builder().r#type(elb::ActionTypeEnum::Forward).target_group_arn(tg_arn).build()
 }
 
-async fn create_listener(
-    c: &Clients,
-    lb: &str,
-    l: &render::Listener,
-    tg: &str,
-    tags: &Tags,
-) -> Result<()> {
+async fn create_listener(c: &Clients, lb: &str, l: &render::Listener, tg: &str, tags: &Tags) -> Result<()> {
     let out = c
         .elb
         .create_listener()
@@ -845,12 +613,7 @@ async fn create_listener(
         .send()
         .await
         .map_err(aws("CreateListener"))?;
-    let arn = out
-        .listeners()
-        .first()
-        .and_then(|x| x.listener_arn())
-        .unwrap_or_default()
-        .to_owned();
+    let arn = out.listeners().first().and_then(|x| x.listener_arn()).unwrap_or_default().to_owned();
     set_idle_timeout(c, &arn, l.idle_timeout_seconds).await
 }
 
@@ -858,51 +621,27 @@ async fn set_idle_timeout(c: &Clients, listener_arn: &str, seconds: u32) -> Resu
     c.elb
         .modify_listener_attributes()
         .listener_arn(listener_arn)
-        .attributes(
-            elb::ListenerAttribute::builder()
-                .key(IDLE_TIMEOUT_ATTRIBUTE)
-                .value(seconds.to_string())
-                .build(),
-        )
+        .attributes(elb::ListenerAttribute::builder().key(IDLE_TIMEOUT_ATTRIBUTE).value(seconds.to_string()).build())
         .send()
         .await
         .map_err(aws("ModifyListenerAttributes"))?;
     Ok(())
 }
 
-async fn authorize(
-    c: &Clients,
-    group_id: &str,
-    rule: &render::IngressRule,
-    tags: &Tags,
-) -> Result<()> {
+async fn authorize(c: &Clients, group_id: &str, rule: &render::IngressRule, tags: &Tags) -> Result<()> {
     let range = if rule.cidr.contains(':') {
         aws_sdk_ec2::types::IpPermission::builder().ipv6_ranges(
-            aws_sdk_ec2::types::Ipv6Range::builder()
-                .cidr_ipv6(&rule.cidr)
-                .description(&rule.description)
-                .build(),
+            aws_sdk_ec2::types::Ipv6Range::builder().cidr_ipv6(&rule.cidr).description(&rule.description).build(),
         )
     } else {
         aws_sdk_ec2::types::IpPermission::builder().ip_ranges(
-            aws_sdk_ec2::types::IpRange::builder()
-                .cidr_ip(&rule.cidr)
-                .description(&rule.description)
-                .build(),
+            aws_sdk_ec2::types::IpRange::builder().cidr_ip(&rule.cidr).description(&rule.description).build(),
         )
     };
-    let perm = range
-        .ip_protocol(&rule.protocol)
-        .from_port(i32::from(rule.port))
-        .to_port(i32::from(rule.port))
-        .build();
+    let perm = range.ip_protocol(&rule.protocol).from_port(i32::from(rule.port)).to_port(i32::from(rule.port)).build();
     let spec = aws_sdk_ec2::types::TagSpecification::builder()
         .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroupRule)
-        .set_tags(Some(
-            tags.iter()
-                .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
-                .collect(),
-        ))
+        .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()))
         .build();
     let r = c
         .ec2
@@ -958,24 +697,14 @@ async fn create_cloud_map_service(
         .await
         .map_err(aws("CreateService"));
     match r {
-        Ok(out) => Ok(out
-            .service()
-            .and_then(|s| s.arn())
-            .unwrap_or_default()
-            .to_owned()),
+        Ok(out) => Ok(out.service().and_then(|s| s.arn()).unwrap_or_default().to_owned()),
         Err(e) if e.is("ServiceAlreadyExists") => {
             let filter = sd::ServiceFilter::builder()
                 .name(sd::ServiceFilterName::NamespaceId)
                 .values(namespace_id)
                 .build()
                 .map_err(|e| AwsError::other("ListServices", e.to_string()))?;
-            let out = c
-                .cloudmap
-                .list_services()
-                .filters(filter)
-                .send()
-                .await
-                .map_err(aws("ListServices"))?;
+            let out = c.cloudmap.list_services().filters(filter).send().await.map_err(aws("ListServices"))?;
             Ok(out
                 .services()
                 .iter()
@@ -993,25 +722,11 @@ async fn delete_cloud_map_service(c: &Clients, id: &str) -> Result<()> {
     if let Ok(out) = c.cloudmap.list_instances().service_id(id).send().await {
         for i in out.instances() {
             if let Some(iid) = i.id() {
-                let _ = c
-                    .cloudmap
-                    .deregister_instance()
-                    .service_id(id)
-                    .instance_id(iid)
-                    .send()
-                    .await;
+                let _ = c.cloudmap.deregister_instance().service_id(id).instance_id(iid).send().await;
             }
         }
     }
-    ignore(
-        c.cloudmap
-            .delete_service()
-            .id(id)
-            .send()
-            .await
-            .map_err(aws("DeleteService")),
-        &["ServiceNotFound"],
-    )
+    ignore(c.cloudmap.delete_service().id(id).send().await.map_err(aws("DeleteService")), &["ServiceNotFound"])
 }
 
 fn deployment(s: &render::EcsService) -> ecs::DeploymentConfiguration {
@@ -1019,10 +734,7 @@ fn deployment(s: &render::EcsService) -> ecs::DeploymentConfiguration {
         .minimum_healthy_percent(s.minimum_healthy_percent as i32)
         .maximum_percent(s.maximum_percent as i32)
         .deployment_circuit_breaker(
-            ecs::DeploymentCircuitBreaker::builder()
-                .enable(true)
-                .rollback(s.circuit_breaker_rollback)
-                .build(),
+            ecs::DeploymentCircuitBreaker::builder().enable(true).rollback(s.circuit_breaker_rollback).build(),
         )
         .build()
 }
@@ -1049,11 +761,7 @@ fn bindings(
 
 fn placement(s: &render::EcsService) -> Vec<ecs::PlacementConstraint> {
     if s.distinct_instance {
-        vec![
-            ecs::PlacementConstraint::builder()
-                .r#type(ecs::PlacementConstraintType::DistinctInstance)
-                .build(),
-        ]
+        vec![ecs::PlacementConstraint::builder().r#type(ecs::PlacementConstraintType::DistinctInstance).build()]
     } else {
         vec![]
     }
@@ -1090,9 +798,7 @@ async fn create_ecs_service(
     match r {
         Ok(_) => Ok(()),
         // Created by an interrupted earlier run: bring it in line instead.
-        Err(e) if e.message.contains("idempotent") => {
-            update_ecs_service(c, s, td, tg, registry).await
-        }
+        Err(e) if e.message.contains("idempotent") => update_ecs_service(c, s, td, tg, registry).await,
         Err(e) => Err(e),
     }
 }
@@ -1123,31 +829,15 @@ async fn update_ecs_service(
 }
 
 async fn delete_ecs_service(c: &Clients, cluster: &str, name: &str) -> Result<()> {
-    let r = c
-        .ecs
-        .delete_service()
-        .cluster(cluster)
-        .service(name)
-        .force(true)
-        .send()
-        .await
-        .map_err(aws("DeleteService"));
-    ignore(
-        r,
-        &["ServiceNotFoundException", "ServiceNotActiveException"],
-    )
+    let r =
+        c.ecs.delete_service().cluster(cluster).service(name).force(true).send().await.map_err(aws("DeleteService"));
+    ignore(r, &["ServiceNotFoundException", "ServiceNotActiveException"])
 }
 
 /// The primary deployment's rollout state (`IN_PROGRESS`, `COMPLETED`, `FAILED`) and counts.
 pub async fn rollout(c: &Clients, cluster: &str, name: &str) -> Result<(Option<String>, i32, i32)> {
-    let out = c
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(name)
-        .send()
-        .await
-        .map_err(aws("DescribeServices"))?;
+    let out =
+        c.ecs.describe_services().cluster(cluster).services(name).send().await.map_err(aws("DescribeServices"))?;
     let Some(s) = out.services().first() else {
         return Ok((None, 0, 0));
     };

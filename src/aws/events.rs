@@ -21,13 +21,8 @@ pub async fn poll(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let receive = c
-            .sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(20)
-            .send();
+        let receive =
+            c.sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).wait_time_seconds(20).send();
         let out = tokio::select! {
             _ = shutdown.changed() => return,
             r = receive => r.map_err(aws("ReceiveMessage")),
@@ -59,10 +54,7 @@ pub async fn poll(
                     "malformed"
                 }
             };
-            metrics
-                .events_received_total
-                .with_label_values(&[result])
-                .inc();
+            metrics.events_received_total.with_label_values(&[result]).inc();
             if let Some(r) = m.receipt_handle() {
                 receipts.push(r.to_owned());
             }
@@ -81,4 +73,86 @@ pub async fn poll(
             }
         }
     }
+}
+
+/// Names of the queue and rule `--ensure-events` manages for an owner id.
+pub fn names(owner: &str) -> (String, String) {
+    let base: String = format!("sftp-operator-{owner}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .take(64)
+        .collect();
+    (format!("{base}-events"), format!("{base}-ecs-tasks"))
+}
+
+/// Ensures the SQS queue, its policy and the EventBridge rule on `ECS Task State Change` for
+/// the given clusters (the same resources as manifests/events.yaml). Idempotent; returns the
+/// queue URL for `run --events-queue-url`.
+pub async fn ensure(c: &Clients, owner: &str, cluster_arns: &[String]) -> Result<String, super::AwsError> {
+    let (queue, rule) = names(owner);
+    let url = c
+        .sqs
+        .create_queue()
+        .queue_name(&queue)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod, "86400")
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::SqsManagedSseEnabled, "true")
+        .tags(crate::names::OWNER_TAG, owner)
+        .send()
+        .await
+        .map_err(aws("CreateQueue"))?
+        .queue_url
+        .unwrap_or_default();
+    let attrs = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(aws("GetQueueAttributes"))?;
+    let queue_arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default();
+    let pattern = serde_json::json!({
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"clusterArn": cluster_arns},
+    });
+    let rule_arn = c
+        .eventbridge
+        .put_rule()
+        .name(&rule)
+        .event_pattern(pattern.to_string())
+        .description("ECS task state changes for sftp-operator")
+        .send()
+        .await
+        .map_err(aws("PutRule"))?
+        .rule_arn
+        .unwrap_or_default();
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+        }],
+    });
+    c.sqs
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(aws("SetQueueAttributes"))?;
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("sftp-operator")
+        .arn(&queue_arn)
+        .build()
+        .map_err(|e| super::AwsError::other("PutTargets", e.to_string()))?;
+    c.eventbridge.put_targets().rule(&rule).targets(target).send().await.map_err(aws("PutTargets"))?;
+    Ok(url)
 }

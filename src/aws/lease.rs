@@ -28,10 +28,7 @@ pub struct Lease {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -64,12 +61,7 @@ impl Lease {
 
     /// True only while we hold the lease and it has not run out locally.
     pub async fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::SeqCst)
-            && self
-                .valid_until
-                .lock()
-                .await
-                .is_some_and(|t| Instant::now() < t)
+        self.leader.load(Ordering::SeqCst) && self.valid_until.lock().await.is_some_and(|t| Instant::now() < t)
     }
 
     /// Acquires (when free or expired) or renews (when ours). Conditional: never steals a
@@ -91,9 +83,7 @@ impl Lease {
             .table_name(&self.table)
             .key("lease", s(&self.key))
             .update_expression("SET holder = :me, expires_ms = :exp ADD fence :inc")
-            .condition_expression(
-                "attribute_not_exists(lease) OR holder = :me OR expires_ms < :now",
-            )
+            .condition_expression("attribute_not_exists(lease) OR holder = :me OR expires_ms < :now")
             .set_expression_attribute_values(Some(values))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
@@ -114,11 +104,7 @@ impl Lease {
             Err(e) => {
                 let e = AwsError::new("UpdateItem", e);
                 self.leader.store(false, Ordering::SeqCst);
-                if e.is("ConditionalCheckFailedException") {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
+                if e.is("ConditionalCheckFailedException") { Ok(false) } else { Err(e) }
             }
         }
     }

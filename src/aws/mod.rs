@@ -64,9 +64,7 @@ pub struct CallCounter {
 
 impl std::fmt::Debug for CallCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallCounter")
-            .field("calls", &self.total())
-            .finish()
+        f.debug_struct("CallCounter").field("calls", &self.total()).finish()
     }
 }
 
@@ -84,11 +82,7 @@ impl CallCounter {
 
     /// Calls that change something in AWS (by operation name).
     pub fn mutating(&self) -> u64 {
-        self.snapshot()
-            .iter()
-            .filter(|((_, op, _), _)| is_mutating(op))
-            .map(|(_, s)| s.count)
-            .sum()
+        self.snapshot().iter().filter(|((_, op, _), _)| is_mutating(op)).map(|(_, s)| s.count).sum()
     }
 
     pub fn set_observer(&self, f: CallObserver) {
@@ -98,9 +92,7 @@ impl CallCounter {
     fn record(&self, service: &str, operation: &str, outcome: Outcome, took: Duration) {
         {
             let mut m = self.inner.lock().expect("call counter lock");
-            let s = m
-                .entry((service.to_owned(), operation.to_owned(), outcome))
-                .or_default();
+            let s = m.entry((service.to_owned(), operation.to_owned(), outcome)).or_default();
             s.count += 1;
             s.total_seconds += took.as_secs_f64();
         }
@@ -168,10 +160,7 @@ impl Intercept for CountingInterceptor {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let took = cfg
-            .load::<CallStart>()
-            .map(|s| s.0.elapsed())
-            .unwrap_or_default();
+        let took = cfg.load::<CallStart>().map(|s| s.0.elapsed()).unwrap_or_default();
         let (service, operation) = cfg
             .load::<Metadata>()
             .map(|m| (m.service().to_owned(), m.name().to_owned()))
@@ -195,16 +184,9 @@ impl Intercept for CountingInterceptor {
 
 /// AWS spells throttling several ways across services.
 pub fn is_throttle_text(s: &str) -> bool {
-    [
-        "Throttl",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "Rate exceeded",
-        "SlowDown",
-        "PriorRequestNotComplete",
-    ]
-    .iter()
-    .any(|p| s.contains(p))
+    ["Throttl", "RequestLimitExceeded", "TooManyRequests", "Rate exceeded", "SlowDown", "PriorRequestNotComplete"]
+        .iter()
+        .any(|p| s.contains(p))
 }
 
 /// One client per service the operator talks to, all sharing the call counter.
@@ -218,6 +200,7 @@ pub struct Clients {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
     pub calls: CallCounter,
     /// Route 53's limit is per account and shared with every other tool: stay well under it.
     pub route53_limit: Arc<TokenBucket>,
@@ -233,11 +216,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate: f64, burst: f64) -> TokenBucket {
-        TokenBucket {
-            state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())),
-            rate,
-            burst,
-        }
+        TokenBucket { state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())), rate, burst }
     }
 
     /// Waits for a token.
@@ -263,9 +242,7 @@ impl Clients {
     /// Clients from the standard chain; `region` overrides the chain's region when given.
     pub async fn from_env(region: Option<String>) -> Clients {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(5)
-                .with_initial_backoff(Duration::from_millis(200)),
+            RetryConfig::standard().with_max_attempts(5).with_initial_backoff(Duration::from_millis(200)),
         );
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
@@ -278,9 +255,7 @@ impl Clients {
         let calls = CallCounter::default();
         macro_rules! client {
             ($krate:ident) => {{
-                let conf = $krate::config::Builder::from(sdk)
-                    .interceptor(CountingInterceptor(calls.clone()))
-                    .build();
+                let conf = $krate::config::Builder::from(sdk).interceptor(CountingInterceptor(calls.clone())).build();
                 $krate::Client::from_conf(conf)
             }};
         }
@@ -293,6 +268,7 @@ impl Clients {
             secrets: client!(aws_sdk_secretsmanager),
             sqs: client!(aws_sdk_sqs),
             dynamodb: client!(aws_sdk_dynamodb),
+            eventbridge: client!(aws_sdk_eventbridge),
             calls,
             route53_limit: Arc::new(TokenBucket::new(ROUTE53_RATE, ROUTE53_RATE)),
         }
@@ -318,10 +294,7 @@ pub struct AwsError {
 impl AwsError {
     pub fn new<E>(
         operation: &'static str,
-        err: aws_smithy_runtime_api::client::result::SdkError<
-            E,
-            aws_smithy_runtime_api::http::Response,
-        >,
+        err: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
     ) -> Self
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
@@ -333,12 +306,7 @@ impl AwsError {
             None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
         };
         let throttled = is_throttle_text(&code);
-        AwsError {
-            operation,
-            code,
-            message,
-            throttled,
-        }
+        AwsError { operation, code, message, throttled }
     }
 
     pub fn is(&self, code: &str) -> bool {
@@ -346,21 +314,14 @@ impl AwsError {
     }
 
     pub fn other(operation: &'static str, message: impl Into<String>) -> Self {
-        AwsError {
-            operation,
-            code: "Invalid".into(),
-            message: message.into(),
-            throttled: false,
-        }
+        AwsError { operation, code: "Invalid".into(), message: message.into(), throttled: false }
     }
 }
 
 /// `.await.map_err(aws(op))` keeps call sites short.
 pub fn aws<E>(
     operation: &'static str,
-) -> impl FnOnce(
-    aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> AwsError
+) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>) -> AwsError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -383,10 +344,7 @@ mod tests {
             b.acquire().await;
         }
         let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(999) && took <= Duration::from_millis(1001),
-            "{took:?}"
-        );
+        assert!(took >= Duration::from_millis(999) && took <= Duration::from_millis(1001), "{took:?}");
     }
 
     #[test]

@@ -9,8 +9,8 @@ use aws_sdk_ecs::types::{ServiceField, TaskDefinitionField};
 use super::{AwsError, Clients, aws};
 use crate::observed::{self, Observed, Tags, name_from_arn};
 use crate::render::{
-    ContainerDefinition, Desired, Device, EfsVolume, KeyValue, LinuxParameters, LogConfiguration,
-    MountPoint, PortMapping, SecretRef, TaskDefinition, Volume,
+    ContainerDefinition, Desired, Device, EfsVolume, KeyValue, LinuxParameters, LogConfiguration, MountPoint,
+    PortMapping, SecretRef, TaskDefinition, Volume,
 };
 
 type Result<T, E = AwsError> = std::result::Result<T, E>;
@@ -46,20 +46,14 @@ impl Scope {
                 s.namespaces.insert(cm.namespace.clone());
             }
             s.families.insert(d.names.task_family.clone());
-            s.ecs_services
-                .entry(d.ecs_service.cluster.clone())
-                .or_default()
-                .insert(d.ecs_service.name.clone());
+            s.ecs_services.entry(d.ecs_service.cluster.clone()).or_default().insert(d.ecs_service.name.clone());
             if let Some(name) = &d.host_key_secret {
                 s.secrets.insert(name.clone());
             }
             if let Some(dns) = &d.dns {
                 s.zones.insert(dns.zone.clone());
                 s.zones.extend(dns.public_zone.clone());
-                s.placements
-                    .entry(d.ecs_service.cluster.clone())
-                    .or_default()
-                    .insert(d.ecs_service.name.clone());
+                s.placements.entry(d.ecs_service.cluster.clone()).or_default().insert(d.ecs_service.name.clone());
             }
         }
         s
@@ -90,14 +84,16 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     let (load_balancers, target_groups, listeners) = lbs;
     let (namespaces, cloud_map_services) = ns;
     let (clusters, ecs_services) = ecs;
+    let cluster_arns = ecs_services
+        .iter()
+        .filter_map(|s: &observed::EcsService| {
+            // arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME → the cluster's ARN.
+            let (prefix, _) = s.arn.split_once(":service/")?;
+            Some((s.cluster.clone(), format!("{prefix}:cluster/{}", s.cluster)))
+        })
+        .collect();
     let placements = if scope.cloud_map_instances {
-        with_cloud_map(
-            c,
-            placements,
-            &namespaces_for_placement(&scope.placements),
-            &cloud_map_services,
-        )
-        .await?
+        with_cloud_map(c, placements, &namespaces_for_placement(&scope.placements), &cloud_map_services).await?
     } else {
         placements
     };
@@ -109,6 +105,7 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
         namespaces,
         cloud_map_services,
         clusters,
+        cluster_arns,
         ecs_services,
         task_definitions: tds,
         secrets,
@@ -118,11 +115,7 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     })
 }
 
-type LbPart = (
-    BTreeMap<String, Option<observed::LoadBalancer>>,
-    Vec<observed::TargetGroup>,
-    Vec<observed::Listener>,
-);
+type LbPart = (BTreeMap<String, Option<observed::LoadBalancer>>, Vec<observed::TargetGroup>, Vec<observed::Listener>);
 
 async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     let mut lbs = BTreeMap::new();
@@ -131,13 +124,7 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     }
     let arns: Vec<String> = scope.load_balancers.iter().cloned().collect();
     // One call for all; a missing ARN fails the whole call, so fall back to one by one.
-    let found = match c
-        .elb
-        .describe_load_balancers()
-        .set_load_balancer_arns(Some(arns.clone()))
-        .send()
-        .await
-    {
+    let found = match c.elb.describe_load_balancers().set_load_balancer_arns(Some(arns.clone())).send().await {
         Ok(out) => out.load_balancers.unwrap_or_default(),
         Err(e) => {
             let e = AwsError::new("DescribeLoadBalancers", e);
@@ -146,13 +133,7 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
             }
             let mut v = Vec::new();
             for arn in &arns {
-                match c
-                    .elb
-                    .describe_load_balancers()
-                    .load_balancer_arns(arn)
-                    .send()
-                    .await
-                {
+                match c.elb.describe_load_balancers().load_balancer_arns(arn).send().await {
                     Ok(out) => v.extend(out.load_balancers.unwrap_or_default()),
                     Err(e) => {
                         let e = AwsError::new("DescribeLoadBalancers", e);
@@ -167,21 +148,12 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     };
     let subnet_ids: Vec<String> = found
         .iter()
-        .flat_map(|lb| {
-            lb.availability_zones()
-                .iter()
-                .filter_map(|z| z.subnet_id().map(str::to_owned))
-        })
+        .flat_map(|lb| lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_owned)))
         .collect();
     let mut subnet_cidrs: BTreeMap<String, String> = BTreeMap::new();
     if !subnet_ids.is_empty() {
-        let out = c
-            .ec2
-            .describe_subnets()
-            .set_subnet_ids(Some(subnet_ids))
-            .send()
-            .await
-            .map_err(aws("DescribeSubnets"))?;
+        let out =
+            c.ec2.describe_subnets().set_subnet_ids(Some(subnet_ids)).send().await.map_err(aws("DescribeSubnets"))?;
         for s in out.subnets() {
             if let (Some(id), Some(cidr)) = (s.subnet_id(), s.cidr_block()) {
                 subnet_cidrs.insert(id.to_owned(), cidr.to_owned());
@@ -204,20 +176,11 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
             arn.clone(),
             Some(observed::LoadBalancer {
                 arn,
-                kind: lb
-                    .r#type()
-                    .map(|t| t.as_str().to_owned())
-                    .unwrap_or_default(),
-                scheme: lb
-                    .scheme()
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default(),
+                kind: lb.r#type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                scheme: lb.scheme().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                 vpc_id: lb.vpc_id().unwrap_or_default().to_owned(),
                 dns_name: lb.dns_name().unwrap_or_default().to_owned(),
-                canonical_hosted_zone_id: lb
-                    .canonical_hosted_zone_id()
-                    .unwrap_or_default()
-                    .to_owned(),
+                canonical_hosted_zone_id: lb.canonical_hosted_zone_id().unwrap_or_default().to_owned(),
                 subnet_cidrs: cidrs,
             }),
         );
@@ -234,12 +197,7 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     let mut listeners = Vec::new();
     for lb in &found {
         let arn = lb.load_balancer_arn().unwrap_or_default();
-        let mut pages = c
-            .elb
-            .describe_listeners()
-            .load_balancer_arn(arn)
-            .into_paginator()
-            .send();
+        let mut pages = c.elb.describe_listeners().load_balancer_arn(arn).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(aws("DescribeListeners"))?;
             listeners.extend(page.listeners.unwrap_or_default());
@@ -249,38 +207,21 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
     let candidate_tgs: Vec<&aws_sdk_elasticloadbalancingv2::types::TargetGroup> = tgs
         .iter()
         .filter(|t| {
-            t.target_group_name()
-                .is_some_and(|n| n.starts_with("sftp-"))
-                || t.load_balancer_arns()
-                    .iter()
-                    .any(|a| scope.load_balancers.contains(a))
+            t.target_group_name().is_some_and(|n| n.starts_with("sftp-"))
+                || t.load_balancer_arns().iter().any(|a| scope.load_balancers.contains(a))
         })
         .collect();
-    let mut tag_arns: Vec<String> = candidate_tgs
-        .iter()
-        .filter_map(|t| t.target_group_arn().map(str::to_owned))
-        .collect();
-    tag_arns.extend(
-        listeners
-            .iter()
-            .filter_map(|l| l.listener_arn().map(str::to_owned)),
-    );
+    let mut tag_arns: Vec<String> =
+        candidate_tgs.iter().filter_map(|t| t.target_group_arn().map(str::to_owned)).collect();
+    tag_arns.extend(listeners.iter().filter_map(|l| l.listener_arn().map(str::to_owned)));
     let mut tags: BTreeMap<String, Tags> = BTreeMap::new();
     for chunk in tag_arns.chunks(20) {
-        let out = c
-            .elb
-            .describe_tags()
-            .set_resource_arns(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(aws("DescribeTags"))?;
+        let out =
+            c.elb.describe_tags().set_resource_arns(Some(chunk.to_vec())).send().await.map_err(aws("DescribeTags"))?;
         for td in out.tag_descriptions() {
-            let t = tag_map(td.tags().iter().filter_map(|t| {
-                Some((
-                    t.key()?.to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                ))
-            }));
+            let t = tag_map(
+                td.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))),
+            );
             tags.insert(td.resource_arn().unwrap_or_default().to_owned(), t);
         }
     }
@@ -310,11 +251,8 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
         let arn = l.listener_arn().unwrap_or_default().to_owned();
         let t = tags.get(&arn).cloned().unwrap_or_default();
         // Attributes only for listeners we may manage: ours, or on a port a manifest wants.
-        let idle_timeout_seconds = if t.contains_key(crate::names::OWNER_TAG) {
-            listener_idle_timeout(c, &arn).await?
-        } else {
-            None
-        };
+        let idle_timeout_seconds =
+            if t.contains_key(crate::names::OWNER_TAG) { listener_idle_timeout(c, &arn).await? } else { None };
         out_listeners.push(observed::Listener {
             load_balancer_arn: l.load_balancer_arn().unwrap_or_default().to_owned(),
             port: l.port(),
@@ -323,17 +261,9 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
                 .default_actions()
                 .iter()
                 .flat_map(|a| {
-                    let mut v: Vec<String> = a
-                        .target_group_arn()
-                        .map(str::to_owned)
-                        .into_iter()
-                        .collect();
+                    let mut v: Vec<String> = a.target_group_arn().map(str::to_owned).into_iter().collect();
                     if let Some(fc) = a.forward_config() {
-                        v.extend(
-                            fc.target_groups()
-                                .iter()
-                                .filter_map(|t| t.target_group_arn().map(str::to_owned)),
-                        );
+                        v.extend(fc.target_groups().iter().filter_map(|t| t.target_group_arn().map(str::to_owned)));
                     }
                     v
                 })
@@ -351,13 +281,7 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
 pub const IDLE_TIMEOUT_ATTRIBUTE: &str = "tcp.idle_timeout.seconds";
 
 async fn listener_idle_timeout(c: &Clients, arn: &str) -> Result<Option<u32>> {
-    match c
-        .elb
-        .describe_listener_attributes()
-        .listener_arn(arn)
-        .send()
-        .await
-    {
+    match c.elb.describe_listener_attributes().listener_arn(arn).send().await {
         Ok(out) => Ok(out
             .attributes()
             .iter()
@@ -371,10 +295,7 @@ async fn listener_idle_timeout(c: &Clients, arn: &str) -> Result<Option<u32>> {
     }
 }
 
-async fn security_groups(
-    c: &Clients,
-    scope: &Scope,
-) -> Result<BTreeMap<String, Option<Vec<observed::IngressRule>>>> {
+async fn security_groups(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, Option<Vec<observed::IngressRule>>>> {
     let mut out: BTreeMap<String, Option<Vec<observed::IngressRule>>> = BTreeMap::new();
     if scope.security_groups.is_empty() {
         return Ok(out);
@@ -383,22 +304,12 @@ async fn security_groups(
     // One walk over the rules of every group. A group that shows any rule (its default egress
     // rule, at least) exists; only a group without any is checked on its own.
     let mut rules: BTreeMap<String, Vec<observed::IngressRule>> = BTreeMap::new();
-    let filter = aws_sdk_ec2::types::Filter::builder()
-        .name("group-id")
-        .set_values(Some(ids.clone()))
-        .build();
-    let mut pages = c
-        .ec2
-        .describe_security_group_rules()
-        .filters(filter)
-        .into_paginator()
-        .send();
+    let filter = aws_sdk_ec2::types::Filter::builder().name("group-id").set_values(Some(ids.clone())).build();
+    let mut pages = c.ec2.describe_security_group_rules().filters(filter).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws("DescribeSecurityGroupRules"))?;
         for r in page.security_group_rules() {
-            let group = rules
-                .entry(r.group_id().unwrap_or_default().to_owned())
-                .or_default();
+            let group = rules.entry(r.group_id().unwrap_or_default().to_owned()).or_default();
             if r.is_egress() == Some(true) {
                 continue;
             }
@@ -408,18 +319,13 @@ async fn security_groups(
                 protocol: r.ip_protocol().unwrap_or_default().to_owned(),
                 from_port: r.from_port().unwrap_or(-1),
                 to_port: r.to_port().unwrap_or(-1),
-                cidr: r
-                    .cidr_ipv4()
-                    .or(r.cidr_ipv6())
-                    .unwrap_or_default()
-                    .to_owned(),
+                cidr: r.cidr_ipv4().or(r.cidr_ipv6()).unwrap_or_default().to_owned(),
                 description: r.description().map(str::to_owned),
-                tags: tag_map(r.tags().iter().filter_map(|t| {
-                    Some((
-                        t.key()?.to_owned(),
-                        t.value().unwrap_or_default().to_owned(),
-                    ))
-                })),
+                tags: tag_map(
+                    r.tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))),
+                ),
             });
         }
     }
@@ -445,10 +351,7 @@ async fn security_groups(
     Ok(out)
 }
 
-type CloudMapPart = (
-    BTreeMap<String, Option<observed::Namespace>>,
-    Vec<observed::CloudMapService>,
-);
+type CloudMapPart = (BTreeMap<String, Option<observed::Namespace>>, Vec<observed::CloudMapService>);
 
 async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
     let mut namespaces = BTreeMap::new();
@@ -464,8 +367,7 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
     }
     for reference in &scope.namespaces {
         let found = all.iter().find(|n| {
-            n.id() == Some(reference.as_str())
-                || n.name().map(|x| x.trim_end_matches('.')) == Some(reference.as_str())
+            n.id() == Some(reference.as_str()) || n.name().map(|x| x.trim_end_matches('.')) == Some(reference.as_str())
         });
         namespaces.insert(
             reference.clone(),
@@ -475,33 +377,21 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
             }),
         );
     }
-    let ids: BTreeSet<String> = namespaces
-        .values()
-        .flatten()
-        .map(|n| n.id.clone())
-        .collect();
+    let ids: BTreeSet<String> = namespaces.values().flatten().map(|n| n.id.clone()).collect();
     for id in ids {
         let filter = aws_sdk_servicediscovery::types::ServiceFilter::builder()
             .name(aws_sdk_servicediscovery::types::ServiceFilterName::NamespaceId)
             .values(id.clone())
             .build()
             .map_err(|e| AwsError::other("ListServices", e.to_string()))?;
-        let mut pages = c
-            .cloudmap
-            .list_services()
-            .filters(filter)
-            .into_paginator()
-            .send();
+        let mut pages = c.cloudmap.list_services().filters(filter).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(aws("ListServices"))?;
             for s in page.services() {
                 let arn = s.arn().unwrap_or_default().to_owned();
-                let srv_ttl = s.dns_config().and_then(|d| {
-                    d.dns_records()
-                        .iter()
-                        .find(|r| r.r#type().as_str() == "SRV")
-                        .map(|r| r.ttl())
-                });
+                let srv_ttl = s
+                    .dns_config()
+                    .and_then(|d| d.dns_records().iter().find(|r| r.r#type().as_str() == "SRV").map(|r| r.ttl()));
                 services.push(observed::CloudMapService {
                     id: s.id().unwrap_or_default().to_owned(),
                     name: s.name().unwrap_or_default().to_owned(),
@@ -517,18 +407,9 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
     }
     // Ownership: our description says it without a call; tags are read (one call each, Cloud
     // Map has no batch) only for other services named like ours.
-    let wanted: BTreeSet<&str> = scope
-        .ecs_services
-        .values()
-        .flatten()
-        .map(String::as_str)
-        .collect();
+    let wanted: BTreeSet<&str> = scope.ecs_services.values().flatten().map(String::as_str).collect();
     for s in services.iter_mut() {
-        if let Some(tags) = s
-            .description
-            .as_deref()
-            .and_then(crate::names::parse_description)
-        {
+        if let Some(tags) = s.description.as_deref().and_then(crate::names::parse_description) {
             s.tags = tags;
         } else if wanted.contains(s.name.as_str()) || scope.list_all_services {
             let out = c
@@ -538,11 +419,7 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
                 .send()
                 .await
                 .map_err(aws("ListTagsForResource"))?;
-            s.tags = tag_map(
-                out.tags()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned())),
-            );
+            s.tags = tag_map(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
         }
     }
     Ok((namespaces, services))
@@ -554,20 +431,12 @@ async fn ecs_services(c: &Clients, scope: &Scope) -> Result<EcsPart> {
     let mut clusters = BTreeMap::new();
     let mut services = Vec::new();
     for cluster in &scope.clusters {
-        let mut names: BTreeSet<String> =
-            scope.ecs_services.get(cluster).cloned().unwrap_or_default();
+        let mut names: BTreeSet<String> = scope.ecs_services.get(cluster).cloned().unwrap_or_default();
         if scope.list_all_services {
-            let mut pages = c
-                .ecs
-                .list_services()
-                .cluster(cluster)
-                .into_paginator()
-                .send();
+            let mut pages = c.ecs.list_services().cluster(cluster).into_paginator().send();
             while let Some(page) = pages.next().await {
                 match page {
-                    Ok(p) => {
-                        names.extend(p.service_arns().iter().map(|a| name_from_arn(a).to_owned()))
-                    }
+                    Ok(p) => names.extend(p.service_arns().iter().map(|a| name_from_arn(a).to_owned())),
                     Err(e) => {
                         let e = AwsError::new("ListServices", e);
                         if e.is("ClusterNotFoundException") {
@@ -600,9 +469,11 @@ async fn ecs_services(c: &Clients, scope: &Scope) -> Result<EcsPart> {
                     return Err(e);
                 }
             };
-            if out.failures().iter().any(|f| {
-                f.reason() == Some("MISSING") && f.arn().is_some_and(|a| a.contains(":cluster/"))
-            }) {
+            if out
+                .failures()
+                .iter()
+                .any(|f| f.reason() == Some("MISSING") && f.arn().is_some_and(|a| a.contains(":cluster/")))
+            {
                 exists = false;
             }
             for s in out.services() {
@@ -616,10 +487,7 @@ async fn ecs_services(c: &Clients, scope: &Scope) -> Result<EcsPart> {
 
 fn ecs_service(cluster: &str, s: &aws_sdk_ecs::types::Service) -> observed::EcsService {
     let dc = s.deployment_configuration();
-    let primary = s
-        .deployments()
-        .iter()
-        .find(|d| d.status() == Some("PRIMARY"));
+    let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
     observed::EcsService {
         arn: s.service_arn().unwrap_or_default().to_owned(),
         name: s.service_name().unwrap_or_default().to_owned(),
@@ -649,52 +517,31 @@ fn ecs_service(cluster: &str, s: &aws_sdk_ecs::types::Service) -> observed::EcsS
             .collect(),
         minimum_healthy_percent: dc.and_then(|d| d.minimum_healthy_percent()),
         maximum_percent: dc.and_then(|d| d.maximum_percent()),
-        circuit_breaker_rollback: dc
-            .and_then(|d| d.deployment_circuit_breaker())
-            .map(|b| b.enable() && b.rollback()),
+        circuit_breaker_rollback: dc.and_then(|d| d.deployment_circuit_breaker()).map(|b| b.enable() && b.rollback()),
         // An empty list may just mean "not reported" (moto drops them): unknown unless present.
         distinct_instance: (!s.placement_constraints().is_empty()).then(|| {
-            s.placement_constraints()
-                .iter()
-                .any(|p| p.r#type().map(|t| t.as_str()) == Some("distinctInstance"))
+            s.placement_constraints().iter().any(|p| p.r#type().map(|t| t.as_str()) == Some("distinctInstance"))
         }),
         health_check_grace_period_seconds: s.health_check_grace_period_seconds(),
-        rollout_state: primary
-            .and_then(|d| d.rollout_state())
-            .map(|r| r.as_str().to_owned()),
-        rollout_reason: primary
-            .and_then(|d| d.rollout_state_reason())
-            .map(str::to_owned),
-        tags: tag_map(s.tags().iter().filter_map(|t| {
-            Some((
-                t.key()?.to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            ))
-        })),
+        rollout_state: primary.and_then(|d| d.rollout_state()).map(|r| r.as_str().to_owned()),
+        rollout_reason: primary.and_then(|d| d.rollout_state_reason()).map(str::to_owned),
+        tags: tag_map(
+            s.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))),
+        ),
     }
 }
 
-async fn task_definitions(
-    c: &Clients,
-    scope: &Scope,
-) -> Result<BTreeMap<String, observed::TaskDefinitionRevision>> {
+async fn task_definitions(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, observed::TaskDefinitionRevision>> {
     let mut out = BTreeMap::new();
     for family in &scope.families {
-        let resp = c
-            .ecs
-            .describe_task_definition()
-            .task_definition(family)
-            .include(TaskDefinitionField::Tags)
-            .send()
-            .await;
+        let resp =
+            c.ecs.describe_task_definition().task_definition(family).include(TaskDefinitionField::Tags).send().await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
                 let e = AwsError::new("DescribeTaskDefinition", e);
                 // No revision yet (or none ACTIVE).
-                if e.is("ClientException")
-                    || e.message.contains("nable to describe")
-                    || e.message.contains("not found")
+                if e.is("ClientException") || e.message.contains("nable to describe") || e.message.contains("not found")
                 {
                     continue;
                 }
@@ -707,12 +554,9 @@ async fn task_definitions(
         if td.status().map(|s| s.as_str()) == Some("INACTIVE") {
             continue;
         }
-        let tags = tag_map(resp.tags().iter().filter_map(|t| {
-            Some((
-                t.key()?.to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            ))
-        }));
+        let tags = tag_map(
+            resp.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))),
+        );
         out.insert(
             family.clone(),
             observed::TaskDefinitionRevision {
@@ -731,15 +575,8 @@ async fn task_definitions(
 fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
     TaskDefinition {
         family: td.family().unwrap_or_default().to_owned(),
-        network_mode: td
-            .network_mode()
-            .map(|m| m.as_str().to_owned())
-            .unwrap_or_default(),
-        requires_compatibilities: td
-            .requires_compatibilities()
-            .iter()
-            .map(|c| c.as_str().to_owned())
-            .collect(),
+        network_mode: td.network_mode().map(|m| m.as_str().to_owned()).unwrap_or_default(),
+        requires_compatibilities: td.requires_compatibilities().iter().map(|c| c.as_str().to_owned()).collect(),
         execution_role_arn: td.execution_role_arn().map(str::to_owned),
         task_role_arn: td.task_role_arn().map(str::to_owned),
         container_definitions: td
@@ -767,10 +604,7 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                         .map(|p| PortMapping {
                             container_port: p.container_port().unwrap_or_default() as u16,
                             host_port: p.host_port().unwrap_or_default() as u16,
-                            protocol: p
-                                .protocol()
-                                .map(|x| x.as_str().to_owned())
-                                .unwrap_or_else(|| "tcp".into()),
+                            protocol: p.protocol().map(|x| x.as_str().to_owned()).unwrap_or_else(|| "tcp".into()),
                         })
                         .collect(),
                     entry_point: c.entry_point().to_vec(),
@@ -779,10 +613,7 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                     secrets: c
                         .secrets()
                         .iter()
-                        .map(|s| SecretRef {
-                            name: s.name().to_owned(),
-                            value_from: s.value_from().to_owned(),
-                        })
+                        .map(|s| SecretRef { name: s.name().to_owned(), value_from: s.value_from().to_owned() })
                         .collect(),
                     mount_points: c
                         .mount_points()
@@ -794,32 +625,20 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                         })
                         .collect(),
                     linux_parameters: c.linux_parameters().map(|l| LinuxParameters {
-                        capabilities_add: l
-                            .capabilities()
-                            .map(|c| c.add().to_vec())
-                            .unwrap_or_default(),
+                        capabilities_add: l.capabilities().map(|c| c.add().to_vec()).unwrap_or_default(),
                         devices: l
                             .devices()
                             .iter()
                             .map(|d| Device {
                                 host_path: d.host_path().to_owned(),
                                 container_path: d.container_path().unwrap_or_default().to_owned(),
-                                permissions: d
-                                    .permissions()
-                                    .iter()
-                                    .map(|p| p.as_str().to_owned())
-                                    .collect(),
+                                permissions: d.permissions().iter().map(|p| p.as_str().to_owned()).collect(),
                             })
                             .collect(),
                     }),
                     log_configuration: c.log_configuration().map(|l| LogConfiguration {
                         log_driver: l.log_driver().as_str().to_owned(),
-                        options: l
-                            .options()
-                            .cloned()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .collect(),
+                        options: l.options().cloned().unwrap_or_default().into_iter().collect(),
                     }),
                 }
             })
@@ -833,13 +652,8 @@ fn task_definition(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinition {
                 efs: v.efs_volume_configuration().map(|e| EfsVolume {
                     file_system_id: e.file_system_id().to_owned(),
                     root_directory: e.root_directory().unwrap_or("/").to_owned(),
-                    access_point_id: e
-                        .authorization_config()
-                        .and_then(|a| a.access_point_id().map(str::to_owned)),
-                    transit_encryption: e
-                        .transit_encryption()
-                        .map(|t| t.as_str() == "ENABLED")
-                        .unwrap_or(false),
+                    access_point_id: e.authorization_config().and_then(|a| a.access_point_id().map(str::to_owned)),
+                    transit_encryption: e.transit_encryption().map(|t| t.as_str() == "ENABLED").unwrap_or(false),
                 }),
             })
             .collect(),
@@ -855,12 +669,7 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
         .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
         .values("sftp-operator/")
         .build();
-    let mut pages = c
-        .secrets
-        .list_secrets()
-        .filters(filter)
-        .into_paginator()
-        .send();
+    let mut pages = c.secrets.list_secrets().filters(filter).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws("ListSecrets"))?;
         for s in page.secret_list() {
@@ -872,12 +681,11 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
                 arn: s.arn().unwrap_or_default().to_owned(),
                 name,
                 description: s.description().map(str::to_owned),
-                tags: tag_map(s.tags().iter().filter_map(|t| {
-                    Some((
-                        t.key()?.to_owned(),
-                        t.value().unwrap_or_default().to_owned(),
-                    ))
-                })),
+                tags: tag_map(
+                    s.tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))),
+                ),
             });
         }
     }
@@ -885,10 +693,7 @@ async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
 }
 
 /// Target health of one target group, as (target id, port, state), for `status`.
-pub async fn target_health(
-    c: &Clients,
-    target_group_arn: &str,
-) -> Result<Vec<(String, Option<i32>, String)>> {
+pub async fn target_health(c: &Clients, target_group_arn: &str) -> Result<Vec<(String, Option<i32>, String)>> {
     let out = c
         .elb
         .describe_target_health()
@@ -904,19 +709,13 @@ pub async fn target_health(
             (
                 target.and_then(|x| x.id()).unwrap_or_default().to_owned(),
                 target.and_then(|x| x.port()),
-                t.target_health()
-                    .and_then(|h| h.state())
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default(),
+                t.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_owned()).unwrap_or_default(),
             )
         })
         .collect())
 }
 
-type Route53Part = (
-    BTreeMap<String, crate::dns::ZoneLookup>,
-    BTreeMap<String, Vec<crate::dns::RecordSet>>,
-);
+type Route53Part = (BTreeMap<String, crate::dns::ZoneLookup>, BTreeMap<String, Vec<crate::dns::RecordSet>>);
 
 /// Zones resolved by id or name (a name matching several zones is ambiguous), then one
 /// ListResourceRecordSets walk per zone, shared by every service in it.
@@ -931,13 +730,8 @@ async fn route53(c: &Clients, scope: &Scope) -> Result<Route53Part> {
     let mut marker: Option<String> = None;
     loop {
         c.route53_permit().await;
-        let out = c
-            .route53
-            .list_hosted_zones()
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .map_err(aws("ListHostedZones"))?;
+        let out =
+            c.route53.list_hosted_zones().set_marker(marker.clone()).send().await.map_err(aws("ListHostedZones"))?;
         zones.extend(out.hosted_zones().iter().cloned());
         match out.next_marker() {
             Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
@@ -960,10 +754,7 @@ async fn route53(c: &Clients, scope: &Scope) -> Result<Route53Part> {
                 private: z.config().is_some_and(|c| c.private_zone()),
             },
             many => ZoneLookup::Ambiguous {
-                ids: many
-                    .iter()
-                    .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
-                    .collect(),
+                ids: many.iter().map(|z| z.id().trim_start_matches("/hostedzone/").to_owned()).collect(),
             },
         };
         lookups.insert(reference.clone(), lookup);
@@ -984,11 +775,8 @@ async fn route53(c: &Clients, scope: &Scope) -> Result<Route53Part> {
 /// Every record set of a zone, paged by hand (the SDK has no paginator for this call).
 async fn record_sets(c: &Clients, zone_id: &str) -> Result<Vec<crate::dns::RecordSet>> {
     let mut out = Vec::new();
-    let (mut name, mut kind, mut ident): (
-        Option<String>,
-        Option<aws_sdk_route53::types::RrType>,
-        Option<String>,
-    ) = (None, None, None);
+    let (mut name, mut kind, mut ident): (Option<String>, Option<aws_sdk_route53::types::RrType>, Option<String>) =
+        (None, None, None);
     loop {
         c.route53_permit().await;
         let page = c
@@ -1007,11 +795,7 @@ async fn record_sets(c: &Clients, zone_id: &str) -> Result<Vec<crate::dns::Recor
                 kind: r.r#type().as_str().to_owned(),
                 ttl: r.ttl(),
                 values: {
-                    let mut v: Vec<String> = r
-                        .resource_records()
-                        .iter()
-                        .map(|x| x.value().to_owned())
-                        .collect();
+                    let mut v: Vec<String> = r.resource_records().iter().map(|x| x.value().to_owned()).collect();
                     v.sort();
                     v
                 },
@@ -1091,12 +875,8 @@ async fn placements(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, crate
                 }
             }
         }
-        let cis: Vec<String> = ci_of_service
-            .iter()
-            .map(|(_, ci)| ci.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let cis: Vec<String> =
+            ci_of_service.iter().map(|(_, ci)| ci.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut ec2_of_ci: BTreeMap<String, String> = BTreeMap::new();
         for chunk in cis.chunks(100) {
             let out = c
@@ -1119,22 +899,13 @@ async fn placements(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, crate
             }
         }
     }
-    let ids: Vec<String> = instance_of_service
-        .iter()
-        .map(|(_, i)| i.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids: Vec<String> =
+        instance_of_service.iter().map(|(_, i)| i.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if ids.is_empty() {
         return Ok(out);
     }
     let mut ip_of: BTreeMap<String, String> = BTreeMap::new();
-    let mut pages = c
-        .ec2
-        .describe_instances()
-        .set_instance_ids(Some(ids))
-        .into_paginator()
-        .send();
+    let mut pages = c.ec2.describe_instances().set_instance_ids(Some(ids)).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws("DescribeInstances"))?;
         for r in page.reservations() {
@@ -1173,21 +944,11 @@ async fn with_cloud_map(
         let Some(p) = placements.get_mut(&s.name) else {
             continue;
         };
-        let out = c
-            .cloudmap
-            .list_instances()
-            .service_id(&s.id)
-            .send()
-            .await
-            .map_err(aws("ListInstances"))?;
+        let out = c.cloudmap.list_instances().service_id(&s.id).send().await.map_err(aws("ListInstances"))?;
         let mut ips: Vec<String> = out
             .instances()
             .iter()
-            .filter_map(|i| {
-                i.attributes()
-                    .and_then(|a| a.get("AWS_INSTANCE_IPV4"))
-                    .cloned()
-            })
+            .filter_map(|i| i.attributes().and_then(|a| a.get("AWS_INSTANCE_IPV4")).cloned())
             .collect();
         ips.sort();
         p.cloud_map_ips = Some(ips);

@@ -27,11 +27,7 @@ fn venv_bin(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Moto {
@@ -50,8 +46,7 @@ impl Moto {
             .expect("start moto_server");
         let url = format!("http://127.0.0.1:{port}");
         // Readiness: werkzeug announces "Running on" once it listens; no polling, no sleeps.
-        let mut lines =
-            std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
         let mut seen = Vec::new();
         loop {
             match lines.next() {
@@ -83,11 +78,7 @@ impl Moto {
             .envs(aws_env())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "seeding failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
@@ -119,15 +110,9 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(upstream: &str) -> Proxy {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let ops = Arc::new(Mutex::new(Vec::new()));
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let rec = ops.clone();
@@ -193,10 +178,7 @@ impl Proxy {
     }
 
     pub fn mutating(ops: &[String]) -> Vec<String> {
-        ops.iter()
-            .filter(|o| sftp_operator::aws::is_mutating(o))
-            .cloned()
-            .collect()
+        ops.iter().filter(|o| sftp_operator::aws::is_mutating(o)).cloned().collect()
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -246,9 +228,7 @@ pub fn clients(proxy: &Proxy, endpoint: &str) -> sftp_operator::aws::Clients {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(endpoint)
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("testing", "testing", None, None, "test"))
             .load()
             .await;
         sftp_operator::aws::Clients::from_sdk_config(&conf)
@@ -263,11 +243,7 @@ pub fn aws_cli(endpoint: &str, args: &[&str]) -> serde_json::Value {
         .envs(aws_env())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -303,10 +279,7 @@ impl RunProc {
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         Some((status, body))
     }
 
@@ -319,10 +292,7 @@ impl RunProc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
     }
 }
@@ -339,10 +309,7 @@ impl Drop for RunProc {
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
