@@ -103,7 +103,9 @@ pub async fn converge(
         clients.calls.mutating(),
     ))?;
     if ensure_events {
-        let clusters: Vec<String> = observed.clusters_arns();
+        let mut clusters: Vec<String> = desired.iter().map(render::cluster_arn).collect();
+        clusters.sort();
+        clusters.dedup();
         let url = crate::aws::events::ensure(&clients, &args.owner.owner_id, &clusters).await?;
         say(&format!("Events queue (for `run --events-queue-url`): {url}\n"))?;
     }

@@ -41,8 +41,6 @@ pub struct Observed {
     pub cloud_map_services: Vec<CloudMapService>,
     /// By cluster name; false when it does not exist.
     pub clusters: BTreeMap<String, bool>,
-    /// Cluster ARNs by name, as the services reported them.
-    pub cluster_arns: BTreeMap<String, String>,
     pub ecs_services: Vec<EcsService>,
     /// Latest ACTIVE revision by family.
     pub task_definitions: BTreeMap<String, TaskDefinitionRevision>,
@@ -53,13 +51,6 @@ pub struct Observed {
     pub record_sets: BTreeMap<String, Vec<crate::dns::RecordSet>>,
     /// Where each service's tasks run, by service name (services with a `dns` block).
     pub placements: BTreeMap<String, crate::dns::Placement>,
-}
-
-impl Observed {
-    /// ARNs of the existing clusters (for the events rule's pattern).
-    pub fn clusters_arns(&self) -> Vec<String> {
-        self.cluster_arns.values().cloned().collect()
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

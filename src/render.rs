@@ -347,6 +347,12 @@ pub fn host_key_secret_arn(s: &Service) -> String {
     }
 }
 
+/// The ECS cluster's ARN, in the load balancer's partition, region and account.
+pub fn cluster_arn(s: &Desired) -> String {
+    let (partition, region, account) = arn_parts(&s.load_balancer_arn);
+    format!("arn:{partition}:ecs:{region}:{account}:cluster/{}", s.ecs_service.cluster)
+}
+
 const HOME_VOLUME: &str = "sftp-home";
 
 pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {

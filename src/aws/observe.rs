@@ -84,14 +84,6 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     let (load_balancers, target_groups, listeners) = lbs;
     let (namespaces, cloud_map_services) = ns;
     let (clusters, ecs_services) = ecs;
-    let cluster_arns = ecs_services
-        .iter()
-        .filter_map(|s: &observed::EcsService| {
-            // arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME → the cluster's ARN.
-            let (prefix, _) = s.arn.split_once(":service/")?;
-            Some((s.cluster.clone(), format!("{prefix}:cluster/{}", s.cluster)))
-        })
-        .collect();
     let placements = if scope.cloud_map_instances {
         with_cloud_map(c, placements, &namespaces_for_placement(&scope.placements), &cloud_map_services).await?
     } else {
@@ -105,7 +97,6 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
         namespaces,
         cloud_map_services,
         clusters,
-        cluster_arns,
         ecs_services,
         task_definitions: tds,
         secrets,
