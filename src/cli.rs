@@ -288,6 +288,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             block_on(crate::commands::status(&services, &aws))
         }
         Command::Run { manifests, aws, run } => {
+            if aws.prune {
+                // Deleting on a timer is too easy to regret: prune stays an explicit converge.
+                return Err(CliError::Run("`run` never prunes; use `converge --prune` when a manifest is gone".into()));
+            }
             crate::run::init_logging(run.log_format == LogFormat::Json);
             let cfg = crate::run::RunConfig {
                 paths: manifests.filename,

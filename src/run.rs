@@ -236,8 +236,11 @@ async fn watch_manifests(
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let _watcher = {
         use notify::Watcher;
-        let mut w = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.send(());
+        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Our own re-reads open the files: access events must not trigger another read.
+            if res.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                let _ = tx.send(());
+            }
         })
         .ok();
         for p in &paths {
@@ -254,7 +257,8 @@ async fn watch_manifests(
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = rx.recv() => {}
+            // Without a watcher (its channel closed) the poll alone drives re-reads.
+            Some(()) = rx.recv() => {}
             _ = tokio::time::sleep(poll) => {}
         }
         while rx.try_recv().is_ok() {}

@@ -107,3 +107,21 @@ fn aws_commands_check_the_manifests_before_calling_aws() {
         .code(1)
         .stderr(predicate::str::contains("spec.port: 22 is out of range"));
 }
+
+#[test]
+fn the_readme_documents_every_flag_of_every_command() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for cmd in ["validate", "render", "plan", "converge", "status", "delete", "run"] {
+        let out = op().args([cmd, "--help"]).assert().success().get_output().stdout.clone();
+        let help = String::from_utf8(out).unwrap();
+        for flag in help.split_whitespace().filter(|w| w.starts_with("--")).map(|w| w.trim_end_matches([',', '.'])) {
+            if flag == "--help" {
+                continue;
+            }
+            assert!(readme.contains(&format!("`{flag}")), "README's flag table lacks {flag} (from `{cmd} --help`)");
+        }
+        for env in help.split("[env: ").skip(1).filter_map(|s| s.split('=').next()) {
+            assert!(readme.contains(env), "README lacks {env} (from `{cmd} --help`)");
+        }
+    }
+}
