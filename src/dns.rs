@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::names;
 use crate::observed::LoadBalancer;
@@ -21,7 +21,7 @@ use crate::validate::normalize_dns_name;
 /// Record types the operator manages at its names; anything else there is left alone.
 pub const MANAGED_TYPES: [&str; 3] = ["A", "TXT", "SSHFP"];
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Alias {
     pub dns_name: String,
@@ -29,7 +29,7 @@ pub struct Alias {
 }
 
 /// One Route 53 record set, names normalised (lower case, trailing dot, `\052` → `*`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordSet {
     pub name: String,
@@ -72,7 +72,7 @@ impl RecordSet {
 }
 
 /// Where a manifest's zone reference led.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "state")]
 pub enum ZoneLookup {
     Found {
@@ -89,7 +89,7 @@ pub enum ZoneLookup {
 
 /// Where a service's tasks run, as observed: RUNNING tasks in `service:<name>`, their hosts'
 /// private IPs, and the IPs Cloud Map has registered (to report a mismatch).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Placement {
     pub running_tasks: usize,

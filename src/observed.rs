@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::names;
 use crate::render::TaskDefinition;
@@ -11,7 +11,7 @@ use crate::render::TaskDefinition;
 pub type Tags = BTreeMap<String, String>;
 
 /// Who a resource belongs to, from its tags (or rule description).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Ownership {
     /// Ours: tagged with our owner id; `service` names the SftpService it belongs to.
@@ -27,8 +27,8 @@ pub fn ownership(tags: &Tags, owner: &str) -> Ownership {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Observed {
     /// By ARN; `None` when the ARN does not exist.
     pub load_balancers: BTreeMap<String, Option<LoadBalancer>>,
@@ -53,8 +53,8 @@ pub struct Observed {
     pub placements: BTreeMap<String, crate::dns::Placement>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct LoadBalancer {
     pub arn: String,
     /// `network`, `application`, `gateway`: checked here, not from the ARN text.
@@ -66,8 +66,8 @@ pub struct LoadBalancer {
     pub subnet_cidrs: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TargetGroup {
     pub arn: String,
     pub name: String,
@@ -84,8 +84,8 @@ pub struct TargetGroup {
     pub tags: Tags,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Listener {
     pub arn: String,
     pub load_balancer_arn: String,
@@ -96,8 +96,8 @@ pub struct Listener {
     pub tags: Tags,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct IngressRule {
     pub rule_id: String,
     pub protocol: String,
@@ -109,15 +109,15 @@ pub struct IngressRule {
     pub tags: Tags,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Namespace {
     pub id: String,
     pub name: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct CloudMapService {
     pub id: String,
     pub arn: String,
@@ -129,8 +129,8 @@ pub struct CloudMapService {
     pub instance_count: Option<i32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct EcsService {
     pub arn: String,
     pub name: String,
@@ -153,16 +153,16 @@ pub struct EcsService {
 }
 
 /// A service's link to a target group or a Cloud Map registry.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ServiceBinding {
     pub arn: String,
     pub container_name: Option<String>,
     pub container_port: Option<i32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TaskDefinitionRevision {
     pub arn: String,
     pub family: String,
@@ -171,8 +171,8 @@ pub struct TaskDefinitionRevision {
     pub tags: Tags,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Secret {
     pub arn: String,
     pub name: String,

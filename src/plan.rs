@@ -355,13 +355,24 @@ impl ServicePlanner<'_> {
         self.secret();
         let td_changes = self.task_definition();
         self.target_group(&lb.vpc_id);
-        self.listener(lb);
+        // What points at a resource we may not manage waits until the conflict is resolved:
+        // never route traffic to, or run tasks from, something that is not ours.
+        let tg_ok = !self.in_conflict(Kind::TargetGroup);
+        if tg_ok {
+            self.listener(lb);
+        }
         self.ingress(lb);
         if let Some(ns) = namespace {
             self.cloud_map(&ns);
         }
-        self.ecs_service(td_changes);
+        if tg_ok && !self.in_conflict(Kind::TaskDefinition) && !self.in_conflict(Kind::CloudMapService) {
+            self.ecs_service(td_changes);
+        }
         self.dns(lb);
+    }
+
+    fn in_conflict(&self, kind: Kind) -> bool {
+        self.changes.iter().any(|c| c.kind == kind && c.action == Action::Conflict)
     }
 
     fn dns(&mut self, lb: &observed::LoadBalancer) {
