@@ -568,15 +568,7 @@ impl ServicePlanner<'_> {
                 return;
             };
             self.modify_listener(&label, other, ops, tg);
-            for extra in owned {
-                self.push(
-                    Kind::Listener,
-                    &listener_label(extra),
-                    Action::Delete,
-                    vec![],
-                    vec![Op::DeleteListener { arn: extra.arn.clone() }],
-                );
-            }
+            self.delete_listeners(owned.into_iter());
             return;
         }
         match current {
@@ -592,16 +584,15 @@ impl ServicePlanner<'_> {
             Some(live) => {
                 self.modify_listener(&label, live, vec![], tg);
                 // Duplicates left by an interrupted run: keep one.
-                for extra in owned.iter().filter(|l| l.arn != live.arn) {
-                    self.push(
-                        Kind::Listener,
-                        &listener_label(extra),
-                        Action::Delete,
-                        vec![],
-                        vec![Op::DeleteListener { arn: extra.arn.clone() }],
-                    );
-                }
+                self.delete_listeners(owned.into_iter().filter(|l| l.arn != live.arn));
             }
+        }
+    }
+
+    fn delete_listeners<'l>(&mut self, listeners: impl Iterator<Item = &'l observed::Listener>) {
+        for l in listeners {
+            let op = Op::DeleteListener { arn: l.arn.clone() };
+            self.push(Kind::Listener, &listener_label(l), Action::Delete, vec![], vec![op]);
         }
     }
 

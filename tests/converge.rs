@@ -6,48 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Moto, Proxy, adapt, aws_cli, clients, examples_for, operator};
-
-struct World {
-    _moto: Moto,
-    proxy: Proxy,
-    ids: serde_json::Value,
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-fn world() -> World {
-    let moto = Moto::start();
-    let ids = moto.seed();
-    let proxy = Proxy::start(&moto.url);
-    let dir = tempfile::tempdir().unwrap();
-    examples_for(&ids, dir.path());
-    World { endpoint: moto.url.clone(), _moto: moto, proxy, ids, dir }
-}
-
-impl World {
-    fn manifest(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-
-    /// Runs the operator through the proxy; returns (exit, stdout, stderr, operations sent).
-    fn run(&self, args: &[&str]) -> (i32, String, String, Vec<String>) {
-        self.proxy.take();
-        let (code, out, err) = operator(&self.proxy.url, args);
-        (code, out, err, self.proxy.take())
-    }
-
-    fn edit(&self, name: &str, from: &str, to: &str) {
-        let p = self.dir.path().join(name);
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains(from), "{from} not in {name}");
-        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
-    }
-
-    fn sg(&self) -> String {
-        self.ids["securityGroup"].as_str().unwrap().to_owned()
-    }
-}
+use common::{Proxy, World, aws_cli, clients};
 
 fn set(ops: &[String]) -> BTreeSet<String> {
     ops.iter().cloned().collect()
@@ -55,7 +14,7 @@ fn set(ops: &[String]) -> BTreeSet<String> {
 
 #[test]
 fn converge_from_empty_creates_everything_and_a_second_converge_makes_no_mutating_call() {
-    let w = world();
+    let w = World::new();
     let campus = w.manifest("campus.yaml");
     let (code, out, err, ops) = w.run(&["converge", "-f", &campus]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -126,7 +85,7 @@ fn converge_from_empty_creates_everything_and_a_second_converge_makes_no_mutatin
 
 #[test]
 fn a_key_change_registers_one_revision_and_updates_only_the_service() {
-    let w = world();
+    let w = World::new();
     let f = w.manifest("efs.yaml");
     assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
     let bob = std::fs::read_to_string(common::root().join("tests/fixtures/keys/bob.pub")).unwrap();
@@ -147,7 +106,7 @@ fn a_key_change_registers_one_revision_and_updates_only_the_service() {
 
 #[test]
 fn removing_a_cidr_revokes_exactly_that_rule_and_adding_a_user_rolls_the_service() {
-    let w = world();
+    let w = World::new();
     let f = w.manifest("campus.yaml");
     assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
     w.edit("campus.yaml", "      - 203.0.113.16/28   # partner: registrar's vendor\n", "");
@@ -175,7 +134,7 @@ fn removing_a_cidr_revokes_exactly_that_rule_and_adding_a_user_rolls_the_service
 
 #[test]
 fn a_listener_port_change_modifies_the_listener_in_place() {
-    let w = world();
+    let w = World::new();
     let f = w.manifest("efs.yaml");
     assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
     w.edit("efs.yaml", "listenerPort: 2210", "listenerPort: 2211");
@@ -193,7 +152,7 @@ fn a_listener_port_change_modifies_the_listener_in_place() {
 
 #[test]
 fn drift_is_reported_by_plan_and_restored_by_converge() {
-    let w = world();
+    let w = World::new();
     let f = w.manifest("efs.yaml");
     assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
     let c = clients(&w.proxy, &w.endpoint);
@@ -220,27 +179,9 @@ fn drift_is_reported_by_plan_and_restored_by_converge() {
             .send()
             .await
             .unwrap();
-        // A stray rule carrying our description: ours to remove.
-        c.ec2
-            .authorize_security_group_ingress()
-            .group_id(w.sg())
-            .ip_permissions(
-                aws_sdk_ec2::types::IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(30010)
-                    .to_port(30010)
-                    .ip_ranges(
-                        aws_sdk_ec2::types::IpRange::builder()
-                            .cidr_ip("172.16.0.0/12")
-                            .description("sftp-operator owner=sftp-operator service=efs-drop")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
     });
+    // A stray rule carrying our description: ours to remove.
+    w.allow(30010, "172.16.0.0/12", "sftp-operator owner=sftp-operator service=efs-drop");
     let (code, out, _, ops) = w.run(&["plan", "-f", &f]);
     assert_eq!(code, 2, "{out}");
     assert_eq!(Proxy::mutating(&ops), Vec::<String>::new(), "plan must not mutate");
@@ -262,7 +203,7 @@ fn drift_is_reported_by_plan_and_restored_by_converge() {
 
 #[test]
 fn foreign_resources_are_left_alone_and_adopt_takes_over_a_conflict() {
-    let w = world();
+    let w = World::new();
     let f = w.manifest("efs.yaml");
     let c = clients(&w.proxy, &w.endpoint);
     let vpc = w.ids["vpc"].as_str().unwrap().to_owned();
@@ -278,23 +219,8 @@ fn foreign_resources_are_left_alone_and_adopt_takes_over_a_conflict() {
             .send()
             .await
             .unwrap();
-        c.ec2
-            .authorize_security_group_ingress()
-            .group_id(w.sg())
-            .ip_permissions(
-                aws_sdk_ec2::types::IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(22)
-                    .to_port(22)
-                    .ip_ranges(
-                        aws_sdk_ec2::types::IpRange::builder().cidr_ip("10.9.0.0/16").description("bastion").build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
     });
+    w.allow(22, "10.9.0.0/16", "bastion");
     let (code, out, _, _) = w.run(&["plan", "-f", &f]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("! target group sftp-efs-drop"), "{out}");
@@ -325,7 +251,7 @@ fn foreign_resources_are_left_alone_and_adopt_takes_over_a_conflict() {
 
 #[test]
 fn prune_and_delete_remove_exactly_the_owned_resources() {
-    let w = world();
+    let w = World::new();
     let dir = w.dir.path().to_string_lossy().into_owned();
     assert_eq!(w.run(&["converge", "-f", &dir]).0, 0);
     // s3-drop's manifest goes away: reported, kept without --prune, removed with it.
@@ -367,12 +293,11 @@ fn prune_and_delete_remove_exactly_the_owned_resources() {
 
 #[test]
 fn a_bad_manifest_makes_no_aws_call_at_all() {
-    let w = world();
+    let w = World::new();
     w.edit("efs.yaml", "port: 30010", "port: 80");
     let f = w.manifest("efs.yaml");
     let (code, _, err, ops) = w.run(&["converge", "-f", &f]);
     assert_eq!(code, 1);
     assert!(err.contains("efs.yaml:10:9: spec.port"), "{err}");
     assert_eq!(ops, Vec::<String>::new());
-    let _ = adapt;
 }

@@ -6,105 +6,18 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{Moto, Proxy, aws_cli, clients, examples_for, operator};
+use common::{Proxy, World, aws_cli, clients};
 
-struct World {
-    _moto: Moto,
-    proxy: Proxy,
-    ids: serde_json::Value,
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-fn world() -> World {
-    let moto = Moto::start();
-    let ids = moto.seed();
-    let proxy = Proxy::start(&moto.url);
-    let dir = tempfile::tempdir().unwrap();
-    examples_for(&ids, dir.path());
-    World { endpoint: moto.url.clone(), _moto: moto, proxy, ids, dir }
-}
-
-impl World {
-    fn campus(&self) -> String {
-        self.dir.path().join("campus.yaml").to_string_lossy().into_owned()
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String, Vec<String>) {
-        self.proxy.take();
-        let (code, out, err) = operator(&self.proxy.url, args);
-        (code, format!("{out}{err}"), self.proxy.take())
-    }
-
-    fn zone(&self) -> String {
-        self.ids["publicZone"].as_str().unwrap().to_owned()
-    }
-
-    fn instance(&self, i: usize) -> (String, String) {
-        let inst = &self.ids["instances"][i];
-        (inst["containerInstanceArn"].as_str().unwrap().to_owned(), inst["privateIp"].as_str().unwrap().to_owned())
-    }
-
-    /// Plays the ECS scheduler: a RUNNING task of `service` on container instance `i`.
-    fn start_task(&self, service: &str, i: usize) -> String {
-        let c = clients(&self.proxy, &self.endpoint);
-        let (ci, _) = self.instance(i);
-        self.proxy.block_on(async {
-            let out = c
-                .ecs
-                .start_task()
-                .cluster("sftp")
-                .task_definition(format!("sftp-{service}"))
-                .container_instances(ci)
-                .group(format!("service:{service}"))
-                .send()
-                .await
-                .unwrap();
-            out.tasks()[0].task_arn().unwrap().to_owned()
-        })
-    }
-
-    fn stop_task(&self, arn: &str) {
-        let c = clients(&self.proxy, &self.endpoint);
-        self.proxy.block_on(async {
-            c.ecs.stop_task().cluster("sftp").task(arn).send().await.unwrap();
-        });
-    }
-
-    /// (type, values) of the records at `name`, read with the AWS CLI.
-    fn records(&self, name: &str) -> Vec<(String, Vec<String>, Option<String>)> {
-        let out = aws_cli(&self.endpoint, &["route53", "list-resource-record-sets", "--hosted-zone-id", &self.zone()]);
-        out["ResourceRecordSets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["Name"] == name)
-            .map(|r| {
-                let mut values: Vec<String> = r["ResourceRecords"]
-                    .as_array()
-                    .map(|v| v.iter().map(|x| x["Value"].as_str().unwrap().to_owned()).collect())
-                    .unwrap_or_default();
-                values.sort();
-                (
-                    r["Type"].as_str().unwrap().to_owned(),
-                    values,
-                    r["AliasTarget"]["DNSName"].as_str().map(str::to_owned),
-                )
-            })
-            .collect()
-    }
-
-    fn a_values(&self, name: &str) -> Vec<String> {
-        self.records(name).into_iter().find(|r| r.0 == "A").map(|r| r.1).unwrap_or_default()
-    }
+fn campus(w: &World) -> String {
+    w.manifest("campus.yaml")
 }
 
 #[test]
 fn a_running_task_is_published_with_its_owner_txt_sshfp_and_the_nlb_alias() {
-    let w = world();
-    assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
+    let w = World::new();
+    assert_eq!(w.run(&["converge", "-f", &campus(&w)]).0, 0);
     w.start_task("campus-sftp", 0);
-    let (code, out, ops) = w.run(&["converge", "-f", &w.campus()]);
+    let (code, out, _, ops) = w.run(&["converge", "-f", &campus(&w)]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(Proxy::mutating(&ops), vec!["ChangeResourceRecordSets".to_owned()], "{out}");
 
@@ -152,7 +65,7 @@ fn a_running_task_is_published_with_its_owner_txt_sshfp_and_the_nlb_alias() {
     assert_eq!(alias.2.as_deref().map(|d| d.trim_end_matches('.')), Some(lb_dns));
 
     // Nothing moved: no Route 53 write.
-    let (code, _, ops) = w.run(&["converge", "-f", &w.campus()]);
+    let (code, _, _, ops) = w.run(&["converge", "-f", &campus(&w)]);
     assert_eq!(code, 0);
     assert!(ops.iter().any(|o| o == "ListResourceRecordSets"), "{ops:?}");
     assert_eq!(Proxy::mutating(&ops), Vec::<String>::new());
@@ -160,18 +73,18 @@ fn a_running_task_is_published_with_its_owner_txt_sshfp_and_the_nlb_alias() {
 
 #[test]
 fn two_tasks_give_two_values_and_a_stopped_one_leaves() {
-    let w = world();
-    assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
+    let w = World::new();
+    assert_eq!(w.run(&["converge", "-f", &campus(&w)]).0, 0);
     let t0 = w.start_task("campus-sftp", 0);
     w.start_task("campus-sftp", 1);
-    assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
+    assert_eq!(w.run(&["converge", "-f", &campus(&w)]).0, 0);
     let (_, a) = w.instance(0);
     let (_, b) = w.instance(1);
     let mut both = vec![a, b.clone()];
     both.sort();
     assert_eq!(w.a_values("sftp-direct.example.edu."), both);
     w.stop_task(&t0);
-    let (code, out, _) = w.run(&["converge", "-f", &w.campus()]);
+    let (code, out, _, _) = w.run(&["converge", "-f", &campus(&w)]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(w.a_values("sftp-direct.example.edu."), vec![b.clone()]);
 
@@ -184,33 +97,33 @@ fn two_tasks_give_two_values_and_a_stopped_one_leaves() {
             let _ = c.ecs.stop_task().cluster("sftp").task(t).send().await;
         }
     });
-    assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
+    assert_eq!(w.run(&["converge", "-f", &campus(&w)]).0, 0);
     assert_eq!(w.a_values("sftp-direct.example.edu."), vec![b]);
-    let (_, out, _) = w.run(&["status", "-f", &w.campus()]);
+    let (_, out, _, _) = w.run(&["status", "-f", &campus(&w)]);
     assert!(out.contains("keeping the last A record"), "{out}");
 }
 
 #[test]
 fn a_foreign_a_record_is_a_conflict_and_left_untouched() {
-    let w = world();
+    let w = World::new();
     let batch = r#"{"Changes":[{"Action":"CREATE","ResourceRecordSet":{"Name":"sftp-direct.example.edu.","Type":"A","TTL":300,"ResourceRecords":[{"Value":"192.0.2.99"}]}}]}"#;
     aws_cli(
         &w.endpoint,
         &["route53", "change-resource-record-sets", "--hosted-zone-id", &w.zone(), "--change-batch", batch],
     );
-    assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
+    assert_eq!(w.run(&["converge", "-f", &campus(&w)]).0, 0);
     w.start_task("campus-sftp", 0);
-    let (code, out, _) = w.run(&["plan", "-f", &w.campus()]);
+    let (code, out, _, _) = w.run(&["plan", "-f", &campus(&w)]);
     // A conflict is reported, but it is not a pending change: converge would not touch it.
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("! dns record sftp-direct.example.edu."), "{out}");
-    assert_eq!(w.run(&["converge", "-f", &w.campus()]).0, 0);
+    assert_eq!(w.run(&["converge", "-f", &campus(&w)]).0, 0);
     assert_eq!(w.a_values("sftp-direct.example.edu."), vec!["192.0.2.99".to_owned()]);
     assert!(
         w.records("sftp-direct.example.edu.").iter().all(|r| r.0 != "TXT"),
         "no owner TXT written on a foreign name"
     );
-    let (_, out, _) = w.run(&["status", "-f", &w.campus()]);
+    let (_, out, _, _) = w.run(&["status", "-f", &campus(&w)]);
     assert!(out.contains("conflict: dns record"), "{out}");
 }
 
@@ -218,7 +131,7 @@ fn a_foreign_a_record_is_a_conflict_and_left_untouched() {
 fn a_batch_with_one_bad_change_still_lands_the_good_ones() {
     use sftp_operator::dns::{RecordAction, RecordChange, RecordSet};
     use sftp_operator::plan::{Action, Change, Kind, Op, Plan};
-    let w = world();
+    let w = World::new();
     let c = clients(&w.proxy, &w.endpoint);
     let change = |name: &str, action, values: &[&str]| Change {
         service: "s".into(),

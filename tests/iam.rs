@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Moto, Proxy, RunProc, aws_cli, clients, eventually, examples_for, operator};
+use common::{RunProc, World, aws_cli, clients, eventually, operator};
 
 /// SDK service names (as the call counter reports them) → IAM service prefixes.
 fn iam_prefix(service: &str) -> String {
@@ -58,11 +58,8 @@ fn allowed(action: &str, policy: &[String]) -> bool {
 
 #[test]
 fn the_iam_policy_allows_every_call_the_operator_makes() {
-    let moto = Moto::start();
-    let ids = moto.seed();
-    let proxy = Proxy::start(&moto.url);
-    let dir = tempfile::tempdir().unwrap();
-    examples_for(&ids, dir.path());
+    let w = World::new();
+    let (moto, ids, dir) = (&w.moto, &w.ids, &w.dir);
     let m = dir.path().to_string_lossy().into_owned();
     let calls = dir.path().join("calls.json");
     let calls_s = calls.to_string_lossy().into_owned();
@@ -74,25 +71,11 @@ fn the_iam_policy_allows_every_call_the_operator_makes() {
     let queue_url =
         out.lines().find_map(|l| l.strip_prefix("Events queue (for `run --events-queue-url`): ")).unwrap().to_owned();
 
-    aws_cli(
-        &moto.url,
-        &[
-            "dynamodb",
-            "create-table",
-            "--table-name",
-            "lease",
-            "--attribute-definitions",
-            "AttributeName=lease,AttributeType=S",
-            "--key-schema",
-            "AttributeName=lease,KeyType=HASH",
-            "--billing-mode",
-            "PAY_PER_REQUEST",
-        ],
-    );
+    w.create_lease_table("lease");
     // A task, so run's pass reads placement too; an event, so it reads the queue.
-    let c = clients(&proxy, &moto.url);
+    let c = clients(&w.proxy, &moto.url);
     let ci = ids["instances"][0]["containerInstanceArn"].as_str().unwrap().to_owned();
-    proxy.block_on(async {
+    w.proxy.block_on(async {
         c.ecs
             .start_task()
             .cluster("sftp")

@@ -3,68 +3,23 @@
 
 mod common;
 
-use common::{Moto, Proxy, RunProc, aws_cli, clients, eventually, examples_for};
-
-struct World {
-    _moto: Moto,
-    proxy: Proxy,
-    ids: serde_json::Value,
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-fn world() -> World {
-    let moto = Moto::start();
-    let ids = moto.seed();
-    let proxy = Proxy::start(&moto.url);
-    let dir = tempfile::tempdir().unwrap();
-    World { endpoint: moto.url.clone(), _moto: moto, proxy, ids, dir }
-}
+use common::{Proxy, RunProc, World, aws_cli, clients, edit_file as edit, eventually};
 
 impl World {
     /// A manifest directory holding only the given examples.
     fn manifests(&self, names: &[&str]) -> std::path::PathBuf {
-        let all = tempfile::tempdir().unwrap();
-        examples_for(&self.ids, all.path());
         let d = self.dir.path().join("manifests");
         std::fs::create_dir_all(&d).unwrap();
         for n in names {
-            std::fs::copy(all.path().join(n), d.join(n)).unwrap();
+            std::fs::copy(self.dir.path().join(n), d.join(n)).unwrap();
         }
         d
     }
-
-    fn desired_count(&self, service: &str) -> i64 {
-        let s = aws_cli(&self.endpoint, &["ecs", "describe-services", "--cluster", "sftp", "--services", service]);
-        s["services"][0]["desiredCount"].as_i64().unwrap_or(-1)
-    }
-
-    fn a_values(&self, name: &str) -> Vec<String> {
-        let zone = self.ids["publicZone"].as_str().unwrap();
-        let out = aws_cli(&self.endpoint, &["route53", "list-resource-record-sets", "--hosted-zone-id", zone]);
-        out["ResourceRecordSets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["Name"] == name && r["Type"] == "A")
-            .flat_map(|r| r["ResourceRecords"].as_array().cloned().unwrap_or_default())
-            .map(|v| v["Value"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
-fn edit(path: &std::path::Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from));
-    // Write-then-rename, as editors and ConfigMap updates do.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text.replacen(from, to, 1)).unwrap();
-    std::fs::rename(tmp, path).unwrap();
 }
 
 #[test]
 fn run_converges_follows_manifest_edits_and_keeps_the_last_good_set() {
-    let w = world();
+    let w = World::new();
     let dir = w.manifests(&["efs.yaml", "hostpath.yaml"]);
     let run =
         RunProc::start(&w.proxy.url, &["-f", dir.to_str().unwrap(), "--resync", "1h", "--manifest-poll", "200ms"]);
@@ -164,7 +119,7 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn a_configmap_style_symlink_swap_triggers_a_reconcile() {
-    let w = world();
+    let w = World::new();
     let all = w.manifests(&["efs.yaml"]);
     // Kubernetes mounts a ConfigMap as `..data -> ..2024_x` with `file -> ..data/file`.
     let mount = w.dir.path().join("mount");
@@ -189,7 +144,7 @@ fn a_configmap_style_symlink_swap_triggers_a_reconcile() {
 
 #[test]
 fn an_ecs_event_through_eventbridge_moves_the_a_record_without_a_resync() {
-    let w = world();
+    let w = World::new();
     let dir = w.manifests(&["campus.yaml"]);
     let q = aws_cli(&w.endpoint, &["sqs", "create-queue", "--queue-name", "sftp-operator-events"]);
     let queue_url = q["QueueUrl"].as_str().unwrap().to_owned();
@@ -279,23 +234,9 @@ fn an_ecs_event_through_eventbridge_moves_the_a_record_without_a_resync() {
 
 #[test]
 fn only_the_leader_mutates_and_a_standby_takes_over_when_it_dies() {
-    let w = world();
+    let w = World::new();
     let dir = w.manifests(&["efs.yaml"]);
-    aws_cli(
-        &w.endpoint,
-        &[
-            "dynamodb",
-            "create-table",
-            "--table-name",
-            "sftp-operator-lease",
-            "--attribute-definitions",
-            "AttributeName=lease,AttributeType=S",
-            "--key-schema",
-            "AttributeName=lease,KeyType=HASH",
-            "--billing-mode",
-            "PAY_PER_REQUEST",
-        ],
-    );
+    w.create_lease_table("sftp-operator-lease");
     let proxy_b = Proxy::start(&w.endpoint);
     let args = [
         "-f",
@@ -333,23 +274,9 @@ fn only_the_leader_mutates_and_a_standby_takes_over_when_it_dies() {
 
 #[test]
 fn sigterm_exits_zero_and_releases_the_lease() {
-    let w = world();
+    let w = World::new();
     let dir = w.manifests(&["efs.yaml"]);
-    aws_cli(
-        &w.endpoint,
-        &[
-            "dynamodb",
-            "create-table",
-            "--table-name",
-            "lease",
-            "--attribute-definitions",
-            "AttributeName=lease,AttributeType=S",
-            "--key-schema",
-            "AttributeName=lease,KeyType=HASH",
-            "--billing-mode",
-            "PAY_PER_REQUEST",
-        ],
-    );
+    w.create_lease_table("lease");
     let mut run = RunProc::start(&w.proxy.url, &["-f", dir.to_str().unwrap(), "--lease-table", "lease"]);
     eventually("leader", || run.metric("sftp_operator_leader") == Some(1.0));
     let items = aws_cli(&w.endpoint, &["dynamodb", "scan", "--table-name", "lease"]);

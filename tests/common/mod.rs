@@ -313,3 +313,155 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// One test's AWS: moto seeded with the sandbox, a recording proxy in front of it, and the
+/// examples adapted to the sandbox in a fresh directory.
+pub struct World {
+    pub moto: Moto,
+    pub proxy: Proxy,
+    pub ids: serde_json::Value,
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+impl World {
+    pub fn new() -> World {
+        let moto = Moto::start();
+        let ids = moto.seed();
+        let proxy = Proxy::start(&moto.url);
+        let dir = tempfile::tempdir().unwrap();
+        examples_for(&ids, dir.path());
+        World { endpoint: moto.url.clone(), moto, proxy, ids, dir }
+    }
+
+    pub fn manifest(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    /// Runs the operator through the proxy: (exit, stdout, stderr, operations it sent).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String, Vec<String>) {
+        self.proxy.take();
+        let (code, out, err) = operator(&self.proxy.url, args);
+        (code, out, err, self.proxy.take())
+    }
+
+    /// Replaces text in a manifest with write-then-rename, as editors and ConfigMaps do.
+    pub fn edit(&self, name: &str, from: &str, to: &str) {
+        edit_file(&self.dir.path().join(name), from, to);
+    }
+
+    pub fn sg(&self) -> String {
+        self.ids["securityGroup"].as_str().unwrap().to_owned()
+    }
+
+    pub fn zone(&self) -> String {
+        self.ids["publicZone"].as_str().unwrap().to_owned()
+    }
+
+    /// (container instance ARN, private IP) of sandbox instance `i`.
+    pub fn instance(&self, i: usize) -> (String, String) {
+        let inst = &self.ids["instances"][i];
+        (inst["containerInstanceArn"].as_str().unwrap().to_owned(), inst["privateIp"].as_str().unwrap().to_owned())
+    }
+
+    /// Plays the ECS scheduler: a RUNNING task of `service` on container instance `i`.
+    pub fn start_task(&self, service: &str, i: usize) -> String {
+        let c = clients(&self.proxy, &self.endpoint);
+        let (ci, _) = self.instance(i);
+        self.proxy.block_on(async {
+            let out = c
+                .ecs
+                .start_task()
+                .cluster("sftp")
+                .task_definition(format!("sftp-{service}"))
+                .container_instances(ci)
+                .group(format!("service:{service}"))
+                .send()
+                .await
+                .unwrap();
+            out.tasks()[0].task_arn().unwrap().to_owned()
+        })
+    }
+
+    pub fn stop_task(&self, arn: &str) {
+        let c = clients(&self.proxy, &self.endpoint);
+        self.proxy.block_on(async {
+            c.ecs.stop_task().cluster("sftp").task(arn).send().await.unwrap();
+        });
+    }
+
+    /// (type, sorted values, alias target) of the records at `name`, read with the AWS CLI.
+    pub fn records(&self, name: &str) -> Vec<(String, Vec<String>, Option<String>)> {
+        let out = aws_cli(&self.endpoint, &["route53", "list-resource-record-sets", "--hosted-zone-id", &self.zone()]);
+        out["ResourceRecordSets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["Name"] == name)
+            .map(|r| {
+                let mut values: Vec<String> = r["ResourceRecords"]
+                    .as_array()
+                    .map(|v| v.iter().map(|x| x["Value"].as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default();
+                values.sort();
+                (
+                    r["Type"].as_str().unwrap().to_owned(),
+                    values,
+                    r["AliasTarget"]["DNSName"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
+    pub fn a_values(&self, name: &str) -> Vec<String> {
+        self.records(name).into_iter().find(|r| r.0 == "A").map(|r| r.1).unwrap_or_default()
+    }
+
+    pub fn desired_count(&self, service: &str) -> i64 {
+        let s = aws_cli(&self.endpoint, &["ecs", "describe-services", "--cluster", "sftp", "--services", service]);
+        s["services"][0]["desiredCount"].as_i64().unwrap_or(-1)
+    }
+
+    /// An ingress rule on the instances' group made by hand (someone else, or drift).
+    pub fn allow(&self, port: i32, cidr: &str, description: &str) {
+        let c = clients(&self.proxy, &self.endpoint);
+        self.proxy.block_on(async {
+            let range = aws_sdk_ec2::types::IpRange::builder().cidr_ip(cidr).description(description).build();
+            let perm = aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(port)
+                .to_port(port)
+                .ip_ranges(range)
+                .build();
+            c.ec2.authorize_security_group_ingress().group_id(self.sg()).ip_permissions(perm).send().await.unwrap();
+        });
+    }
+
+    /// The DynamoDB lease table `run --lease-table` expects (partition key `lease`, type S).
+    pub fn create_lease_table(&self, name: &str) {
+        aws_cli(
+            &self.endpoint,
+            &[
+                "dynamodb",
+                "create-table",
+                "--table-name",
+                name,
+                "--attribute-definitions",
+                "AttributeName=lease,AttributeType=S",
+                "--key-schema",
+                "AttributeName=lease,KeyType=HASH",
+                "--billing-mode",
+                "PAY_PER_REQUEST",
+            ],
+        );
+    }
+}
+
+/// Write-then-rename replacement of `from` by `to` in a file.
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text.replacen(from, to, 1)).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
