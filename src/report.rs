@@ -96,30 +96,11 @@ pub fn applied_text(applied: &[Applied], color: bool) -> String {
     let mut out = String::new();
     for a in applied {
         let (sym, c) = symbol(a.action);
-        match &a.error {
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  {} {} {} {} {}",
-                    paint(color, AnsiColor::Green, "✓"),
-                    paint(color, c, sym),
-                    a.service,
-                    a.kind.as_str(),
-                    a.name
-                );
-            }
-            Some(e) => {
-                let _ = writeln!(
-                    out,
-                    "  {} {} {} {} {}: {e}",
-                    paint(color, AnsiColor::Red, "✗"),
-                    paint(color, c, sym),
-                    a.service,
-                    a.kind.as_str(),
-                    a.name
-                );
-            }
-        }
+        let (mark, error) = match &a.error {
+            None => (paint(color, AnsiColor::Green, "✓"), String::new()),
+            Some(e) => (paint(color, AnsiColor::Red, "✗"), format!(": {e}")),
+        };
+        let _ = writeln!(out, "  {mark} {} {} {} {}{error}", paint(color, c, sym), a.service, a.kind.as_str(), a.name);
     }
     out
 }

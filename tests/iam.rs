@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{RunProc, World, aws_cli, clients, eventually, operator};
+use common::{RunProc, World, eventually, operator};
 
 /// SDK service names (as the call counter reports them) → IAM service prefixes.
 fn iam_prefix(service: &str) -> String {
@@ -59,7 +59,7 @@ fn allowed(action: &str, policy: &[String]) -> bool {
 #[test]
 fn the_iam_policy_allows_every_call_the_operator_makes() {
     let w = World::new();
-    let (moto, ids, dir) = (&w.moto, &w.ids, &w.dir);
+    let (moto, dir) = (&w.moto, &w.dir);
     let m = dir.path().to_string_lossy().into_owned();
     let calls = dir.path().join("calls.json");
     let calls_s = calls.to_string_lossy().into_owned();
@@ -73,24 +73,10 @@ fn the_iam_policy_allows_every_call_the_operator_makes() {
 
     w.create_lease_table("lease");
     // A task, so run's pass reads placement too; an event, so it reads the queue.
-    let c = clients(&w.proxy, &moto.url);
-    let ci = ids["instances"][0]["containerInstanceArn"].as_str().unwrap().to_owned();
-    w.proxy.block_on(async {
-        c.ecs
-            .start_task()
-            .cluster("sftp")
-            .task_definition("sftp-campus-sftp")
-            .container_instances(ci)
-            .group("service:campus-sftp")
-            .send()
-            .await
-            .unwrap();
-    });
+    w.start_task("campus-sftp", 0);
     let mut run = RunProc::start(&moto.url, &["-f", &m, "--lease-table", "lease", "--events-queue-url", &queue_url]);
     eventually("ready", || run.get("/readyz").is_some_and(|(s, _)| s == 200));
-    let entries = serde_json::json!([{"Source": "aws.ecs", "DetailType": "ECS Task State Change",
-        "Detail": r#"{"clusterArn":"arn:aws:ecs:us-east-1:123456789012:cluster/sftp","group":"service:campus-sftp","lastStatus":"RUNNING"}"#}]);
-    aws_cli(&moto.url, &["events", "put-events", "--entries", &entries.to_string()]);
+    w.put_task_event("campus-sftp", "RUNNING");
     eventually("event handled", || {
         run.metric("sftp_operator_events_received_total{result=\"handled\"}").unwrap_or(0.0) >= 1.0
     });

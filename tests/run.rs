@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Proxy, RunProc, World, aws_cli, clients, edit_file as edit, eventually};
+use common::{Proxy, RunProc, World, aws_cli, edit_file as edit, eventually};
 
 impl World {
     /// A manifest directory holding only the given examples.
@@ -174,44 +174,15 @@ fn an_ecs_event_through_eventbridge_moves_the_a_record_without_a_resync() {
     eventually("readyz", || run.get("/readyz").is_some_and(|(s, _)| s == 200));
 
     // Play ECS: a task starts on instance A, and ECS emits its event.
-    let c = clients(&w.proxy, &w.endpoint);
-    let inst = |i: usize| {
-        (
-            w.ids["instances"][i]["containerInstanceArn"].as_str().unwrap().to_owned(),
-            w.ids["instances"][i]["privateIp"].as_str().unwrap().to_owned(),
-        )
-    };
-    let start = |i: usize| -> String {
-        let (ci, _) = inst(i);
-        w.proxy.block_on(async {
-            let out = c
-                .ecs
-                .start_task()
-                .cluster("sftp")
-                .task_definition("sftp-campus-sftp")
-                .container_instances(ci)
-                .group("service:campus-sftp")
-                .send()
-                .await
-                .unwrap();
-            out.tasks()[0].task_arn().unwrap().to_owned()
-        })
-    };
-    let event = |status: &str| {
-        let detail = format!(
-            r#"{{"clusterArn":"arn:aws:ecs:us-east-1:123456789012:cluster/sftp","group":"service:campus-sftp","lastStatus":"{status}"}}"#
-        );
-        let entries =
-            serde_json::json!([{"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": detail}])
-                .to_string();
-        aws_cli(&w.endpoint, &["events", "put-events", "--entries", &entries]);
-    };
+    let inst = |i: usize| w.instance(i);
+    let start = |i: usize| w.start_task("campus-sftp", i);
+    let event = |status: &str| w.put_task_event("campus-sftp", status);
     let t = start(0);
     event("RUNNING");
     eventually("A record = instance A", || w.a_values("sftp-direct.example.edu.") == vec![inst(0).1]);
 
     // Failover: the task stops, another starts on instance B.
-    w.proxy.block_on(async { c.ecs.stop_task().cluster("sftp").task(&t).send().await.unwrap() });
+    w.stop_task(&t);
     start(1);
     event("RUNNING");
     eventually("A record = instance B", || w.a_values("sftp-direct.example.edu.") == vec![inst(1).1]);

@@ -390,6 +390,17 @@ impl World {
         });
     }
 
+    /// Plays ECS's part in EventBridge: an `ECS Task State Change` for `service`.
+    pub fn put_task_event(&self, service: &str, status: &str) {
+        let detail = serde_json::json!({
+            "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/sftp",
+            "group": format!("service:{service}"),
+            "lastStatus": status,
+        });
+        let entries = serde_json::json!([{"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": detail.to_string()}]);
+        aws_cli(&self.endpoint, &["events", "put-events", "--entries", &entries.to_string()]);
+    }
+
     /// (type, sorted values, alias target) of the records at `name`, read with the AWS CLI.
     pub fn records(&self, name: &str) -> Vec<(String, Vec<String>, Option<String>)> {
         let out = aws_cli(&self.endpoint, &["route53", "list-resource-record-sets", "--hosted-zone-id", &self.zone()]);
