@@ -86,8 +86,7 @@ fn converge_from_empty_creates_everything_and_a_second_converge_makes_no_mutatin
 #[test]
 fn a_key_change_registers_one_revision_and_updates_only_the_service() {
     let w = World::new();
-    let f = w.manifest("efs.yaml");
-    assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
+    let f = w.converged("efs.yaml");
     let bob = std::fs::read_to_string(common::root().join("tests/fixtures/keys/bob.pub")).unwrap();
     let dave = std::fs::read_to_string(common::root().join("tests/fixtures/keys/dave.pub")).unwrap();
     w.edit("efs.yaml", dave.trim(), bob.trim());
@@ -107,8 +106,7 @@ fn a_key_change_registers_one_revision_and_updates_only_the_service() {
 #[test]
 fn removing_a_cidr_revokes_exactly_that_rule_and_adding_a_user_rolls_the_service() {
     let w = World::new();
-    let f = w.manifest("campus.yaml");
-    assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
+    let f = w.converged("campus.yaml");
     w.edit("campus.yaml", "      - 203.0.113.16/28   # partner: registrar's vendor\n", "");
     let (code, out, _, ops) = w.run(&["converge", "-f", &f]);
     assert_eq!(code, 0, "{out}");
@@ -135,8 +133,7 @@ fn removing_a_cidr_revokes_exactly_that_rule_and_adding_a_user_rolls_the_service
 #[test]
 fn a_listener_port_change_modifies_the_listener_in_place() {
     let w = World::new();
-    let f = w.manifest("efs.yaml");
-    assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
+    let f = w.converged("efs.yaml");
     w.edit("efs.yaml", "listenerPort: 2210", "listenerPort: 2211");
     let (code, out, _, ops) = w.run(&["converge", "-f", &f]);
     assert_eq!(code, 0, "{out}");
@@ -153,8 +150,7 @@ fn a_listener_port_change_modifies_the_listener_in_place() {
 #[test]
 fn drift_is_reported_by_plan_and_restored_by_converge() {
     let w = World::new();
-    let f = w.manifest("efs.yaml");
-    assert_eq!(w.run(&["converge", "-f", &f]).0, 0);
+    let f = w.converged("efs.yaml");
     let c = clients(&w.proxy, &w.endpoint);
     let lb = w.ids["loadBalancerArn"].as_str().unwrap().to_owned();
     w.proxy.block_on(async {

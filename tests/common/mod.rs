@@ -338,6 +338,14 @@ impl World {
         self.dir.path().join(name).to_string_lossy().into_owned()
     }
 
+    /// The path of an example, after a converge of it that must succeed.
+    pub fn converged(&self, name: &str) -> String {
+        let f = self.manifest(name);
+        let (code, out, err, _) = self.run(&["converge", "-f", &f]);
+        assert_eq!(code, 0, "converge {name}:\n{out}{err}");
+        f
+    }
+
     /// Runs the operator through the proxy: (exit, stdout, stderr, operations it sent).
     pub fn run(&self, args: &[&str]) -> (i32, String, String, Vec<String>) {
         self.proxy.take();
