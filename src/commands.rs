@@ -258,19 +258,20 @@ async fn service_status(c: &Clients, d: &Desired, o: &Observed, plan: &Plan) -> 
         }
         Some(_) => (true, "all tasks running".into()),
     };
-    let mut endpoints = Vec::new();
+    // Where clients connect: the NLB (and its alias record) on the listener port; the direct
+    // record (the hosts' private IPs, over Direct Connect) on the host port.
+    let mut reachable: Vec<(String, u16, String)> = Vec::new();
     if let Some(Some(lb)) = o.load_balancers.get(&d.load_balancer_arn) {
-        endpoints.push(format!(
-            "sftp://{}:{} ({} NLB {})",
-            lb.dns_name,
-            d.listener.port,
-            lb.scheme,
-            name_from_arn(&lb.arn)
-        ));
+        let label = format!("{} NLB {}", lb.scheme, name_from_arn(&lb.arn));
+        reachable.push((lb.dns_name.clone(), d.listener.port, label));
     }
-    for r in d.dns_records.iter().filter(|r| r.kind == "TXT") {
-        endpoints.push(format!("sftp://{}:{} (DNS)", r.name.trim_end_matches('.'), d.target_group.port));
+    if let Some(dns) = &d.dns {
+        reachable.push((dns.record.trim_end_matches('.').to_owned(), d.target_group.port, "direct, host IPs".into()));
+        if let Some(p) = &dns.public_record {
+            reachable.push((p.trim_end_matches('.').to_owned(), d.listener.port, "alias to the NLB".into()));
+        }
     }
+    let endpoints = reachable.iter().map(|(h, p, label)| format!("sftp://{h}:{p} ({label})")).collect();
     let mut targets = Vec::new();
     if let Some(tg) = o.target_groups.iter().find(|t| t.name == d.target_group.name) {
         for (id, port, state) in observe::target_health(c, &tg.arn).await? {
@@ -279,12 +280,12 @@ async fn service_status(c: &Clients, d: &Desired, o: &Observed, plan: &Plan) -> 
     }
     let mut known_hosts = Vec::new();
     if let Some(secret) = d.host_key_secret.as_ref().and_then(|n| o.secrets.iter().find(|s| &s.name == n)) {
-        let hosts: Vec<String> =
-            d.dns_records.iter().filter(|r| r.kind == "TXT").map(|r| r.name.trim_end_matches('.').to_owned()).collect();
-        let host = if hosts.is_empty() { "<host>".to_owned() } else { hosts.join(",") };
         for k in secret.public_keys() {
             let key: Vec<&str> = k.split_whitespace().take(2).collect();
-            known_hosts.push(format!("[{host}]:{} {}", d.target_group.port, key.join(" ")));
+            for (host, port, _) in &reachable {
+                let name = if *port == 22 { host.clone() } else { format!("[{host}]:{port}") };
+                known_hosts.push(format!("{name} {}", key.join(" ")));
+            }
         }
     }
     let mut notes = Vec::new();

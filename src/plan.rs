@@ -660,10 +660,10 @@ impl ServicePlanner<'_> {
         }
         let mut revokes = 0usize;
         for r in owned {
-            // A stale or duplicate owned rule: revoke it (set difference over owned rules only).
+            // Stale owned rules go (a set difference over owned rules only), and so does an owned
+            // port range: ours are always a single port.
             let k = key(&r.protocol, r.from_port, &r.cidr);
-            let duplicate = owned_keys.contains(&k) && r.from_port != r.to_port;
-            if want_keys.contains(&k) && !duplicate {
+            if want_keys.contains(&k) && r.from_port == r.to_port {
                 continue;
             }
             revokes += 1;
