@@ -12,6 +12,13 @@
 //! - [`load`]: files, directories and stdin → YAML documents → [`spec::Manifest`] plus positions.
 //! - [`validate`]: every rule, every problem located → [`validate::Service`].
 //! - [`render`]: a service → the resources it should own ([`render::Desired`]).
+//! - [`aws`]: the only code that talks to AWS — [`aws::observe`] (→ [`observed::Observed`]),
+//!   [`aws::apply`], the events poller and the lease; one call counter for all of it.
+//! - [`plan`] and [`dns`]: desired vs observed → ordered, typed changes; pure.
+//! - [`report`]: plans and results as text or JSON.
+//! - [`controller`] and [`run`]: the control loop (`run`): work queue, backoff, resync, manifest
+//!   watching, events, leader election; [`metrics`] exports what it does.
+//! - [`cli`] and [`commands`]: flags, and one function per command wiring the stages.
 #![forbid(unsafe_code)]
 
 pub mod aws;
