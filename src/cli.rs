@@ -42,7 +42,7 @@ pub struct ManifestArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct OwnerArgs {
-    /// Scopes ownership: resources are tagged sftp-operator/owner=<ID>, so two installations never touch each other's.
+    /// Scopes ownership: resources are tagged `sftp-operator/owner=ID`, so two installations never touch each other's.
     #[arg(long, env = "SFTP_OPERATOR_OWNER_ID", default_value = "sftp-operator", value_name = "ID")]
     pub owner_id: String,
 }
