@@ -247,16 +247,19 @@ pub fn aws_cli(endpoint: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A `sftp-operator run` process with its metrics endpoint on a free port; killed on drop.
+/// A `sftp-operator run` process with its metrics endpoint on a free port; killed on drop,
+/// and its log printed when the test failed.
 pub struct RunProc {
     pub child: Child,
     pub metrics: String,
+    log: tempfile::NamedTempFile,
 }
 
 impl RunProc {
     pub fn start(endpoint: &str, args: &[&str]) -> RunProc {
         let port = free_port();
         let metrics = format!("127.0.0.1:{port}");
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sftp-operator"))
             .arg("run")
             .args(args)
@@ -265,10 +268,10 @@ impl RunProc {
             .env("AWS_ENDPOINT_URL", endpoint)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("start sftp-operator run");
-        RunProc { child, metrics }
+        RunProc { child, metrics, log }
     }
 
     /// GET on the metrics server: (status, body), or None while it is not listening.
@@ -301,13 +304,20 @@ impl Drop for RunProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- last lines of `sftp-operator run` ({}) ---", self.metrics);
+            tail.iter().rev().for_each(|l| eprintln!("{l}"));
+        }
     }
 }
 
 /// Waits for a condition the system under test must reach, polling every 50 ms up to a
-/// generous deadline; the deadline only bounds a broken run, it is not what the test asserts.
+/// generous deadline; the deadline only bounds a broken run (on a loaded 2-core CI machine
+/// too), it is not what the test asserts.
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !cond() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(std::time::Duration::from_millis(50));
