@@ -40,6 +40,8 @@ pub enum KeyError {
     WeakRsa(u32),
     #[error("authorized_keys options are not supported here; give the bare key")]
     Options,
+    #[error("a key is one line: this one holds a control character (a line break or tab) at character {0}")]
+    ControlCharacter(usize),
 }
 
 /// True when the text looks like any private key format (PEM, OpenSSH, PuTTY).
@@ -53,6 +55,10 @@ pub fn parse_public_key(text: &str) -> Result<ParsedKey, KeyError> {
         return Err(KeyError::PrivateKey);
     }
     let trimmed = text.trim();
+    // A line break would let the text after it pass for another authorized_keys line.
+    if let Some(at) = trimmed.chars().position(char::is_control) {
+        return Err(KeyError::ControlCharacter(at + 1));
+    }
     let first = trimmed.split_whitespace().next().unwrap_or("");
     if !first.is_empty()
         && Algorithm::new(first).is_err()
@@ -110,6 +116,13 @@ fn describe_key(key: &PublicKey, bits: Option<u32>) -> ParsedKey {
         sshfp_algorithm,
         sha256_hex: hex::encode(Sha256::digest(&blob_bytes)),
     }
+}
+
+/// A `known_hosts` line for a host key reached at `host:port` (OpenSSH brackets non-22 ports).
+pub fn known_hosts_line(host: &str, port: u16, public_key: &str) -> String {
+    let name = if port == 22 { host.to_owned() } else { format!("[{host}]:{port}") };
+    let key: Vec<&str> = public_key.split_whitespace().take(2).collect();
+    format!("{name} {}", key.join(" "))
 }
 
 /// Freshly generated host keys: the secret's JSON (`{"ed25519": PEM, "rsa": PEM}`) and the

@@ -143,6 +143,154 @@ static REGION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-i
 static BUCKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
 static DIRECTORY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$").unwrap());
 
+/// The largest uid/gid Linux tools accept (they are signed 32-bit in the image's shadow tools).
+const MAX_ID: u32 = i32::MAX as u32;
+/// Below this a gid is a system group (`root`, `shadow`, `disk`, ...) in Debian and Alpine.
+const MIN_GID: u32 = 100;
+/// atmoz's `create-sftp-user` accepts `[^:]{0,255}` as the password field.
+const MAX_PASSWORD_HASH: usize = 255;
+/// ECS refuses a task definition whose JSON is larger than this (RegisterTaskDefinition).
+pub const MAX_TASK_DEFINITION_BYTES: usize = 64 * 1024;
+
+/// Accounts the atmoz images already have (Debian bookworm with openssh-server, and Alpine's
+/// baselayout with openssh): atmoz skips an existing user ("already exists"), so a manifest user
+/// of that name would log in as the system account, with its home and uid.
+/// `tests/dataplane.rs` checks this list against the built image's `/etc/passwd`.
+pub const IMAGE_ACCOUNTS: &[&str] = &[
+    "_apt",
+    "adm",
+    "at",
+    "backup",
+    "bin",
+    "cron",
+    "cyrus",
+    "daemon",
+    "ftp",
+    "games",
+    "gnats",
+    "guest",
+    "halt",
+    "irc",
+    "list",
+    "lp",
+    "mail",
+    "man",
+    "messagebus",
+    "news",
+    "nobody",
+    "ntp",
+    "operator",
+    "postmaster",
+    "proxy",
+    "root",
+    "shutdown",
+    "smmsp",
+    "squid",
+    "sshd",
+    "sync",
+    "sys",
+    "systemd-network",
+    "systemd-resolve",
+    "systemd-timesync",
+    "uucp",
+    "vpopmail",
+    "www-data",
+    "xfs",
+];
+
+/// Host directories that `hostPath` may not be, be inside, or contain: atmoz and the prelude run
+/// `chown root`, `chmod 755` and write as root under `hostPath/<user>`, so these would hand the
+/// container instance's own files (admin homes, `/etc`, the ECS agent's state) to the container.
+pub const HOST_SYSTEM_DIRS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+];
+
+/// Quotes a value in an error: at most a short prefix, so a long paste (or a secret typed into the
+/// wrong field) is not echoed whole.
+fn quote(v: &str) -> String {
+    const MAX: usize = 40;
+    match v.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &v[..at]),
+        None => v.to_owned(),
+    }
+}
+
+fn check_user_name(c: &mut Checker<'_>, path: &str, name: &str) {
+    if !ATMOZ_USER.is_match(name) {
+        c.hint(
+            path,
+            format!("`{}` is not a valid user name", quote(name)),
+            "atmoz accepts [A-Za-z0-9._][A-Za-z0-9._-]{0,31}",
+        );
+    } else if name.starts_with('.') {
+        c.hint(
+            path,
+            format!("`{name}` starts with '.'"),
+            "`.` and `..` would make the chroot `/home` or `/`; start with a letter, digit or '_'",
+        );
+    } else if name.bytes().all(|b| b.is_ascii_digit()) {
+        c.hint(path, format!("`{name}` is all digits"), "tools read an all-digit name as a uid; add a letter");
+    } else if IMAGE_ACCOUNTS.contains(&name) {
+        c.hint(
+            path,
+            format!("`{name}` is an account the image already has"),
+            "atmoz would skip creating it and the login would be the system account's; choose another name",
+        );
+    }
+}
+
+fn check_host_path(c: &mut Checker<'_>, path: &str) {
+    const FIELD: &str = "spec.storage.hostPath";
+    if path == "/" {
+        c.hint(FIELD, "`/` is the container instance's root directory", "use a dedicated directory, e.g. /srv/sftp");
+        return;
+    }
+    let parts: Vec<&str> = path.strip_prefix('/').map(|p| p.split('/').collect()).unwrap_or_default();
+    let well_formed = !parts.is_empty()
+        && path.len() <= 255
+        && parts.iter().all(|p| !p.is_empty() && *p != "." && *p != ".." && DIRECTORY.is_match(p));
+    if !well_formed {
+        c.hint(
+            FIELD,
+            format!("`{}` is not a normalised absolute path", quote(path)),
+            "like /srv/sftp: '/'-separated letters, digits, '.', '_', '-', without '.', '..', '//' or a trailing '/'",
+        );
+        return;
+    }
+    let inside = |p: &str, dir: &str| p == dir || p.starts_with(&format!("{dir}/"));
+    if let Some(dir) = HOST_SYSTEM_DIRS.iter().find(|d| inside(path, d) || inside(d, path)) {
+        c.hint(
+            FIELD,
+            format!("`{path}` is or holds the container instance's system directory `{dir}`"),
+            "use a dedicated directory outside /bin /boot /dev /etc /home /lib* /proc /root /run /sbin /snap /sys /tmp /usr /var, e.g. /srv/sftp or /mnt/efs/sftp",
+        );
+    } else if parts.len() < 2 {
+        c.hint(
+            FIELD,
+            format!("`{path}` is a top-level directory"),
+            "use a dedicated directory at least two levels deep (e.g. /srv/sftp): each user's home is created inside it",
+        );
+    }
+}
+
 /// Collects the problems of one document, each located through the document's [`PathIndex`].
 struct Checker<'a> {
     file: &'a PathBuf,
@@ -358,7 +506,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     if c.out.len() > before {
         return None;
     }
-    Some(Service {
+    let service = Service {
         name: name.clone(),
         origin: origin.clone(),
         names: Names::derive(name),
@@ -384,7 +532,17 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         dns,
         audit_log: s.logging.audit,
         awslogs,
-    })
+    };
+    let size = serde_json::to_vec(&crate::render::task_definition(&service, false)).map_or(0, |v| v.len());
+    if size > MAX_TASK_DEFINITION_BYTES {
+        c.hint(
+            "spec.users",
+            format!("the task definition would be {size} bytes; ECS accepts at most {MAX_TASK_DEFINITION_BYTES}"),
+            "users and keys are rendered into it: split the users over several services or drop unused keys",
+        );
+        return None;
+    }
+    Some(service)
 }
 
 fn check_labels(c: &mut Checker<'_>, labels: &BTreeMap<String, String>) {
@@ -412,15 +570,7 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
     let mut out = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let p = format!("spec.users[{i}]");
-        if !ATMOZ_USER.is_match(&u.name) {
-            c.hint(
-                &format!("{p}.name"),
-                format!("`{}` is not a valid user name", u.name),
-                "atmoz accepts [A-Za-z0-9._][A-Za-z0-9._-]{0,31}",
-            );
-        } else if u.name == "root" {
-            c.err(&format!("{p}.name"), "`root` cannot be an SFTP user");
-        }
+        check_user_name(c, &format!("{p}.name"), &u.name);
         if let Some(first) = names_seen.insert(u.name.clone(), i) {
             c.err(&format!("{p}.name"), format!("duplicate user `{}` (also spec.users[{first}])", u.name));
         }
@@ -430,6 +580,19 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
                 format!("uid {} is below 1000", u.uid),
                 "uids under 1000 belong to system accounts in the image",
             );
+        }
+        c.range(&format!("{p}.uid"), u.uid, 0, MAX_ID, "Linux ids are signed 32-bit: useradd refuses larger ones");
+        if let Some(gid) = u.gid {
+            if gid < MIN_GID {
+                c.hint(
+                    &format!("{p}.gid"),
+                    format!("gid {gid} is a system group"),
+                    format!(
+                        "use a group id of {MIN_GID} or more (100 is `users`, atmoz's group for upload directories)"
+                    ),
+                );
+            }
+            c.range(&format!("{p}.gid"), gid, 0, MAX_ID, "Linux ids are signed 32-bit: groupadd refuses larger ones");
         }
         if let Some(first) = uids_seen.insert(u.uid, i) {
             c.err(&format!("{p}.uid"), format!("duplicate uid {} (also spec.users[{first}])", u.uid));
@@ -442,11 +605,17 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
             );
         }
         for (j, d) in u.directories.iter().enumerate() {
-            if !DIRECTORY.is_match(d) || d.split('/').any(|s| s == "." || s == "..") {
+            if !DIRECTORY.is_match(d) || d.len() > 255 {
                 c.hint(
                     &format!("{p}.directories[{j}]"),
-                    format!("`{d}` is not a relative directory path"),
-                    "letters, digits, '.', '_', '-' separated by '/', without '..'",
+                    format!("`{}` is not a relative directory path", quote(d)),
+                    "letters, digits, '.', '_', '-' separated by '/', at most 255 characters",
+                );
+            } else if d.split('/').any(|s| s.starts_with('.')) {
+                c.hint(
+                    &format!("{p}.directories[{j}]"),
+                    format!("`{d}` has a part starting with '.'"),
+                    "hidden names (`.ssh`, `..`) are refused: a user-owned `.ssh` would let the user add keys",
                 );
             }
         }
@@ -464,7 +633,13 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
             }
         }
         let password_hash = u.password_hash.as_ref().map(|h| {
-            if !CRYPT.is_match(h) {
+            if h.len() > MAX_PASSWORD_HASH {
+                c.hint(
+                    &format!("{p}.passwordHash"),
+                    format!("longer than {MAX_PASSWORD_HASH} characters; the value is not shown"),
+                    "atmoz accepts at most 255 characters (`[^:]{0,255}`)",
+                );
+            } else if !CRYPT.is_match(h) {
                 // Never echo the value: it might be a plaintext password.
                 c.hint(
                     &format!("{p}.passwordHash"),
@@ -519,9 +694,7 @@ fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
         });
     }
     if let Some(path) = &st.host_path {
-        if !path.starts_with('/') || path.split('/').any(|x| x == "..") {
-            c.err("spec.storage.hostPath", format!("`{path}` must be an absolute path without '..'"));
-        }
+        check_host_path(c, path);
         return Some(Storage::HostPath { path: path.clone() });
     }
     let s3 = st.s3.as_ref()?;
