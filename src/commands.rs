@@ -281,10 +281,8 @@ async fn service_status(c: &Clients, d: &Desired, o: &Observed, plan: &Plan) -> 
     let mut known_hosts = Vec::new();
     if let Some(secret) = d.host_key_secret.as_ref().and_then(|n| o.secrets.iter().find(|s| &s.name == n)) {
         for k in secret.public_keys() {
-            let key: Vec<&str> = k.split_whitespace().take(2).collect();
             for (host, port, _) in &reachable {
-                let name = if *port == 22 { host.clone() } else { format!("[{host}]:{port}") };
-                known_hosts.push(format!("{name} {}", key.join(" ")));
+                known_hosts.push(crate::sshkeys::known_hosts_line(host, *port, &k));
             }
         }
     }

@@ -955,7 +955,14 @@ fn redacted_json(td: &TaskDefinition) -> Value {
                     .filter_map(|e| {
                         let name = e.get("name")?.as_str()?.to_owned();
                         let value = e.get("value")?.as_str()?;
-                        let value = if name == "SFTP_USERS" { redact_atmoz_users(value) } else { value.to_owned() };
+                        let value = if name == "SFTP_USERS" {
+                            // Releases before the hashes moved out kept them in the user list.
+                            redact_atmoz_users(value)
+                        } else if name.starts_with(crate::render::PASSWORD_HASH_ENV) {
+                            "<redacted>".to_owned()
+                        } else {
+                            value.to_owned()
+                        };
                         Some((name, Value::String(value)))
                     })
                     .collect();

@@ -255,36 +255,59 @@ pub fn tags(service: &Service, owner: &str) -> BTreeMap<String, String> {
     t
 }
 
-/// The prelude that runs before atmoz's `/entrypoint` (see the module docs). `/home` may be a
-/// persistent volume, so keys written by earlier tasks are removed first: the manifest is the
-/// only source of truth for who may log in.
-const PRELUDE: &str = r#"set -eu
-umask 077
+/// The prelude that runs before atmoz's `/entrypoint` (see the module docs).
+///
+/// - `umask 022`: it is inherited by atmoz's scripts and by sshd, so uploads get atmoz's stock
+///   modes (directories 0755, files 0644) and a shared `gid` can read them.
+/// - Public keys go to `/etc/ssh/authorized_keys/<user>` (root-owned, in the container's own
+///   filesystem, outside every chroot) and sshd reads only those: a logged-in user can change
+///   nothing about who logs in, and nothing in a persistent `/home` is trusted.
+/// - A user's keys come from `SFTP_AUTHORIZED_KEYS_<n>`, `n` being the user's position in
+///   `SFTP_MANAGED_USERS`: a user name or path never comes from key text.
+/// - Password hashes go to a root-only file that a `/etc/sftp.d` hook feeds to `chpasswd -e` once
+///   atmoz has created the users (atmoz logs the user list it is given, so they are not in it).
+/// - Keys that earlier releases left in `/home/<user>/.ssh` are removed (that directory was root
+///   0700, which locked every key user out).
+/// - sshd's settings are put before atmoz's `sshd_config` (the first value wins), rebuilt from a
+///   pristine copy, so a restarted container does not stack them.
+pub const PRELUDE: &str = r#"set -eu
+umask 022
 put_host_key() {
   [ -n "$2" ] || return 0
-  printf '%s\n' "$2" > "/etc/ssh/ssh_host_$1_key"
-  chmod 600 "/etc/ssh/ssh_host_$1_key"
+  (umask 077 && printf '%s\n' "$2" > "/etc/ssh/ssh_host_$1_key")
   ssh-keygen -y -f "/etc/ssh/ssh_host_$1_key" > "/etc/ssh/ssh_host_$1_key.pub"
 }
 put_host_key ed25519 "${SFTP_HOST_KEY_ED25519:-}"
 put_host_key rsa "${SFTP_HOST_KEY_RSA:-}"
 unset SFTP_HOST_KEY_ED25519 SFTP_HOST_KEY_RSA
+mkdir -p /etc/ssh/authorized_keys
+chmod 755 /etc/ssh/authorized_keys
+i=0
 for u in $SFTP_MANAGED_USERS; do
-  rm -rf "/home/$u/.ssh/keys" "/home/$u/.ssh/authorized_keys"
+  i=$((i + 1))
+  rm -rf "/home/$u/.ssh/keys" "/home/$u/.ssh/authorized_keys" "/home/$u/.ssh/authorized_keys2"
+  rmdir "/home/$u/.ssh" 2>/dev/null || :
+  printenv "SFTP_AUTHORIZED_KEYS_$i" > "/etc/ssh/authorized_keys/$u" || :
+  chmod 644 "/etc/ssh/authorized_keys/$u"
+  if h=$(printenv "SFTP_PASSWORD_HASH_$i"); then
+    (umask 077 && printf '%s:%s\n' "$u" "$h" >> /etc/sftp-operator-passwords)
+  fi
+  unset "SFTP_AUTHORIZED_KEYS_$i" "SFTP_PASSWORD_HASH_$i"
 done
-printf '%s\n' "${SFTP_AUTHORIZED_KEYS:-}" | while read -r u k; do
-  [ -n "$u" ] || continue
-  mkdir -p "/home/$u/.ssh/keys"
-  printf '%s\n' "$k" >> "/home/$u/.ssh/keys/sftp-operator.pub"
-  chmod 600 "/home/$u/.ssh/keys/sftp-operator.pub"
-done
-unset SFTP_AUTHORIZED_KEYS SFTP_MANAGED_USERS
-if [ "${SFTP_AUDIT_LOG:-0}" = 1 ]; then
-  sed -i 's/^#*LogLevel.*//' /etc/ssh/sshd_config
-  echo 'LogLevel VERBOSE' >> /etc/ssh/sshd_config
+unset SFTP_MANAGED_USERS h
+mkdir -p /etc/sftp.d
+if [ -f /etc/sftp-operator-passwords ]; then
+  printf '%s\n' '#!/bin/sh' 'chpasswd -e < /etc/sftp-operator-passwords && rm -f /etc/sftp-operator-passwords' \
+    > /etc/sftp.d/40-passwords
+  chmod 700 /etc/sftp.d/40-passwords
 fi
+[ -f /etc/ssh/sshd_config.atmoz ] || cp /etc/ssh/sshd_config /etc/ssh/sshd_config.atmoz
+{
+  echo 'AuthorizedKeysFile /etc/ssh/authorized_keys/%u'
+  if [ "${SFTP_AUDIT_LOG:-0}" = 1 ]; then echo 'LogLevel VERBOSE'; fi
+  cat /etc/ssh/sshd_config.atmoz
+} > /etc/ssh/sshd_config
 if [ -n "${SFTP_S3_BUCKET:-}" ]; then
-  mkdir -p /etc/sftp.d
   cat > /etc/sftp.d/50-goofys <<'EOF'
 #!/bin/sh
 set -eu
@@ -299,29 +322,49 @@ fi
 exec /entrypoint "$@"
 "#;
 
-/// The atmoz user list: `user:pass[:e]:uid:gid:dir1,dir2`, space-separated, in manifest order.
-pub fn atmoz_users(users: &[User], redact: bool) -> String {
+/// The atmoz user list: `user::uid:gid:dir1,dir2`, space-separated, in manifest order. The
+/// password field stays empty: atmoz's `create-sftp-user` logs its whole argument, so hashes reach
+/// the users through `SFTP_PASSWORD_HASH_<n>` and the prelude's hook instead.
+pub fn atmoz_users(users: &[User]) -> String {
     users
         .iter()
         .map(|u| {
-            let pass = match (&u.password_hash, redact) {
-                (Some(_), true) => "<redacted>:e".to_owned(),
-                (Some(h), false) => format!("{}:e", h.expose()),
-                (None, _) => String::new(),
-            };
             let gid = u.gid.map(|g| g.to_string()).unwrap_or_default();
-            format!("{}:{}:{}:{}:{}", u.name, pass, u.uid, gid, u.directories.join(","))
+            format!("{}::{}:{}:{}", u.name, u.uid, gid, u.directories.join(","))
         })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-/// `user key` lines, sorted so reordering keys in the manifest changes nothing.
-fn authorized_keys(users: &[User]) -> String {
-    let mut lines: Vec<String> =
-        users.iter().flat_map(|u| u.keys.iter().map(move |k| format!("{} {}", u.name, k.line()))).collect();
-    lines.sort();
-    lines.join("\n")
+/// Environment variables holding a password hash: shown as `<redacted>` wherever they are printed.
+pub const PASSWORD_HASH_ENV: &str = "SFTP_PASSWORD_HASH_";
+
+/// One `SFTP_PASSWORD_HASH_<n>` per user with a password (`n` as for the keys).
+fn password_hashes(users: &[User], redact: bool) -> Vec<KeyValue> {
+    users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            let hash = u.password_hash.as_ref()?;
+            let value = if redact { "<redacted>".to_owned() } else { hash.expose().to_owned() };
+            Some(KeyValue { name: format!("{PASSWORD_HASH_ENV}{}", i + 1), value })
+        })
+        .collect()
+}
+
+/// One `SFTP_AUTHORIZED_KEYS_<n>` per user (`n` its 1-based position in `SFTP_MANAGED_USERS`):
+/// the user's `authorized_keys` lines, sorted so reordering keys in the manifest changes nothing.
+fn authorized_keys(users: &[User]) -> Vec<KeyValue> {
+    users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !u.keys.is_empty())
+        .map(|(i, u)| {
+            let mut lines: Vec<String> = u.keys.iter().map(|k| k.line()).collect();
+            lines.sort();
+            KeyValue { name: format!("SFTP_AUTHORIZED_KEYS_{}", i + 1), value: lines.join("\n") }
+        })
+        .collect()
 }
 
 /// Partition, region and account of the load balancer: the host-key secret lives beside it.
@@ -358,13 +401,14 @@ const HOME_VOLUME: &str = "sftp-home";
 pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {
     let secret = host_key_secret_arn(s);
     let mut environment = vec![
-        KeyValue { name: "SFTP_USERS".into(), value: atmoz_users(&s.users, redact) },
-        KeyValue { name: "SFTP_AUTHORIZED_KEYS".into(), value: authorized_keys(&s.users) },
+        KeyValue { name: "SFTP_USERS".into(), value: atmoz_users(&s.users) },
         KeyValue {
             name: "SFTP_MANAGED_USERS".into(),
             value: s.users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(" "),
         },
     ];
+    environment.extend(authorized_keys(&s.users));
+    environment.extend(password_hashes(&s.users, redact));
     if s.audit_log {
         environment.push(KeyValue { name: "SFTP_AUDIT_LOG".into(), value: "1".into() });
     }
