@@ -4,6 +4,8 @@
 //! operation the operator sends — independent of the operator's own call counter.
 #![allow(dead_code)]
 
+pub mod dataplane;
+
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
