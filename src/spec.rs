@@ -76,13 +76,16 @@ pub struct Spec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct User {
-    /// atmoz user name: `[A-Za-z0-9._][A-Za-z0-9._-]{0,31}`, not `root`.
+    /// atmoz user name: `[A-Za-z0-9._][A-Za-z0-9._-]{0,31}`, not starting with '.', not all
+    /// digits, not an account the image has (`root`, `sshd`, `nobody`, ...).
     pub name: String,
-    /// Unique within the service, at least 1000.
+    /// Unique within the service, 1000–2147483647.
     pub uid: u32,
+    /// Primary group, 100–2147483647 (100 is `users`); files uploaded get it.
     #[serde(default)]
     pub gid: Option<u32>,
     /// Directories created in the (root-owned) chroot home; at least one, so uploads can land.
+    /// Relative, no part starting with '.' (a user-owned `.ssh` would let the user add keys).
     #[serde(default)]
     pub directories: Vec<String>,
     /// OpenSSH public keys (`ssh-ed25519 AAAA... comment`).
@@ -99,7 +102,9 @@ pub struct User {
 pub struct Storage {
     #[serde(default)]
     pub efs: Option<Efs>,
-    /// A path on the container instance (seed 1: EFS mounted on the host).
+    /// A dedicated directory on the container instance (seed 1: EFS mounted on the host), at least
+    /// two levels deep and outside the system directories (`/etc`, `/home`, `/var`, `/usr`, ...):
+    /// the container writes each user's home there as root.
     #[serde(default)]
     pub host_path: Option<String>,
     #[serde(default)]
