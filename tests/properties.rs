@@ -50,7 +50,9 @@ fn render_text(text: &str) -> render::Desired {
 }
 
 fn users() -> impl Strategy<Value = Vec<User>> {
-    prop::collection::btree_set("[a-z][a-z0-9]{0,7}", 1..5).prop_flat_map(|names| {
+    let name = "[a-z][a-z0-9]{0,7}"
+        .prop_filter("not an account the image has", |n| !validate::IMAGE_ACCOUNTS.contains(&n.as_str()));
+    prop::collection::btree_set(name, 1..5).prop_flat_map(|names| {
         let n = names.len();
         (Just(names), prop::collection::vec(prop::collection::btree_set(0..KEYS.len(), 1..3), n)).prop_map(
             |(names, keys)| {
