@@ -275,11 +275,17 @@ fn check_host_path(c: &mut Checker<'_>, path: &str) {
         );
         return;
     }
-    let inside = |p: &str, dir: &str| p == dir || p.starts_with(&format!("{dir}/"));
-    if let Some(dir) = HOST_SYSTEM_DIRS.iter().find(|d| inside(path, d) || inside(d, path)) {
+    let inside = |p: &str, dir: &str| p.starts_with(&format!("{dir}/"));
+    let relation = |dir: &str| match () {
+        _ if path == dir => Some("is"),
+        _ if inside(path, dir) => Some("lies inside"),
+        _ if inside(dir, path) => Some("holds"),
+        _ => None,
+    };
+    if let Some((dir, how)) = HOST_SYSTEM_DIRS.iter().find_map(|d| relation(d).map(|how| (d, how))) {
         c.hint(
             FIELD,
-            format!("`{path}` is or holds the container instance's system directory `{dir}`"),
+            format!("`{path}` {how} the container instance's system directory `{dir}`"),
             "use a dedicated directory outside /bin /boot /dev /etc /home /lib* /proc /root /run /sbin /snap /sys /tmp /usr /var, e.g. /srv/sftp or /mnt/efs/sftp",
         );
     } else if parts.len() < 2 {
