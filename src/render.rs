@@ -339,32 +339,29 @@ pub fn atmoz_users(users: &[User]) -> String {
 /// Environment variables holding a password hash: shown as `<redacted>` wherever they are printed.
 pub const PASSWORD_HASH_ENV: &str = "SFTP_PASSWORD_HASH_";
 
-/// One `SFTP_PASSWORD_HASH_<n>` per user with a password (`n` as for the keys).
-fn password_hashes(users: &[User], redact: bool) -> Vec<KeyValue> {
-    users
-        .iter()
-        .enumerate()
-        .filter_map(|(i, u)| {
-            let hash = u.password_hash.as_ref()?;
-            let value = if redact { "<redacted>".to_owned() } else { hash.expose().to_owned() };
-            Some(KeyValue { name: format!("{PASSWORD_HASH_ENV}{}", i + 1), value })
-        })
-        .collect()
+/// `<prefix><n>` for each user that `value` gives something for, `n` being the user's 1-based
+/// position in `SFTP_MANAGED_USERS`: the prelude finds a user's values by position, so no value
+/// can name a user.
+fn per_user(users: &[User], prefix: &str, value: impl Fn(&User) -> Option<String>) -> Vec<KeyValue> {
+    let named = |(i, u): (usize, &User)| Some(KeyValue { name: format!("{prefix}{}", i + 1), value: value(u)? });
+    users.iter().enumerate().filter_map(named).collect()
 }
 
-/// One `SFTP_AUTHORIZED_KEYS_<n>` per user (`n` its 1-based position in `SFTP_MANAGED_USERS`):
-/// the user's `authorized_keys` lines, sorted so reordering keys in the manifest changes nothing.
+/// Each user's `authorized_keys` lines, sorted so reordering keys in the manifest changes nothing.
 fn authorized_keys(users: &[User]) -> Vec<KeyValue> {
-    users
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| !u.keys.is_empty())
-        .map(|(i, u)| {
-            let mut lines: Vec<String> = u.keys.iter().map(|k| k.line()).collect();
-            lines.sort();
-            KeyValue { name: format!("SFTP_AUTHORIZED_KEYS_{}", i + 1), value: lines.join("\n") }
-        })
-        .collect()
+    per_user(users, "SFTP_AUTHORIZED_KEYS_", |u| {
+        let mut lines: Vec<String> = u.keys.iter().map(|k| k.line()).collect();
+        lines.sort();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    })
+}
+
+/// Each password user's hash.
+fn password_hashes(users: &[User], redact: bool) -> Vec<KeyValue> {
+    per_user(users, PASSWORD_HASH_ENV, |u| {
+        let hash = u.password_hash.as_ref()?;
+        Some(if redact { "<redacted>".to_owned() } else { hash.expose().to_owned() })
+    })
 }
 
 /// Partition, region and account of the load balancer: the host-key secret lives beside it.

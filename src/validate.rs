@@ -276,11 +276,14 @@ fn check_host_path(c: &mut Checker<'_>, path: &str) {
         return;
     }
     let inside = |p: &str, dir: &str| p.starts_with(&format!("{dir}/"));
-    let relation = |dir: &str| match () {
-        _ if path == dir => Some("is"),
-        _ if inside(path, dir) => Some("lies inside"),
-        _ if inside(dir, path) => Some("holds"),
-        _ => None,
+    let relation = |dir: &str| {
+        if path == dir {
+            Some("is")
+        } else if inside(path, dir) {
+            Some("lies inside")
+        } else {
+            inside(dir, path).then_some("holds")
+        }
     };
     if let Some((dir, how)) = HOST_SYSTEM_DIRS.iter().find_map(|d| relation(d).map(|how| (d, how))) {
         c.hint(

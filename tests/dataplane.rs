@@ -381,11 +381,10 @@ fn key_text_cannot_name_a_user_or_a_path_even_past_validation() {
     let task = start(image, &render::render(&s, "test"), home.path());
     assert!(!task.sftp("bob", key(&k.stranger), None, "ls\n").ok, "the key text planted a key for bob");
     assert!(task.sftp("bob", key(&k.bob_ecdsa), None, "ls\n").ok, "{}", task.log());
-    let files: Vec<String> = std::fs::read_dir(task.changed_file("/etc/ssh/authorized_keys"))
+    let mut files: Vec<String> = std::fs::read_dir(task.changed_file("/etc/ssh/authorized_keys"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let mut files = files;
     files.sort();
     assert_eq!(files, ["alice", "bob", "carol", "partner.genomics"]);
     assert!(!home.path().join("root").exists() && !task.changed_file("/root/.ssh").exists());

@@ -130,7 +130,13 @@ impl Task {
             volume_path.is_none() || home.is_some(),
             "the task definition mounts a volume on {volume_path:?}: give a directory for it"
         );
-        let setup = setup_script(&options, dir.path());
+        for (path, content, mode) in &options.files {
+            let target = dir.path().join("upper").join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(&target, content).unwrap();
+            std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
+        }
+        let setup = setup_script(options.busybox_sh);
 
         assert!(Command::new("ip").args(["netns", "add", &netns]).status().unwrap().success());
         assert!(Command::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]).status().unwrap().success());
@@ -221,13 +227,7 @@ fn resolve_secret(value_from: &str, secret_json: &str) -> String {
 
 /// Runs in the task's fresh namespaces as `setup IMAGE DIR HOME VOLUME_PATH ENTRYPOINT...`:
 /// mounts the overlay root, the volume, `/proc` and a minimal `/dev`, then `exec chroot`s.
-fn setup_script(options: &Options, dir: &Path) -> String {
-    for (path, content, mode) in &options.files {
-        let target = dir.join("upper").join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(&target, content).unwrap();
-        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
-    }
+fn setup_script(busybox_sh: bool) -> String {
     let mut s = String::from(
         r#"set -eu
 image=$1 dir=$2 home=$3 volume=$4
@@ -240,7 +240,7 @@ mount -t tmpfs -o mode=755 tmpfs "$r/dev"
 for d in null zero full random urandom tty; do touch "$r/dev/$d" && mount --bind "/dev/$d" "$r/dev/$d"; done
 "#,
     );
-    if options.busybox_sh {
+    if busybox_sh {
         s.push_str("cp /usr/bin/busybox \"$r/usr/bin/busybox\" && ln -sf busybox \"$r/usr/bin/sh\"\n");
     }
     s.push_str("exec chroot \"$r\" \"$@\"\n");
