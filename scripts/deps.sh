@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the test suite runs for real: Prometheus (promtool + server for the metrics
 # tests), OpenSSH's client, sshpass and busybox (the data-plane tests log in as users do),
-# debootstrap and iproute2 (the atmoz image and its tasks' namespaces), kubectl (the chart test).
+# debootstrap and iproute2 (the atmoz image and its tasks' namespaces), kubectl (the chart test),
+# Node.js and npm (the IAM policy evaluator tests/iam.rs installs with scripts/iam-simulate.sh).
 # Installs only what is missing, and only as root; elsewhere it says what is missing.
 set -euo pipefail
 need=()
@@ -14,6 +15,7 @@ have debootstrap || need+=(debootstrap)
 have ip || need+=(iproute2)
 { have unshare && have setpriv; } || need+=(util-linux)
 have kubectl || need+=(kubernetes-client) # `kubectl kustomize` for the chart test
+{ have node && have npm; } || need+=(nodejs npm) # the IAM policy evaluator (scripts/iam-simulate.sh)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "deps: missing ${need[*]}; install them as root (apt-get install ${need[*]}) or those tests skip" >&2

@@ -2,8 +2,9 @@
 """Seed a sandbox AWS world in the emulator (moto) and print its ids as JSON.
 
 This plays the parts of AWS the operator never creates: the VPC, subnets, the container
-instances' security group, two EC2 instances registered as ECS container instances in cluster
-`sftp`, an internet-facing NLB, a public and a private hosted zone, and a Cloud Map namespace.
+instances' security group (tagged `sftp-operator/managed-rules=true`, as README asks), two EC2
+instances registered as ECS container instances in cluster `sftp`, an internet-facing NLB, a
+public and a private hosted zone, and a Cloud Map namespace.
 Usage: sandbox.py ENDPOINT_URL  (credentials/region from the environment)
 """
 import json
@@ -27,6 +28,8 @@ subnets = [
     for cidr, az in (("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b"))
 ]
 sg = ec2.create_security_group(GroupName="sftp-instances", Description="ECS container instances", VpcId=vpc)["GroupId"]
+# The tag README's "Least-privilege IAM" asks for on the groups the operator may add rules to.
+ec2.create_tags(Resources=[sg], Tags=[{"Key": "sftp-operator/managed-rules", "Value": "true"}])
 image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 instances = []
 for subnet in subnets:

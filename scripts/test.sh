@@ -10,6 +10,9 @@ scripts/venv.sh
 if [ "$(id -u)" = 0 ]; then
   scripts/atmoz-image.sh >/dev/null || [ -z "${CI:-}" ]
 fi
+# The IAM policy evaluator tests/iam.rs uses (npm, cached under ~/.cache; test-time only, never
+# shipped). Without Node.js the evaluation says so and skips, except in CI.
+scripts/iam-simulate.sh >/dev/null || [ -z "${CI:-}" ]
 export INSTA_UPDATE=no
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
