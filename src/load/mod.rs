@@ -2,86 +2,48 @@
 //! to source position so later stages can point at the exact line and column.
 //!
 //! ```text
-//! -f file|dir|- ──read──▶ text ──YAML events──▶ documents + PathIndex ──serde──▶ Manifest
+//! -f file|dir|- ──read, decode──▶ text ──YAML events──▶ documents + PathIndex ──serde──▶ Manifest
 //! ```
 //!
-//! Parsing problems (syntax, wrong types, unknown fields) come back as [`Diagnostic`]s; all
-//! files are read and every document is tried, so one run reports every problem it can.
+//! Parsing problems (encoding, syntax, limits, wrong types, unknown fields) come back as
+//! [`Diagnostic`]s; all files are read and every document is tried, so one run reports every
+//! problem it can. Time and memory are linear in the input, and input past the [`limits`] is
+//! refused at once with a located error (the controller runs in 256 MiB).
 
-use std::collections::BTreeMap;
+mod decode;
+mod index;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde_saphyr::granit_parser::{Event, Parser};
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::spec::Manifest;
+
+use index::IndexBuilder;
+pub use index::PathIndex;
+
+/// What one load accepts; each is far above any real manifest set (a valid service renders to
+/// at most 64 KiB) and low enough that the largest accepted input loads in well under 100 MiB.
+pub mod limits {
+    /// All files and standard input together.
+    pub const MAX_INPUT_BYTES: usize = 16 * 1024 * 1024;
+    /// YAML documents over all files (a document is one SftpService).
+    pub const MAX_DOCUMENTS: usize = 20_000;
+    /// Keys, values and list items in one document.
+    pub const MAX_NODES_PER_DOCUMENT: usize = 100_000;
+    /// Bytes of one mapping key (AWS tag keys, the longest keys a manifest has, are 128 characters).
+    pub const MAX_KEY_BYTES: usize = 1024;
+    /// Mappings and lists inside each other (a manifest needs 5).
+    pub const MAX_DEPTH: usize = 32;
+}
 
 /// Where a document came from: its file and its index in a multi-document stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub file: PathBuf,
     pub doc: usize,
-}
-
-/// Field path → position of its value (and of its key, for mapping entries).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PathIndex {
-    values: BTreeMap<String, Pos>,
-    /// Every recorded position with its path, in document order, to map a parser error back
-    /// to the field it is in.
-    ordered: Vec<(Pos, String)>,
-}
-
-impl PathIndex {
-    /// Position of `path`, or of its nearest recorded ancestor (a missing field points at the
-    /// mapping that should hold it).
-    pub fn locate(&self, path: &str) -> Pos {
-        let mut p = path;
-        loop {
-            if let Some(pos) = self.values.get(p) {
-                return *pos;
-            }
-            match p.rfind(['.', '[']) {
-                Some(i) => p = &p[..i],
-                None => {
-                    return self.values.get("").copied().unwrap_or(Pos { line: 1, column: 1 });
-                }
-            }
-        }
-    }
-
-    /// Whether the document spelled this field out (as opposed to it taking its default).
-    pub fn contains(&self, path: &str) -> bool {
-        self.values.contains_key(path)
-    }
-
-    /// The innermost field whose key or value starts at or before `pos`.
-    pub fn field_at(&self, pos: Pos) -> String {
-        let i = self.ordered.partition_point(|(p, _)| *p <= pos);
-        if i == 0 {
-            return String::new();
-        }
-        self.ordered[i - 1].1.clone()
-    }
-
-    /// The mapping a "missing field" error at `pos` is about. serde-saphyr reports it at the
-    /// mapping's last key (or at the mapping itself when empty): take whichever of that path
-    /// and its parent is a mapping that should hold `field`.
-    fn missing_field_parent(&self, pos: Pos, field: &str) -> Option<String> {
-        let expected = crate::spec::parent_of_required(field)?;
-        let at = self.field_at(pos);
-        let parent = at.rfind(['.', '[']).map_or(String::new(), |i| at[..i].to_owned());
-        let kind = |p: &str| p.rsplit('.').next().unwrap_or("").split('[').next().unwrap_or("").to_owned();
-        [parent, at].into_iter().find(|p| expected.contains(&kind(p).as_str()))
-    }
-
-    fn record(&mut self, path: &str, pos: Pos, is_value: bool) {
-        if is_value {
-            self.values.entry(path.to_owned()).or_insert(pos);
-        }
-        self.ordered.push((pos, path.to_owned()));
-    }
 }
 
 /// One `SftpService` document as written, with where it came from.
@@ -117,36 +79,51 @@ pub struct SourceFile {
 
 /// Reads every path: `-` is standard input, a directory contributes its `*.yaml`/`*.yml`
 /// files in name order (not recursive; hidden entries such as a ConfigMap's `..data` are skipped).
+/// Text is UTF-8, or UTF-16 with a byte-order mark; undecodable or oversized input is a located
+/// problem, reported for every file.
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
-    let mut out = Vec::new();
+    let mut files = Vec::new();
     for path in paths {
-        if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| LoadError::Io { path: path.clone(), source })?;
-            out.push(SourceFile { path: PathBuf::from("<stdin>"), text });
-            continue;
-        }
         let io = |source| LoadError::Io { path: path.clone(), source };
-        if std::fs::metadata(path).map_err(io)?.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        if path.as_os_str() != "-" && std::fs::metadata(path).map_err(io)?.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(io)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| is_manifest_file(p))
                 .collect();
-            files.sort();
-            if files.is_empty() {
+            found.sort();
+            if found.is_empty() {
                 return Err(LoadError::EmptyDirectory(path.clone()));
             }
-            for f in files {
-                out.push(read_file(&f)?);
-            }
+            files.extend(found);
         } else {
-            out.push(read_file(path)?);
+            files.push(path.clone());
         }
     }
-    Ok(out)
+    let mut out = Vec::new();
+    let mut problems = Diagnostics::default();
+    let mut budget = limits::MAX_INPUT_BYTES;
+    for path in files {
+        let (shown, bytes) = read_bounded(&path, budget)?;
+        if bytes.len() > budget {
+            problems.push(Diagnostic::new(
+                &shown,
+                Pos { line: 1, column: 1 },
+                "",
+                format!(
+                    "the manifests are larger than {} MiB in total; nothing past this file was read",
+                    limits::MAX_INPUT_BYTES >> 20
+                ),
+            ));
+            break;
+        }
+        budget -= bytes.len();
+        match decode::text(&bytes) {
+            Ok(text) => out.push(SourceFile { path: shown, text }),
+            Err(d) => problems.push(Diagnostic { file: shown, ..d }),
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(LoadError::Invalid(problems)) }
 }
 
 fn is_manifest_file(p: &Path) -> bool {
@@ -154,30 +131,44 @@ fn is_manifest_file(p: &Path) -> bool {
     !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && p.is_file()
 }
 
-fn read_file(path: &Path) -> Result<SourceFile> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
-    Ok(SourceFile { path: path.to_owned(), text })
+/// A file's bytes (or stdin's for `-`), reading at most one byte past `budget`.
+fn read_bounded(path: &Path, budget: usize) -> Result<(PathBuf, Vec<u8>)> {
+    let io = |source| LoadError::Io { path: path.to_owned(), source };
+    let mut bytes = Vec::new();
+    let limit = budget as u64 + 1;
+    if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(limit).read_to_end(&mut bytes).map_err(io)?;
+        return Ok((PathBuf::from("<stdin>"), bytes));
+    }
+    std::fs::File::open(path).map_err(io)?.take(limit).read_to_end(&mut bytes).map_err(io)?;
+    Ok((path.to_owned(), bytes))
 }
 
 /// Parses every document of every source. Returns all manifests, or every problem found.
 pub fn parse_sources(sources: &[SourceFile]) -> Result<Vec<LoadedManifest>> {
     let mut manifests = Vec::new();
+    for_each_document(sources, |m| manifests.push(m))?;
+    Ok(manifests)
+}
+
+/// Hands each parsed document to `each` as soon as it is read, so a caller that keeps less than
+/// the whole document keeps memory down; every problem comes back at the end.
+pub fn for_each_document(sources: &[SourceFile], mut each: impl FnMut(LoadedManifest)) -> Result<()> {
     let mut problems = Diagnostics::default();
+    let mut documents_left = limits::MAX_DOCUMENTS;
     for src in sources {
-        match split_documents(&src.text) {
-            Err(d) => problems.push(Diagnostic { file: src.path.clone(), ..d }),
-            Ok(docs) => {
-                for (i, doc) in docs.into_iter().enumerate() {
-                    let origin = Origin { file: src.path.clone(), doc: i };
-                    match parse_document(&origin, &doc) {
-                        Ok(m) => manifests.push(m),
-                        Err(d) => problems.push(d),
-                    }
-                }
+        let result = split_documents(&src.text, &mut documents_left, |doc| {
+            let origin = Origin { file: src.path.clone(), doc: doc.number };
+            match parse_document(origin, &src.text, doc) {
+                Ok(m) => each(m),
+                Err(d) => problems.push(d),
             }
+        });
+        if let Err(d) = result {
+            problems.push(Diagnostic { file: src.path.clone(), ..d });
         }
     }
-    if problems.is_empty() { Ok(manifests) } else { Err(LoadError::Invalid(problems.sorted())) }
+    if problems.is_empty() { Ok(()) } else { Err(LoadError::Invalid(problems.sorted())) }
 }
 
 /// Reads and parses in one go: what every command starts with.
@@ -185,9 +176,13 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<LoadedManifest>> {
     parse_sources(&read_sources(paths)?)
 }
 
-/// A document's text padded with blank lines so parser positions are positions in the file.
-struct DocumentText {
-    text: String,
+/// One document of a stream: where its text is and where its fields are.
+struct Document {
+    number: usize,
+    /// Byte range in the file, from the start of its first line.
+    bytes: std::ops::Range<usize>,
+    /// File line of the range's first line.
+    first_line: u64,
     index: PathIndex,
 }
 
@@ -196,85 +191,101 @@ fn pos_of(m: &serde_saphyr::granit_parser::Marker) -> Pos {
     Pos { line: m.line() as u64, column: m.col() as u64 + 1 }
 }
 
+/// An open mapping or list, with the node its entries hang from.
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    /// `key` is the entry whose value comes next.
+    Map {
+        node: u32,
+        key: Option<u32>,
+    },
+    Seq {
+        node: u32,
+        next: u32,
+    },
 }
 
-fn child_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
-}
-
-/// Walks the YAML event stream once: records each document's byte range and every field's
-/// position. Syntax errors come back as a located diagnostic (file left for the caller).
-fn split_documents(text: &str) -> std::result::Result<Vec<DocumentText>, Diagnostic> {
-    let mut docs = Vec::new();
+/// Walks the YAML event stream once, handing each document with content to `each` as soon as
+/// it ends (so only one document's index is being built at a time). Syntax errors and limits
+/// come back as a located diagnostic (file left for the caller) and end the stream.
+fn split_documents(
+    text: &str,
+    documents_left: &mut usize,
+    mut each: impl FnMut(Document),
+) -> std::result::Result<(), Diagnostic> {
+    let mut options = serde_saphyr::granit_parser::Options::default();
+    // A backstop only: the walk below refuses deeper nesting first, with a clearer message.
+    options.block_nesting_limit = 2 * limits::MAX_DEPTH;
+    options.flow_nesting_limit = 2 * limits::MAX_DEPTH;
+    // YAML caps implicit keys at 1024 characters with a bare "mapping values are not allowed";
+    // let the scanner read on so the walk below can name the limit.
+    options.simple_key_max_lookahead = limits::MAX_INPUT_BYTES;
     let mut stack: Vec<Frame> = Vec::new();
-    let mut index = PathIndex::default();
-    let mut start_line = 1u64;
+    let mut index = IndexBuilder::default();
     let mut has_content = false;
-    let mut start_byte = 0usize;
+    let (mut first_line, mut start_byte, mut number) = (1u64, 0usize, 0usize);
+    let limit = |pos: Pos, message: String| Diagnostic::new("", pos, "", message);
 
-    for ev in Parser::new_from_str(text) {
-        let (event, span) = ev.map_err(|e| {
-            let m = e.marker();
-            Diagnostic::new("", pos_of(m), "", format!("YAML syntax error: {}", e.info()))
-        })?;
+    for ev in Parser::new_from_str_with_options(text, options) {
+        let (event, span) = ev.map_err(|e| limit(pos_of(e.marker()), format!("YAML syntax error: {}", e.info())))?;
         let pos = pos_of(&span.start);
         match event {
             Event::DocumentStart(..) => {
-                index = PathIndex::default();
+                if *documents_left == 0 {
+                    return Err(limit(pos, format!("more than {} documents", limits::MAX_DOCUMENTS)));
+                }
+                (index, has_content) = (IndexBuilder::default(), false);
                 stack.clear();
-                has_content = false;
-                start_line = span.start.line() as u64;
+                first_line = span.start.line() as u64;
                 start_byte = line_start(text, span.start.byte_offset().unwrap_or(0));
             }
             Event::DocumentEnd => {
                 let end = span.start.byte_offset().unwrap_or(text.len()).max(start_byte);
                 if has_content {
-                    let body = blank_marker(&text[start_byte..end]);
-                    let padded = "\n".repeat(start_line.saturating_sub(1) as usize) + &body;
-                    docs.push(DocumentText { text: padded, index: std::mem::take(&mut index) });
+                    *documents_left -= 1;
+                    let index = std::mem::take(&mut index).finish();
+                    each(Document { number, bytes: start_byte..end, first_line, index });
+                    number += 1;
                 }
             }
-            Event::Scalar(ref value, ..) => {
-                let is_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
-                if is_key {
-                    if let Some(Frame::Map { path, key }) = stack.last_mut() {
-                        let p = child_path(path, value);
-                        index.record(&p, pos, false);
-                        *key = Some(value.to_string());
-                    }
-                } else {
-                    let p = enter_value(&mut stack);
-                    if !(p.is_empty() && value.is_empty()) {
-                        has_content = true;
-                    }
-                    index.record(&p, pos, true);
+            Event::Scalar(ref value, ..) if matches!(stack.last(), Some(Frame::Map { key: None, .. })) => {
+                if value.len() > limits::MAX_KEY_BYTES {
+                    return Err(limit(pos, format!("a key longer than {} bytes", limits::MAX_KEY_BYTES)));
+                }
+                if let Some(Frame::Map { node, key }) = stack.last_mut() {
+                    *key = Some(index.key(*node, value, pos));
                 }
             }
-            Event::Alias(_) => {
-                let p = enter_value(&mut stack);
-                index.record(&p, pos, true);
-            }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                let is_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
-                let p = if is_key {
-                    // A complex key: record nothing useful, but keep the stack balanced.
-                    if let Some(Frame::Map { key, .. }) = stack.last_mut() {
-                        *key = Some("?".into());
+            Event::Scalar(..) | Event::Alias(_) | Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if index.len() >= limits::MAX_NODES_PER_DOCUMENT {
+                    return Err(limit(
+                        pos,
+                        format!("a document with more than {} keys and values", limits::MAX_NODES_PER_DOCUMENT),
+                    ));
+                }
+                let node = match &event {
+                    // A complex key (`? [a, b]`): recorded as the key `?`.
+                    Event::MappingStart(..) | Event::SequenceStart(..)
+                        if matches!(stack.last(), Some(Frame::Map { key: None, .. })) =>
+                    {
+                        let Some(Frame::Map { node, key }) = stack.last_mut() else { unreachable!() };
+                        let k = index.key(*node, "?", pos);
+                        *key = Some(k);
+                        k
                     }
-                    "?".to_owned()
-                } else {
-                    enter_value(&mut stack)
+                    _ => enter_value(&mut index, &mut stack, pos),
                 };
-                has_content = true;
-                index.record(&p, pos, true);
-                stack.push(if matches!(event, Event::MappingStart(..)) {
-                    Frame::Map { path: p, key: None }
-                } else {
-                    Frame::Seq { path: p, next: 0 }
-                });
+                // An empty document (a trailing `---`, only comments) is a null at the root: skipped.
+                let null_root = stack.is_empty()
+                    && matches!(&event, Event::Scalar(v, ScalarStyle::Plain, ..) if ["", "~", "null", "Null", "NULL"].contains(&v.as_ref()));
+                has_content |= !null_root;
+                match event {
+                    Event::MappingStart(..) => stack.push(Frame::Map { node, key: None }),
+                    Event::SequenceStart(..) => stack.push(Frame::Seq { node, next: 0 }),
+                    _ => {}
+                }
+                if stack.len() > limits::MAX_DEPTH {
+                    return Err(limit(pos, format!("nesting deeper than {} levels", limits::MAX_DEPTH)));
+                }
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
@@ -282,18 +293,23 @@ fn split_documents(text: &str) -> std::result::Result<Vec<DocumentText>, Diagnos
             _ => {}
         }
     }
-    Ok(docs)
+    Ok(())
 }
 
-/// The path of the value about to be read, advancing the enclosing frame.
-fn enter_value(stack: &mut [Frame]) -> String {
+/// Records the value about to be read, advancing the enclosing frame; returns its node.
+fn enter_value(index: &mut IndexBuilder, stack: &mut [Frame], pos: Pos) -> u32 {
     match stack.last_mut() {
-        None => String::new(),
-        Some(Frame::Map { path, key }) => child_path(path, &key.take().unwrap_or_default()),
-        Some(Frame::Seq { path, next }) => {
-            let p = format!("{path}[{next}]");
+        None => index.root(pos),
+        Some(Frame::Map { node, key }) => match key.take() {
+            Some(k) => {
+                index.value(k, pos);
+                k
+            }
+            None => *node,
+        },
+        Some(Frame::Seq { node, next }) => {
             *next += 1;
-            p
+            index.item(*node, *next - 1, pos)
         }
     }
 }
@@ -302,39 +318,51 @@ fn line_start(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].rfind('\n').map_or(0, |i| i + 1)
 }
 
-/// Replaces a leading `---` marker with spaces so the document parses alone with its columns intact.
-fn blank_marker(body: &str) -> String {
-    match body.strip_prefix("---") {
-        Some(rest) => format!("   {rest}"),
-        None => body.to_owned(),
+/// How serde-saphyr may spend on one document (it also expands aliases, which the walk above
+/// counts once): the same limits, so `&a [*b, *b, ...]` chains cannot grow past them.
+fn budget() -> Option<serde_saphyr::Budget> {
+    serde_saphyr::budget! {
+        max_depth: limits::MAX_DEPTH,
+        max_nodes: limits::MAX_NODES_PER_DOCUMENT,
+        max_events: 4 * limits::MAX_NODES_PER_DOCUMENT,
+        max_total_scalar_bytes: limits::MAX_INPUT_BYTES,
+        max_documents: 1,
     }
 }
 
-fn parse_document(origin: &Origin, doc: &DocumentText) -> std::result::Result<LoadedManifest, Diagnostic> {
-    match serde_saphyr::from_str::<Manifest>(&doc.text) {
-        Ok(manifest) => Ok(LoadedManifest { origin: origin.clone(), index: doc.index.clone(), manifest }),
-        Err(e) => {
-            let pos = e
-                .location()
-                .map(|l| Pos { line: l.line(), column: l.column() })
-                .unwrap_or_else(|| doc.index.locate(""));
-            let (message, hint) = describe_serde_error(&e);
-            let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
-            let field = match missing.and_then(|f| Some((f, doc.index.missing_field_parent(pos, f)?))) {
-                Some((f, parent)) => {
-                    let parent_pos = doc.index.locate(&parent);
-                    let path = if parent.is_empty() { f.to_owned() } else { format!("{parent}.{f}") };
-                    let mut d = Diagnostic::new(&origin.file, parent_pos, path, message);
-                    d.hint = hint;
-                    return Err(d);
-                }
-                None => doc.index.field_at(pos),
-            };
-            let mut d = Diagnostic::new(&origin.file, pos, field, message);
-            d.hint = hint;
-            Err(d)
+fn parse_document(origin: Origin, text: &str, doc: Document) -> std::result::Result<LoadedManifest, Diagnostic> {
+    let options = serde_saphyr::options! { budget: budget() };
+    let error = match serde_saphyr::from_str_with_options::<Manifest>(&text[doc.bytes.clone()], options) {
+        Ok(manifest) => return Ok(LoadedManifest { origin, index: doc.index, manifest }),
+        Err(e) => e,
+    };
+    let index = &doc.index;
+    let pos = error
+        .location()
+        .map(|l| Pos { line: l.line() + doc.first_line - 1, column: l.column() })
+        .unwrap_or_else(|| index.locate(""));
+    let (message, hint) = describe_serde_error(&error);
+    let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+    let (pos, field) = match missing.and_then(|f| Some((f, missing_field_parent(index, pos, f)?))) {
+        Some((f, parent)) => {
+            (index.locate(&parent), if parent.is_empty() { f.to_owned() } else { format!("{parent}.{f}") })
         }
-    }
+        None => (pos, index.field_at(pos)),
+    };
+    let mut d = Diagnostic::new(&origin.file, pos, field, message);
+    d.hint = hint;
+    Err(d)
+}
+
+/// The mapping a "missing field" error at `pos` is about. serde-saphyr reports it at the
+/// mapping's last key (or at the mapping itself when empty): take whichever of that path and
+/// its parent is a mapping that should hold `field`.
+fn missing_field_parent(index: &PathIndex, pos: Pos, field: &str) -> Option<String> {
+    let expected = crate::spec::parent_of_required(field)?;
+    let at = index.field_at(pos);
+    let parent = at.rfind(['.', '[']).map_or(String::new(), |i| at[..i].to_owned());
+    let kind = |p: &str| p.rsplit('.').next().unwrap_or("").split('[').next().unwrap_or("").to_owned();
+    [parent, at].into_iter().find(|p| expected.contains(&kind(p).as_str()))
 }
 
 /// serde-saphyr's message without its location suffix or snippet, plus hints for the errors
@@ -368,4 +396,121 @@ fn strip_location_suffix(msg: &str) -> String {
         }
     }
     msg.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAMPUS: &str = include_str!("../../manifests/examples/campus.yaml");
+
+    fn parse(text: &str) -> Result<Vec<LoadedManifest>> {
+        parse_sources(&[SourceFile { path: PathBuf::from("m.yaml"), text: text.to_owned() }])
+    }
+
+    fn problems(text: &str) -> Vec<Diagnostic> {
+        match parse(text) {
+            Err(LoadError::Invalid(d)) => d.0,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_trailing_marker_and_comment_only_documents_are_empty_not_errors() {
+        for text in [
+            format!("{CAMPUS}---\n"),
+            format!("{CAMPUS}---\n# nothing here\n"),
+            format!("# header\n---\n{CAMPUS}...\n---\n~\n"),
+        ] {
+            let docs = parse(&text).unwrap();
+            assert_eq!(docs.len(), 1, "{text}");
+            assert_eq!(docs[0].manifest.metadata.name, "campus-sftp");
+        }
+        assert!(parse("---\n---\n# only comments\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn positions_in_later_documents_are_file_positions() {
+        let text = format!("{CAMPUS}---\n{}", CAMPUS.replace("  port: 30000", "  port: many"));
+        let d = &problems(&text)[0];
+        let line = text.lines().position(|l| l == "  port: many").unwrap() as u64 + 1;
+        assert_eq!((d.pos.line, d.pos.column, d.field.as_str()), (line, 9, "spec.port"), "{d}");
+        let docs = parse(&format!("{CAMPUS}---\n{CAMPUS}")).unwrap();
+        assert_eq!(docs[1].origin.doc, 1);
+        assert_eq!(docs[1].index.locate("metadata.name").line, CAMPUS.lines().count() as u64 + 1 + 8);
+    }
+
+    #[test]
+    fn many_empty_documents_after_blank_lines_load_as_nothing() {
+        let text = "\n".repeat(100_000) + &"---\n".repeat(20_000);
+        assert!(parse(&text).unwrap().is_empty());
+    }
+
+    #[test]
+    fn more_documents_than_the_limit_is_a_located_error() {
+        let doc = "kind: x\n";
+        let text = format!("{doc}---\n").repeat(limits::MAX_DOCUMENTS + 1);
+        let all = problems(&text);
+        let d = all.iter().find(|d| d.message.starts_with("more than")).expect("limit reported");
+        assert_eq!(d.pos.line, 2 * limits::MAX_DOCUMENTS as u64, "{d}");
+    }
+
+    #[test]
+    fn a_long_key_is_refused_where_it_starts() {
+        let text = format!("kind: SftpService\n? {}\n: [{}]\n", "k".repeat(100_000), vec!["x"; 20_000].join(","));
+        let d = &problems(&text)[0];
+        assert_eq!((d.pos.line, d.pos.column), (2, 3));
+        assert_eq!(d.message, format!("a key longer than {} bytes", limits::MAX_KEY_BYTES));
+        let plain = format!("metadata:\n  {}: 1\n", "k".repeat(limits::MAX_KEY_BYTES + 1));
+        assert_eq!(problems(&plain)[0].pos.line, 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let block: String = (0..limits::MAX_DEPTH + 1).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+        let d = &problems(&format!("{block}{}v: 1\n", "  ".repeat(limits::MAX_DEPTH + 1)))[0];
+        assert_eq!(d.message, format!("nesting deeper than {} levels", limits::MAX_DEPTH), "{d}");
+        let flow = format!("a: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(problems(&flow)[0].message.contains("nesting") || problems(&flow)[0].message.contains("limit"));
+    }
+
+    #[test]
+    fn a_document_with_too_many_nodes_is_refused() {
+        let text = format!("spec: [{}]\n", vec!["1"; limits::MAX_NODES_PER_DOCUMENT + 1].join(","));
+        let d = &problems(&text)[0];
+        assert!(d.message.starts_with("a document with more than"), "{d}");
+        assert_eq!(d.pos.line, 1);
+    }
+
+    #[test]
+    fn aliases_cannot_multiply_a_document_past_the_limits() {
+        // One 10-key user repeated by 20 000 aliases: 200 000 nodes once expanded.
+        let user = "{name: a, uid: 1001, directories: [a, b, c, d, e, f, g, h]}";
+        let (head, rest) = CAMPUS.split_once("  users:\n").unwrap();
+        let storage = &rest[rest.find("  storage:").unwrap()..];
+        let text = format!("{head}  users: [&u {user}, {}]\n{storage}", vec!["*u"; 20_000].join(", "));
+        let d = &problems(&text)[0];
+        assert!(d.message.contains("budget"), "{d}");
+    }
+
+    #[test]
+    fn input_over_the_size_limit_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        std::fs::write(&a, CAMPUS).unwrap();
+        std::fs::write(&b, "#".repeat(limits::MAX_INPUT_BYTES)).unwrap();
+        let Err(LoadError::Invalid(d)) = read_sources(&[dir.path().to_owned()]) else { panic!("read") };
+        assert_eq!(d.0[0].file, b);
+        assert!(d.0[0].message.contains("larger than 16 MiB"), "{}", d.0[0]);
+    }
+
+    #[test]
+    fn undecodable_files_are_each_located() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), b"kind: x\nname: \xC3\x28\n").unwrap();
+        std::fs::write(dir.path().join("b.yaml"), [0xFF, 0xFE, b'a', 0, 0x00, 0xD8]).unwrap();
+        let Err(LoadError::Invalid(d)) = read_sources(&[dir.path().to_owned()]) else { panic!("read") };
+        let got: Vec<String> = d.iter().map(|d| format!("{}:{}:{}", d.pos.line, d.pos.column, d.message)).collect();
+        assert_eq!(got, ["2:7:invalid UTF-8 (byte 0xC3)", "1:2:invalid UTF-16 (unpaired surrogate 0xD800)"]);
+    }
 }
