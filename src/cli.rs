@@ -42,8 +42,8 @@ pub struct ManifestArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct OwnerArgs {
-    /// Scopes ownership: resources are tagged `sftp-operator/owner=ID`, so two installations never touch each other's.
-    #[arg(long, env = "SFTP_OPERATOR_OWNER_ID", default_value = "sftp-operator", value_name = "ID")]
+    /// Scopes ownership: resources are tagged `sftp-operator/owner=ID`, so two installations never touch each other's. Letters, digits and '-', at most 40.
+    #[arg(long, env = "SFTP_OPERATOR_OWNER_ID", default_value = "sftp-operator", value_name = "ID", value_parser = crate::names::parse_owner_id)]
     pub owner_id: String,
 }
 
@@ -337,8 +337,7 @@ fn output(e: std::io::Error) -> CliError {
 
 /// Loads and validates: the first step of every command that reads manifests.
 pub fn load_services(args: &ManifestArgs) -> Result<Vec<Service>, CliError> {
-    let docs = load::load(&args.filename)?;
-    validate::validate(&docs).map_err(CliError::Invalid)
+    Ok(validate::load_and_validate(&load::read_sources(&args.filename)?)?)
 }
 
 pub fn print_value<T: serde::Serialize>(v: &T, fmt: Format) -> Result<(), CliError> {

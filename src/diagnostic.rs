@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::sshkeys::looks_like_key_material;
+
 /// A position in a manifest file, 1-indexed like editors and compilers print it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Pos {
@@ -27,14 +29,74 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// The field and message pass through [`scrub`]: whatever a check quoted, key material never
+    /// reaches a terminal, a log line or JSON output.
     pub fn new(file: impl Into<PathBuf>, pos: Pos, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.into(), pos, field: field.into(), message: message.into(), hint: None }
+        Diagnostic {
+            file: file.into(),
+            pos,
+            field: scrub_field(field.into()),
+            message: scrub(message.into()),
+            hint: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(scrub(hint.into()));
         self
     }
+}
+
+/// Longest a quoted value is echoed, in characters.
+const QUOTE_MAX: usize = 64;
+const NOT_SHOWN: &str = "<value not shown: it looks like key material>";
+
+/// A user's value as it may appear in a message: a short prefix with control characters escaped,
+/// and nothing of a value that looks like key material.
+pub fn quote(v: &str) -> String {
+    if looks_like_key_material(v) {
+        return NOT_SHOWN.to_owned();
+    }
+    let mut out = String::new();
+    for c in v.chars().take(QUOTE_MAX) {
+        if c.is_control() { out.extend(c.escape_default()) } else { out.push(c) }
+    }
+    if v.chars().nth(QUOTE_MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A message as it may be shown. Each `` `…` `` or `"…"` span in it (where checks and serde put
+/// values) is [`quote`]d; if key material is still left outside the spans, nothing of the message
+/// is kept but that it was withheld.
+pub fn scrub(message: String) -> String {
+    if !looks_like_key_material(&message) && message.chars().count() <= 4 * QUOTE_MAX + 200 {
+        return message;
+    }
+    let mut out = String::new();
+    let mut rest = message.as_str();
+    while let Some(open) = rest.find(['`', '"']) {
+        let delim = rest[open..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..=open]);
+        let inner = &rest[open + 1..];
+        let close = inner.find(delim).unwrap_or(inner.len());
+        out.push_str(&quote(&inner[..close]));
+        out.push_str(&inner[close..(close + 1).min(inner.len())]);
+        rest = &inner[(close + 1).min(inner.len())..];
+    }
+    out.push_str(rest);
+    if looks_like_key_material(&out) { "(message withheld: it would show key material)".to_owned() } else { out }
+}
+
+/// A field path without key material: a mapping key that holds some ends the path there.
+fn scrub_field(field: String) -> String {
+    if !looks_like_key_material(&field) {
+        return field;
+    }
+    let cut =
+        field.match_indices(['.', '[']).map(|(i, _)| i).take_while(|i| !looks_like_key_material(&field[..*i])).last();
+    cut.map_or_else(String::new, |i| field[..i].to_owned())
 }
 
 impl fmt::Display for Diagnostic {
@@ -91,3 +153,42 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB\n-----END OPENSSH PRIVATE KEY-----";
+
+    #[test]
+    fn quote_keeps_a_short_escaped_prefix_and_hides_keys() {
+        assert_eq!(quote("sftp"), "sftp");
+        assert_eq!(quote(&"x".repeat(70)), format!("{}…", "x".repeat(64)));
+        assert_eq!(quote("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(quote(PRIVATE), NOT_SHOWN);
+    }
+
+    #[test]
+    fn messages_keep_their_words_and_lose_the_key() {
+        let d = Diagnostic::new(
+            "m.yaml",
+            Pos::default(),
+            "spec.cluster",
+            format!("`{PRIVATE}` is not an ECS cluster name"),
+        );
+        assert_eq!(d.message, format!("`{NOT_SHOWN}` is not an ECS cluster name"));
+        let serde = format!("invalid type: string \"{PRIVATE}\", expected u32");
+        assert_eq!(scrub(serde), format!("invalid type: string \"{NOT_SHOWN}\", expected u32"));
+        // Outside any quotes: withheld whole.
+        assert!(!scrub(format!("bad value {PRIVATE} here")).contains("BEGIN"));
+        let long = format!("`{}` is long", "y".repeat(500));
+        assert_eq!(scrub(long), format!("`{}…` is long", "y".repeat(64)));
+        assert_eq!(scrub("plain words".into()), "plain words");
+    }
+
+    #[test]
+    fn a_key_in_a_field_path_ends_the_path() {
+        let d = Diagnostic::new("m.yaml", Pos::default(), format!("metadata.labels.{PRIVATE}"), "bad");
+        assert_eq!(d.field, "metadata.labels");
+    }
+}

@@ -50,6 +50,36 @@ fn target_group_name(name: &str) -> String {
     format!("sftp-{prefix}-{hash}")
 }
 
+/// Longest `--owner-id`: the events rule `sftp-operator-<id>-ecs-tasks` must fit EventBridge's
+/// 64 characters; everything else derived from it (tags, rule descriptions, TXT values, queue and
+/// lease names) has more room.
+pub const MAX_OWNER_ID_LEN: usize = 40;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnerIdError {
+    #[error("the owner id is empty")]
+    Empty,
+    #[error("the owner id is {0} characters long; at most {MAX_OWNER_ID_LEN} are allowed")]
+    TooLong(usize),
+    #[error(
+        "the owner id may hold only letters, digits and '-', starting with a letter or digit (it goes into tags, rule descriptions, TXT records and queue names)"
+    )]
+    Character,
+}
+
+/// Checks an `--owner-id`. Its characters survive every place it is written (a `,` or `"` would
+/// split the TXT owner record, a space the rule description) and map one to one onto queue and
+/// rule names, so two installations never share them.
+pub fn parse_owner_id(id: &str) -> Result<String, OwnerIdError> {
+    let first_ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    match id.chars().count() {
+        0 => Err(OwnerIdError::Empty),
+        n if n > MAX_OWNER_ID_LEN => Err(OwnerIdError::TooLong(n)),
+        _ if !first_ok || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => Err(OwnerIdError::Character),
+        _ => Ok(id.to_owned()),
+    }
+}
+
 /// Description on every security-group rule the operator owns.
 pub fn rule_description(owner: &str, service: &str) -> String {
     format!("{RULE_DESCRIPTION_PREFIX} owner={owner} service={service}")
@@ -88,6 +118,34 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.len() <= 32 && b.len() <= 32);
         assert_eq!(a, Names::derive("research-data-exchange-partner-one").target_group, "stable");
+    }
+
+    #[test]
+    fn owner_ids_are_checked_before_they_reach_aws() {
+        assert_eq!(parse_owner_id("sftp-operator"), Ok("sftp-operator".to_owned()));
+        assert_eq!(parse_owner_id(""), Err(OwnerIdError::Empty));
+        assert_eq!(parse_owner_id(&"a".repeat(41)), Err(OwnerIdError::TooLong(41)));
+        for bad in ["a,b", "a\"b", "a b", "-a", "a.b", "a_b", "é"] {
+            assert_eq!(parse_owner_id(bad), Err(OwnerIdError::Character), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_longest_owner_id_and_name_keep_every_derived_string_within_aws_limits() {
+        let owner = "o".repeat(MAX_OWNER_ID_LEN);
+        let name = "n".repeat(MAX_NAME_LEN);
+        // EC2 rule descriptions: 255 characters.
+        assert!(rule_description(&owner, &name).len() <= 255);
+        assert_eq!(parse_description(&rule_description(&owner, &name)).unwrap()[OWNER_TAG], owner);
+        // A TXT character-string: 255 characters between the quotes.
+        let txt = txt_owner_value(&owner, &name);
+        assert!(txt.len() - 2 <= 255, "{}", txt.len());
+        assert_eq!(crate::dns::owned_service(&txt, &owner), Some(name.clone()));
+        // Tag values: 256.
+        assert!(owner.len() <= 256 && name.len() <= 256);
+        let (queue, rule) = crate::aws::events::names(&owner);
+        assert!(queue.len() <= 80 && rule.len() <= 64, "{queue} {rule}");
+        assert!(queue.ends_with("-events") && rule.ends_with("-ecs-tasks"), "not truncated: {queue} {rule}");
     }
 
     #[test]

@@ -210,8 +210,7 @@ fn load(paths: &[PathBuf]) -> Result<(String, Vec<Service>), String> {
         h.update(s.text.as_bytes());
     }
     let hash = hex::encode(h.finalize());
-    let docs = crate::load::parse_sources(&sources).map_err(|e| e.to_string())?;
-    let services = crate::validate::validate(&docs).map_err(|d| d.to_string())?;
+    let services = crate::validate::load_and_validate(&sources).map_err(|e| e.to_string())?;
     Ok((hash, services))
 }
 

@@ -50,6 +50,26 @@ pub fn looks_private(text: &str) -> bool {
     t.contains("PRIVATE KEY") || t.starts_with("PuTTY-User-Key-File") || t.starts_with("-----BEGIN")
 }
 
+/// True when the text carries key material anywhere: private-key armour (PEM, OpenSSH, PuTTY),
+/// the base64 of a key (an SSH key blob starts `AAAA`, DER `MI`/`MC4C`/`MHcC`, OpenSSH's private
+/// format `b3BlbnNzaC1rZXktdjE`), or a mixed-case base64 run long enough to be one. Errors never
+/// echo such text and only key fields may hold it.
+pub fn looks_like_key_material(text: &str) -> bool {
+    const MARKERS: [&str; 6] =
+        ["-----BEGIN", "-----END", "PRIVATE KEY", "PuTTY-User-Key-File", "openssh-key-v1", "b3BlbnNzaC1rZXktdjE"];
+    if MARKERS.iter().any(|m| text.contains(m)) {
+        return true;
+    }
+    let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    text.split(|c| !base64(c)).any(|run| {
+        let mixed = run.bytes().any(|b| b.is_ascii_uppercase())
+            && run.bytes().any(|b| b.is_ascii_lowercase())
+            && run.bytes().any(|b| b.is_ascii_digit());
+        let key_prefix = ["AAAA", "MI", "MC4C", "MHcC"].iter().any(|p| run.starts_with(p));
+        mixed && (run.len() >= 200 || (run.len() >= 40 && key_prefix))
+    })
+}
+
 pub fn parse_public_key(text: &str) -> Result<ParsedKey, KeyError> {
     if looks_private(text) {
         return Err(KeyError::PrivateKey);
@@ -190,6 +210,33 @@ mod tests {
 
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFIoKsJjFWreGcAuiHllsitYI/zAomIvsiDu9IwEUlwH alice@example.edu";
+
+    #[test]
+    fn key_material_is_recognised_in_any_form_and_ordinary_values_are_not() {
+        let public = std::fs::read_to_string("tests/fixtures/keys/alice.pub").unwrap();
+        let private = std::fs::read_to_string("tests/fixtures/keys/throwaway_private_key").unwrap();
+        for text in [
+            &private,
+            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW",
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+            "PuTTY-User-Key-File-3: ssh-ed25519",
+            public.trim(),
+            "AAAAC3NzaC1lZDI1NTE5AAAAIFIoKsJjFWreGcAuiHllsitYI/zAomIvsiDu9IwEUlwH",
+        ] {
+            assert!(looks_like_key_material(text), "{text}");
+        }
+        for text in [
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:sftp-operator/campus-sftp/host-keys-AbCdEf",
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/sftp/0123456789abcdef",
+            "/srv/sftp/research/data",
+            "research-computing",
+            "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+            &"a".repeat(300),
+            "$6$Qx3f1m2k$Pv0GQ3zyXx7kGJ0c0m6mM0rZ0Zk3mC2b6w6ZbL6L0wKQ0uE9c8kF8b9y0r1s2t3u4v5w6x7y8z9A0B1C2D3E4F",
+        ] {
+            assert!(!looks_like_key_material(text), "{text}");
+        }
+    }
 
     #[test]
     fn an_ed25519_key_parses_with_its_fingerprint_and_sshfp_type() {

@@ -14,8 +14,8 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::load::{LoadedManifest, Origin, PathIndex};
+use crate::diagnostic::{Diagnostic, Diagnostics, Pos, quote};
+use crate::load::{self, LoadError, LoadedManifest, Origin, PathIndex, SourceFile};
 use crate::names::{self, Names};
 use crate::spec::{self, Manifest};
 use crate::sshkeys::{self, ParsedKey};
@@ -141,6 +141,8 @@ static ZONE_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(/hostedzone/)?
 static NAMESPACE_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^ns-[a-z0-9]{16,32}$").unwrap());
 static REGION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$").unwrap());
 static BUCKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
+/// The characters AWS accepts in tag keys and values (ECS, ELB, Cloud Map, Secrets Manager).
+static TAG_TEXT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$").unwrap());
 static DIRECTORY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$").unwrap());
 
 /// The largest uid/gid Linux tools accept (they are signed 32-bit in the image's shadow tools).
@@ -149,6 +151,8 @@ const MAX_ID: u32 = i32::MAX as u32;
 const MIN_GID: u32 = 100;
 /// atmoz's `create-sftp-user` accepts `[^:]{0,255}` as the password field.
 const MAX_PASSWORD_HASH: usize = 255;
+/// AWS's limit on tags per resource (ECS, ELB, Cloud Map, Secrets Manager, EC2).
+const MAX_TAGS: usize = 50;
 /// ECS refuses a task definition whose JSON is larger than this (RegisterTaskDefinition).
 pub const MAX_TASK_DEFINITION_BYTES: usize = 64 * 1024;
 
@@ -222,16 +226,6 @@ pub const HOST_SYSTEM_DIRS: &[&str] = &[
     "/usr",
     "/var",
 ];
-
-/// Quotes a value in an error: at most a short prefix, so a long paste (or a secret typed into the
-/// wrong field) is not echoed whole.
-fn quote(v: &str) -> String {
-    const MAX: usize = 40;
-    match v.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}…", &v[..at]),
-        None => v.to_owned(),
-    }
-}
 
 fn check_user_name(c: &mut Checker<'_>, path: &str, name: &str) {
     if !ATMOZ_USER.is_match(name) {
@@ -325,7 +319,7 @@ impl Checker<'_> {
     fn pattern(&mut self, path: &str, v: &str, re: &Regex, what: &str) -> bool {
         let ok = re.is_match(v);
         if !ok {
-            self.err(path, format!("`{v}` is not {what}"));
+            self.err(path, format!("`{}` is not {what}", quote(v)));
         }
         ok
     }
@@ -362,15 +356,41 @@ fn in_zone(record: &str, zone: &str) -> bool {
 
 pub fn validate(docs: &[LoadedManifest]) -> Result<Vec<Service>, Diagnostics> {
     let mut out = Diagnostics::default();
-    let mut services = Vec::new();
-    for doc in docs {
-        let mut c = Checker { file: &doc.origin.file, index: &doc.index, out: &mut out };
-        if let Some(s) = check_document(&mut c, &doc.origin, &doc.manifest) {
-            services.push(s);
+    let placed = docs.iter().filter_map(|doc| check_one(doc, &mut out)).collect();
+    finish(placed, out)
+}
+
+/// Loads and validates in one pass, a document at a time: each document's parse tree and index
+/// are dropped once it is checked, so memory holds the services and not every manifest twice.
+/// Problems in loading and in validation come back together.
+pub fn load_and_validate(sources: &[SourceFile]) -> Result<Vec<Service>, LoadError> {
+    let mut out = Diagnostics::default();
+    let mut placed = Vec::new();
+    if let Err(e) = load::for_each_document(sources, |doc| placed.extend(check_one(&doc, &mut out))) {
+        match e {
+            LoadError::Invalid(d) => d.0.into_iter().for_each(|x| out.push(x)),
+            other => return Err(other),
         }
     }
-    check_across(docs, &services, &mut out);
-    if out.is_empty() { Ok(services) } else { Err(out.sorted()) }
+    finish(placed, out).map_err(LoadError::Invalid)
+}
+
+/// A valid service with where its cross-checked fields are ([`CROSS_FIELDS`]), so the checks
+/// across documents can point at both sides without keeping the documents.
+struct Placed {
+    service: Service,
+    positions: [Pos; CROSS_FIELDS.len()],
+}
+
+fn check_one(doc: &LoadedManifest, out: &mut Diagnostics) -> Option<Placed> {
+    let mut c = Checker { file: &doc.origin.file, index: &doc.index, out };
+    let service = check_document(&mut c, &doc.origin, &doc.manifest)?;
+    Some(Placed { service, positions: CROSS_FIELDS.map(|(path, ..)| doc.index.locate(path)) })
+}
+
+fn finish(placed: Vec<Placed>, mut out: Diagnostics) -> Result<Vec<Service>, Diagnostics> {
+    check_across(&placed, &mut out);
+    if out.is_empty() { Ok(placed.into_iter().map(|p| p.service).collect()) } else { Err(out.sorted()) }
 }
 
 fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<Service> {
@@ -378,28 +398,29 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     if m.api_version != spec::API_VERSION {
         c.hint(
             "apiVersion",
-            format!("unsupported apiVersion `{}`", m.api_version),
+            format!("unsupported apiVersion `{}`", quote(&m.api_version)),
             format!("use `{}`", spec::API_VERSION),
         );
     }
     if m.kind != spec::KIND {
-        c.hint("kind", format!("unsupported kind `{}`", m.kind), format!("use `{}`", spec::KIND));
+        c.hint("kind", format!("unsupported kind `{}`", quote(&m.kind)), format!("use `{}`", spec::KIND));
     }
     let name = &m.metadata.name;
     if !DNS_LABEL.is_match(name) || name.len() > names::MAX_NAME_LEN {
         c.hint(
             "metadata.name",
-            format!("`{name}` is not a DNS label of at most {} characters", names::MAX_NAME_LEN),
+            format!("`{}` is not a DNS label of at most {} characters", quote(name), names::MAX_NAME_LEN),
             "lower-case letters, digits and '-', starting and ending with a letter or digit",
         );
     }
     check_labels(c, &m.metadata.labels);
+    check_no_key_material(c, m);
     let s = &m.spec;
 
     let cluster = match CLUSTER.captures(&s.cluster) {
         Some(cap) => cap[2].to_owned(),
         None => {
-            c.err("spec.cluster", format!("`{}` is not an ECS cluster name or ARN", s.cluster));
+            c.err("spec.cluster", format!("`{}` is not an ECS cluster name or ARN", quote(&s.cluster)));
             String::new()
         }
     };
@@ -482,7 +503,10 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
 
     let namespace = s.discovery.as_ref().map(|d| {
         if !NAMESPACE_ID.is_match(&d.namespace) && !valid_dns_name(&d.namespace) {
-            c.err("spec.discovery.namespace", format!("`{}` is neither a namespace name nor an ns- id", d.namespace));
+            c.err(
+                "spec.discovery.namespace",
+                format!("`{}` is neither a namespace name nor an ns- id", quote(&d.namespace)),
+            );
         }
         if NAMESPACE_ID.is_match(&d.namespace) {
             d.namespace.clone()
@@ -542,7 +566,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         audit_log: s.logging.audit,
         awslogs,
     };
-    let size = serde_json::to_vec(&crate::render::task_definition(&service, false)).map_or(0, |v| v.len());
+    let size = json_size(&crate::render::task_definition(&service, false));
     if size > MAX_TASK_DEFINITION_BYTES {
         c.hint(
             "spec.users",
@@ -554,19 +578,93 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     Some(service)
 }
 
+/// Bytes of a value's JSON, counted without building it.
+fn json_size(v: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, v).map_or(0, |_| count.0)
+}
+
+/// Labels become tags on every owned resource, so AWS's tag rules (the strictest of ECS, ELB,
+/// Cloud Map and Secrets Manager) apply, with room for the operator's own two tags.
 fn check_labels(c: &mut Checker<'_>, labels: &BTreeMap<String, String>) {
+    const OWN_TAGS: usize = 2;
+    if labels.len() + OWN_TAGS > MAX_TAGS {
+        c.hint(
+            "metadata.labels",
+            format!(
+                "{} labels; AWS allows {MAX_TAGS} tags per resource and the operator adds {OWN_TAGS}",
+                labels.len()
+            ),
+            format!("keep at most {} labels", MAX_TAGS - OWN_TAGS),
+        );
+    }
     for (k, v) in labels {
         let path = format!("metadata.labels.{k}");
-        if k.is_empty() || k.len() > 128 || v.len() > 256 {
+        if k.chars().count() > 128 || v.chars().count() > 256 || k.is_empty() {
             c.err(&path, "tag keys are 1–128 characters and values at most 256");
-        }
-        if k.starts_with("aws:") || k.starts_with(names::TAG_PREFIX) {
+        } else if !TAG_TEXT.is_match(k) || !TAG_TEXT.is_match(v) {
             c.hint(
                 &path,
-                format!("label `{k}` uses a reserved prefix"),
-                format!("`aws:` and `{}` are reserved", names::TAG_PREFIX),
+                format!("label `{}: {}` has a character AWS tags refuse", quote(k), quote(v)),
+                "tags allow letters, digits, spaces and _ . : / = + - @",
             );
         }
+        if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with(names::TAG_PREFIX) {
+            c.hint(
+                &path,
+                format!("label `{}` uses a reserved prefix", quote(k)),
+                format!("`aws:` (in any case) and `{}` are reserved", names::TAG_PREFIX),
+            );
+        }
+    }
+}
+
+/// Fields where key text belongs: users' public keys and the host public keys.
+static KEY_FIELD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(spec\.users\[\d+\]\.keys|spec\.hostKeys\.publicKeys)\[\d+\]$").unwrap());
+
+/// Refuses key material (a private key above all) anywhere but the key fields: it would be
+/// rendered into tags, names or the task definition, and shown by `render` and `plan`.
+fn check_no_key_material(c: &mut Checker<'_>, m: &Manifest) {
+    fn walk(c: &mut Checker<'_>, path: &str, v: &serde_json::Value) {
+        let child = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+        match v {
+            serde_json::Value::String(s) if !KEY_FIELD.is_match(path) && sshkeys::looks_like_key_material(s) => {
+                c.hint(
+                    path,
+                    "this looks like key material; the value is not shown",
+                    "only `spec.users[].keys` and `spec.hostKeys.publicKeys` take keys, and only public ones; host private keys stay in the secret `hostKeys.secretArn` names",
+                );
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(c, &format!("{path}[{i}]"), item);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, item) in map {
+                    if sshkeys::looks_like_key_material(k) {
+                        c.hint(path, "a key here looks like key material; it is not shown", "remove it");
+                    } else {
+                        walk(c, &child(k), item);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Ok(v) = serde_json::to_value(m) {
+        walk(c, "", &v);
     }
 }
 
@@ -581,7 +679,7 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
         let p = format!("spec.users[{i}]");
         check_user_name(c, &format!("{p}.name"), &u.name);
         if let Some(first) = names_seen.insert(u.name.clone(), i) {
-            c.err(&format!("{p}.name"), format!("duplicate user `{}` (also spec.users[{first}])", u.name));
+            c.err(&format!("{p}.name"), format!("duplicate user `{}` (also spec.users[{first}])", quote(&u.name)));
         }
         if u.uid < 1000 {
             c.hint(
@@ -661,7 +759,7 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
         if u.keys.is_empty() && u.password_hash.is_none() {
             c.hint(
                 &p,
-                format!("user `{}` has no way to log in", u.name),
+                format!("user `{}` has no way to log in", quote(&u.name)),
                 "give at least one key in `keys` or a `passwordHash`",
             );
         }
@@ -708,7 +806,7 @@ fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
     }
     let s3 = st.s3.as_ref()?;
     if !BUCKET.is_match(&s3.bucket) {
-        c.err("spec.storage.s3.bucket", format!("`{}` is not a valid S3 bucket name", s3.bucket));
+        c.err("spec.storage.s3.bucket", format!("`{}` is not a valid S3 bucket name", quote(&s3.bucket)));
     }
     if s3.image.is_none() {
         c.hint(
@@ -742,7 +840,7 @@ fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec
                     continue;
                 }
                 Err(_) => {
-                    c.err(&p, format!("`{raw}` is not a CIDR block"));
+                    c.err(&p, format!("`{}` is not a CIDR block", quote(raw)));
                     continue;
                 }
             },
@@ -768,12 +866,12 @@ fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec
 fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
     let zone_is_id = ZONE_ID.is_match(&d.zone);
     if !zone_is_id && !valid_dns_name(&d.zone) {
-        c.err("spec.dns.zone", format!("`{}` is neither a zone name nor a hosted-zone id", d.zone));
+        c.err("spec.dns.zone", format!("`{}` is neither a zone name nor a hosted-zone id", quote(&d.zone)));
     }
     let zone = zone_ref(&d.zone);
     let record = normalize_dns_name(&d.record);
     if !valid_dns_name(&d.record) {
-        c.err("spec.dns.record", format!("`{}` is not a DNS name", d.record));
+        c.err("spec.dns.record", format!("`{}` is not a DNS name", quote(&d.record)));
     } else if !zone_is_id && !in_zone(&record, &zone) {
         c.hint(
             "spec.dns.record",
@@ -784,7 +882,7 @@ fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
     c.range("spec.dns.ttl", d.ttl, 1, 86400, "seconds; short TTLs let clients follow a failover quickly");
     let public_zone = d.public_zone.as_ref().map(|z| {
         if !ZONE_ID.is_match(z) && !valid_dns_name(z) {
-            c.err("spec.dns.publicZone", format!("`{z}` is neither a zone name nor a hosted-zone id"));
+            c.err("spec.dns.publicZone", format!("`{}` is neither a zone name nor a hosted-zone id", quote(z)));
         }
         zone_ref(z)
     });
@@ -792,7 +890,7 @@ fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
         let n = normalize_dns_name(r);
         let z = public_zone.as_deref().unwrap_or(&zone);
         if !valid_dns_name(r) {
-            c.err("spec.dns.publicRecord", format!("`{r}` is not a DNS name"));
+            c.err("spec.dns.publicRecord", format!("`{}` is not a DNS name", quote(r)));
         } else if !ZONE_ID.is_match(z) && !in_zone(&n, z) {
             c.hint(
                 "spec.dns.publicRecord",
@@ -807,49 +905,54 @@ fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
     Dns { zone, record, ttl: d.ttl, sshfp: d.sshfp, public_record, public_zone }
 }
 
+type CrossKey = fn(&Service) -> Option<String>;
+
+/// Fields two services may not share, with the key they are compared by.
+const CROSS_FIELDS: [(&str, CrossKey, &str); 4] = [
+    ("metadata.name", |s| Some(s.name.clone()), "duplicate service name"),
+    (
+        "spec.port",
+        |s| Some(format!("{}/{}", s.cluster, s.port)),
+        "host port already used by another service on this cluster",
+    ),
+    (
+        "spec.loadBalancer.listenerPort",
+        |s| Some(format!("{}/{}", s.load_balancer_arn, s.listener_port)),
+        "listener port already used by another service on this load balancer",
+    ),
+    (
+        "spec.dns.record",
+        |s| s.dns.as_ref().map(|d| d.record.clone()),
+        "DNS record already published by another service",
+    ),
+];
+
 /// Rules across documents: names, host ports per cluster, listener ports per NLB, DNS records.
-fn check_across(docs: &[LoadedManifest], services: &[Service], out: &mut Diagnostics) {
-    let locate = |s: &Service, path: &str| {
-        let doc = docs.iter().find(|d| d.origin == s.origin).expect("service comes from a document");
-        (doc.origin.file.clone(), doc.index.locate(path))
-    };
-    let mut report = |s: &Service, path: &str, msg: String, first: &Service| {
-        let (file, pos) = locate(s, path);
-        let (ffile, fpos) = locate(first, path);
-        out.push(Diagnostic::new(file, pos, path, msg).with_hint(format!(
-            "first defined at {}:{}:{}",
-            ffile.display(),
-            fpos.line,
-            fpos.column
-        )));
-    };
-    type Key = fn(&Service) -> Option<String>;
-    let rules: [(&str, Key, &str); 4] = [
-        ("metadata.name", |s| Some(s.name.clone()), "duplicate service name"),
-        (
-            "spec.port",
-            |s| Some(format!("{}/{}", s.cluster, s.port)),
-            "host port already used by another service on this cluster",
-        ),
-        (
-            "spec.loadBalancer.listenerPort",
-            |s| Some(format!("{}/{}", s.load_balancer_arn, s.listener_port)),
-            "listener port already used by another service on this load balancer",
-        ),
-        (
-            "spec.dns.record",
-            |s| s.dns.as_ref().map(|d| d.record.clone()),
-            "DNS record already published by another service",
-        ),
-    ];
-    for (path, key, msg) in rules {
-        let mut seen: BTreeMap<String, &Service> = BTreeMap::new();
-        for s in services {
-            let Some(k) = key(s) else { continue };
+fn check_across(placed: &[Placed], out: &mut Diagnostics) {
+    for (i, (path, key, msg)) in CROSS_FIELDS.iter().enumerate() {
+        let mut seen: BTreeMap<String, &Placed> = BTreeMap::new();
+        for p in placed {
+            let Some(k) = key(&p.service) else { continue };
             match seen.get(&k) {
-                Some(first) => report(s, path, format!("{msg} (`{}`)", first.name), first),
+                Some(first) => {
+                    let (file, at) = (&first.service.origin.file, first.positions[i]);
+                    out.push(
+                        Diagnostic::new(
+                            &p.service.origin.file,
+                            p.positions[i],
+                            *path,
+                            format!("{msg} (`{}`)", first.service.name),
+                        )
+                        .with_hint(format!(
+                            "first defined at {}:{}:{}",
+                            file.display(),
+                            at.line,
+                            at.column
+                        )),
+                    );
+                }
                 None => {
-                    seen.insert(k, s);
+                    seen.insert(k, p);
                 }
             }
         }
