@@ -1,0 +1,263 @@
+//! The ECS service: runs the latest task-definition revision behind the target group, and
+//! registers in Cloud Map when asked. One still draining from a delete is a problem.
+
+use serde::Serialize;
+
+use super::delete::{Deletable, owned_service};
+use super::diff::diff;
+use super::service::{Ctx, Step};
+use super::{Action, Kind, Op};
+use crate::observed::{self, name_from_arn};
+
+/// The fields compared.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Fields {
+    task_definition: Option<String>,
+    desired_count: Option<i64>,
+    load_balancers: Vec<Binding>,
+    service_registries: Option<Vec<Binding>>,
+    minimum_healthy_percent: Option<i64>,
+    maximum_percent: Option<i64>,
+    circuit_breaker_rollback: Option<bool>,
+    distinct_instance: Option<bool>,
+    health_check_grace_period_seconds: Option<i64>,
+}
+
+/// A link to a target group or a Cloud Map registry, by name.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Binding {
+    name: String,
+    container_name: Option<String>,
+    container_port: Option<i32>,
+}
+
+impl Fields {
+    fn wanted(ctx: &Ctx, new_revision: bool) -> Fields {
+        let (d, want) = (ctx.d, &ctx.d.ecs_service);
+        let family = &d.names.task_family;
+        let task_definition = match (new_revision, ctx.o.task_definitions.get(family)) {
+            (false, Some(td)) => format!("{}:{}", td.family, td.revision),
+            _ => format!("{family}:(new revision)"),
+        };
+        let binding = |name: &str| Binding {
+            name: name.to_owned(),
+            container_name: Some(want.container_name.clone()),
+            container_port: Some(i32::from(want.container_port)),
+        };
+        Fields {
+            task_definition: Some(task_definition),
+            desired_count: Some(want.desired_count.into()),
+            load_balancers: vec![binding(&d.target_group.name)],
+            service_registries: d.cloud_map.as_ref().map(|c| vec![binding(&c.name)]),
+            minimum_healthy_percent: Some(want.minimum_healthy_percent.into()),
+            maximum_percent: Some(want.maximum_percent.into()),
+            circuit_breaker_rollback: Some(want.circuit_breaker_rollback),
+            distinct_instance: Some(want.distinct_instance),
+            health_check_grace_period_seconds: Some(want.health_check_grace_period_seconds.into()),
+        }
+    }
+
+    fn live(ctx: &Ctx, live: &observed::EcsService) -> Fields {
+        // Registries are ARNs by id: name them through the observed Cloud Map services.
+        let registry_name = |arn: &str| -> String {
+            let registry = ctx.o.cloud_map_services.iter().find(|s| s.arn == arn);
+            registry.map_or_else(|| name_from_arn(arn).to_owned(), |s| s.name.clone())
+        };
+        let binding = |b: &observed::ServiceBinding| Binding {
+            name: registry_name(&b.arn),
+            container_name: b.container_name.clone(),
+            container_port: b.container_port,
+        };
+        let registries = !(live.service_registries.is_empty() && ctx.d.cloud_map.is_none());
+        Fields {
+            task_definition: live.task_definition.as_deref().map(|a| name_from_arn(a).to_owned()),
+            desired_count: live.desired_count.map(i64::from),
+            load_balancers: live.load_balancers.iter().map(binding).collect(),
+            service_registries: registries.then(|| live.service_registries.iter().map(binding).collect()),
+            minimum_healthy_percent: live.minimum_healthy_percent.map(i64::from),
+            maximum_percent: live.maximum_percent.map(i64::from),
+            circuit_breaker_rollback: live.circuit_breaker_rollback,
+            distinct_instance: live.distinct_instance,
+            health_check_grace_period_seconds: live.health_check_grace_period_seconds.map(i64::from),
+        }
+    }
+}
+
+/// `new_revision`: the task-definition changes register a revision, so the service rolls.
+pub(super) fn plan(ctx: &Ctx, new_revision: bool) -> Step {
+    let d = ctx.d;
+    let want = &d.ecs_service;
+    let (family, tg) = (d.names.task_family.clone(), d.target_group.name.clone());
+    let live =
+        ctx.o.ecs_services.iter().find(|s| s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE");
+    let Some(live) = live else {
+        let op = Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags: d.tags.clone() };
+        return Ok(vec![ctx.change(Kind::EcsService, &want.name, Action::Create, vec![op])]);
+    };
+    if live.status == "DRAINING" {
+        return Err(ctx.problem(format!(
+            "ECS service `{}` is still draining from a delete; converge again once it is gone",
+            want.name
+        )));
+    }
+    let ops = match ctx.claim(Kind::EcsService, &want.name, &live.arn, &live.tags) {
+        Ok(ops) => ops,
+        Err(conflict) => return Ok(vec![*conflict]),
+    };
+    let diff = diff(&Fields::wanted(ctx, new_revision), &Fields::live(ctx, live));
+    let op = Op::UpdateEcsService { service: want.clone(), family, target_group: tg };
+    Ok(ctx.update(Kind::EcsService, &want.name, ops, diff, op))
+}
+
+impl Deletable for observed::EcsService {
+    const KIND: Kind = Kind::EcsService;
+
+    /// An INACTIVE service is already gone.
+    fn service(&self, owner: &str) -> Option<String> {
+        if self.status == "INACTIVE" { None } else { owned_service(&self.tags, owner) }
+    }
+
+    fn delete(&self) -> (String, Op) {
+        (self.name.clone(), Op::DeleteEcsService { cluster: self.cluster.clone(), name: self.name.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::testkit::*;
+    use super::super::{Change, Problem};
+    use super::*;
+    use crate::observed::Observed;
+    use crate::render::Desired;
+
+    /// `d`'s world with its task-definition revision and, when given, the live service.
+    fn mk_world_with(d: &Desired, live: Option<observed::EcsService>) -> Observed {
+        let mut o = mk_world();
+        let td = mk_live_task_definition(d);
+        o.task_definitions.insert(td.family.clone(), td);
+        if d.cloud_map.is_some() {
+            o.cloud_map_services.push(mk_live_cloud_map(d));
+        }
+        o.ecs_services.extend(live);
+        o
+    }
+
+    fn plan_against(d: &Desired, live: Option<observed::EcsService>, new_revision: bool, adopt: bool) -> Step {
+        let o = mk_world_with(d, live);
+        plan(&ctx(d, &o, &mk_options(adopt)), new_revision)
+    }
+
+    fn live(d: &Desired) -> observed::EcsService {
+        mk_live_ecs_service(d, &mk_live_task_definition(d))
+    }
+
+    fn changes(step: Step) -> Vec<Change> {
+        step.expect("no problem")
+    }
+
+    #[test]
+    fn a_missing_service_is_created_on_its_cluster() {
+        let d = mk_desired(SERVICE);
+        let c = changes(plan_against(&d, None, true, false));
+        assert_eq!(summary(&c), [(Kind::EcsService, Action::Create, "campus".into())]);
+        assert!(matches!(&c[0].ops[..], [Op::CreateEcsService { family, target_group, .. }]
+            if *family == d.names.task_family && *target_group == d.target_group.name));
+    }
+
+    #[test]
+    fn an_inactive_service_counts_as_missing() {
+        let d = mk_desired(SERVICE);
+        let mut gone = live(&d);
+        gone.status = "INACTIVE".into();
+        assert_eq!(changes(plan_against(&d, Some(gone), false, false))[0].action, Action::Create);
+    }
+
+    #[test]
+    fn an_owned_service_in_sync_is_left_alone_with_or_without_cloud_map() {
+        let mut d = mk_desired(SERVICE);
+        assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty());
+        d.cloud_map = Some(mk_cloud_map(SERVICE));
+        assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty());
+    }
+
+    #[test]
+    fn a_new_revision_rolls_the_service() {
+        let d = mk_desired(SERVICE);
+        let c = changes(plan_against(&d, Some(live(&d)), true, false));
+        assert_eq!(summary(&c), [(Kind::EcsService, Action::Update, "campus".into())]);
+        assert_eq!(c[0].diff.len(), 1);
+        assert_eq!(c[0].diff[0].path, "taskDefinition");
+        assert_eq!(
+            (&c[0].diff[0].from, &c[0].diff[0].to),
+            (&json!("sftp-campus:4"), &json!("sftp-campus:(new revision)"))
+        );
+        assert!(matches!(&c[0].ops[..], [Op::UpdateEcsService { .. }]));
+    }
+
+    #[test]
+    fn drift_is_restored_field_by_field_and_unreported_fields_are_unknown() {
+        let d = mk_desired(SERVICE);
+        let mut drifted = live(&d);
+        drifted.desired_count = Some(3);
+        drifted.circuit_breaker_rollback = Some(false);
+        drifted.maximum_percent = None;
+        drifted.load_balancers[0].container_port = Some(2222);
+        let c = changes(plan_against(&d, Some(drifted), false, false));
+        let paths: Vec<&str> = c[0].diff.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["circuitBreakerRollback", "desiredCount", "loadBalancers[0].containerPort"]);
+    }
+
+    #[test]
+    fn a_registry_added_or_dropped_is_drift() {
+        let mut d = mk_desired(SERVICE);
+        let unregistered = live(&d);
+        d.cloud_map = Some(mk_cloud_map(SERVICE));
+        let c = changes(plan_against(&d, Some(unregistered), false, false));
+        assert_eq!(c[0].diff[0].path, "serviceRegistries");
+        assert_eq!(c[0].diff[0].to, json!([{"name": "campus", "containerName": "sftp", "containerPort": 22}]));
+        let registered = live(&d);
+        d.cloud_map = None;
+        let c = changes(plan_against(&d, Some(registered), false, false));
+        assert_eq!((c[0].diff[0].path.as_str(), &c[0].diff[0].to), ("serviceRegistries", &json!(null)));
+    }
+
+    #[test]
+    fn a_draining_service_is_a_problem() {
+        let d = mk_desired(SERVICE);
+        let mut draining = live(&d);
+        draining.status = "DRAINING".into();
+        let Err(Problem { service, message }) = plan_against(&d, Some(draining), true, false) else {
+            panic!("a problem expected")
+        };
+        assert_eq!(service, SERVICE);
+        assert!(message.contains("still draining"), "{message}");
+    }
+
+    #[test]
+    fn an_unowned_service_is_a_conflict_and_adopting_tags_it() {
+        let d = mk_desired(SERVICE);
+        let mut theirs = live(&d);
+        theirs.tags = foreign_tags();
+        let c = changes(plan_against(&d, Some(theirs.clone()), false, false));
+        assert_eq!(summary(&c), [(Kind::EcsService, Action::Conflict, "campus".into())]);
+        let c = changes(plan_against(&d, Some(theirs), false, true));
+        assert!(matches!(&c[0].ops[..], [Op::TagResource { kind: Kind::EcsService, .. }]), "{:?}", c[0].ops);
+    }
+
+    #[test]
+    fn an_owned_service_is_deleted_unless_already_inactive() {
+        let d = mk_desired(SERVICE);
+        let mut s = live(&d);
+        assert_eq!(s.service(OWNER).as_deref(), Some(SERVICE));
+        assert_eq!(
+            s.delete(),
+            ("campus".into(), Op::DeleteEcsService { cluster: CLUSTER.into(), name: "campus".into() })
+        );
+        s.status = "INACTIVE".into();
+        assert_eq!(s.service(OWNER), None);
+    }
+}

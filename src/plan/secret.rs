@@ -1,0 +1,86 @@
+//! The host-key secret, when the operator generates the keys. Never deleted by `delete` or
+//! `--prune`: clients must never see a changed host key.
+
+use super::service::Ctx;
+use super::{Action, Change, Kind, Op};
+
+pub(super) fn plan(ctx: &Ctx) -> Vec<Change> {
+    let Some(name) = &ctx.d.host_key_secret else {
+        return vec![];
+    };
+    let Some(live) = ctx.o.secrets.iter().find(|s| &s.name == name) else {
+        let ops = vec![Op::CreateSecret { name: name.clone(), tags: ctx.d.tags.clone() }];
+        let create = ctx.change(Kind::HostKeySecret, name, Action::Create, ops);
+        return vec![create.because("generate Ed25519 and RSA-4096 host keys")];
+    };
+    match ctx.claim(Kind::HostKeySecret, name, &live.arn, &live.tags) {
+        Err(conflict) => vec![*conflict],
+        Ok(ops) if ops.is_empty() => vec![],
+        Ok(ops) => vec![ctx.change(Kind::HostKeySecret, name, Action::Update, ops)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+    use crate::render::Desired;
+
+    fn mk_desired_with_secret() -> Desired {
+        let mut d = mk_desired(SERVICE);
+        d.host_key_secret = Some(d.names.host_key_secret.clone());
+        d
+    }
+
+    #[test]
+    fn a_missing_secret_is_created_with_our_tags() {
+        let d = mk_desired_with_secret();
+        let (o, opts) = (mk_world(), mk_options(false));
+        let c = plan(&ctx(&d, &o, &opts));
+        assert_eq!(summary(&c), [(Kind::HostKeySecret, Action::Create, d.names.host_key_secret.clone())]);
+        assert_eq!(c[0].ops, [Op::CreateSecret { name: d.names.host_key_secret.clone(), tags: d.tags.clone() }]);
+        assert!(c[0].reason.as_deref().unwrap().contains("host keys"));
+    }
+
+    #[test]
+    fn an_owned_secret_is_left_as_it_is() {
+        let d = mk_desired_with_secret();
+        let (mut o, opts) = (mk_world(), mk_options(false));
+        o.secrets.push(mk_live_secret(&d));
+        assert!(plan(&ctx(&d, &o, &opts)).is_empty());
+    }
+
+    #[test]
+    fn no_secret_is_planned_when_keys_come_from_the_manifest() {
+        let d = mk_desired(SERVICE);
+        let (o, opts) = (mk_world(), mk_options(false));
+        assert!(plan(&ctx(&d, &o, &opts)).is_empty());
+    }
+
+    #[test]
+    fn an_unowned_secret_is_a_conflict_and_adopting_tags_it() {
+        let d = mk_desired_with_secret();
+        let mut o = mk_world();
+        let mut live = mk_live_secret(&d);
+        live.tags = foreign_tags();
+        o.secrets.push(live.clone());
+        let c = plan(&ctx(&d, &o, &mk_options(false)));
+        assert_eq!(c[0].action, Action::Conflict);
+        assert!(c[0].reason.as_deref().unwrap().contains("--adopt"), "{:?}", c[0].reason);
+        let c = plan(&ctx(&d, &o, &mk_options(true)));
+        assert_eq!(c[0].action, Action::Update);
+        assert!(matches!(&c[0].ops[..], [Op::TagResource { kind: Kind::HostKeySecret, arn, .. }] if *arn == live.arn));
+    }
+
+    #[test]
+    fn another_services_secret_is_a_conflict_even_when_adopting() {
+        let d = mk_desired_with_secret();
+        let mut o = mk_world();
+        let mut live = mk_live_secret(&d);
+        live.tags = mk_tags("other");
+        o.secrets.push(live);
+        let c = plan(&ctx(&d, &o, &mk_options(true)));
+        assert_eq!(c[0].action, Action::Conflict);
+        assert!(c[0].reason.as_deref().unwrap().contains("owned by service `other`"));
+    }
+}
