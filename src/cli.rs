@@ -1,4 +1,5 @@
-//! Command line: flags as clap parses them, then one function per command wiring the library.
+//! Command line: flags as clap parses them, dispatch to [`crate::commands`], errors and exit codes.
+//! The only place clap types exist; [`AwsArgs::options`] turns them into the library's options.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -187,6 +188,13 @@ pub struct AwsArgs {
     pub calls_out: Option<PathBuf>,
 }
 
+impl AwsArgs {
+    /// The reconcile options: built here, from the flags, and nowhere else.
+    pub fn options(&self) -> crate::reconcile::Options {
+        crate::reconcile::Options { owner: self.owner.owner_id.clone(), adopt: self.adopt, prune: self.prune }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum PlanFormat {
     Text,
@@ -202,15 +210,23 @@ pub enum CliError {
     #[error("no service named `{0}` in the manifests")]
     NoSuchService(String),
     #[error("writing output: {0}")]
-    Output(String),
+    Output(#[source] std::io::Error),
+    #[error("writing output: {0}")]
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `converge --wait`: a deployment failed or did not finish in time. (Its message has always
+    /// read "writing output: …"; kept so the printed text does not change.)
+    #[error("writing output: {0}")]
+    Rollout(String),
     #[error("AWS: {0}")]
     Aws(#[from] crate::aws::AwsError),
     #[error("{0} change(s) failed")]
     ApplyFailed(usize),
+    #[error("`run` never prunes; use `converge --prune` when a manifest is gone")]
+    RunPrunes,
     #[error("{0}")]
-    Run(String),
+    Run(#[source] crate::run::RunError),
     #[error("could not start the async runtime: {0}")]
-    Runtime(String),
+    Runtime(#[source] std::io::Error),
 }
 
 /// Entry point for the binary: parse, dispatch, print errors, choose the exit code.
@@ -223,7 +239,7 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }
     };
-    match run(cli) {
+    match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{}", error_text(&e));
@@ -239,7 +255,8 @@ fn error_text(e: &CliError) -> String {
     }
 }
 
-pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+/// Runs one parsed command.
+pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Validate { manifests } => {
             let services = load_services(&manifests)?;
@@ -290,13 +307,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run { manifests, aws, run } => {
             if aws.prune {
                 // Deleting on a timer is too easy to regret: prune stays an explicit converge.
-                return Err(CliError::Run("`run` never prunes; use `converge --prune` when a manifest is gone".into()));
+                return Err(CliError::RunPrunes);
             }
             crate::run::init_logging(run.log_format == LogFormat::Json);
             let cfg = crate::run::RunConfig {
                 paths: manifests.filename,
-                owner: aws.owner.owner_id,
-                adopt: aws.adopt,
+                options: aws.options(),
                 region: aws.region,
                 metrics_addr: run.metrics_addr,
                 events_queue_url: run.events_queue_url,
@@ -310,9 +326,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     ..Default::default()
                 },
             };
-            block_on(async {
-                crate::run::run(cfg).await.map(|()| ExitCode::SUCCESS).map_err(|e| CliError::Run(e.to_string()))
-            })
+            block_on(async { crate::run::operate(cfg).await.map(|()| ExitCode::SUCCESS).map_err(CliError::Run) })
         }
         Command::Delete { manifests, aws, dry_run } => {
             let services = load_services(&manifests)?;
@@ -327,12 +341,12 @@ fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(f: F) -
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::Runtime(e.to_string()))?
+        .map_err(CliError::Runtime)?
         .block_on(f)
 }
 
 fn output(e: std::io::Error) -> CliError {
-    CliError::Output(e.to_string())
+    CliError::Output(e)
 }
 
 /// Loads and validates: the first step of every command that reads manifests.
@@ -342,8 +356,8 @@ pub fn load_services(args: &ManifestArgs) -> Result<Vec<Service>, CliError> {
 
 pub fn print_value<T: serde::Serialize>(v: &T, fmt: Format) -> Result<(), CliError> {
     let text = match fmt {
-        Format::Json => serde_json::to_string_pretty(v).map_err(|e| CliError::Output(e.to_string()))? + "\n",
-        Format::Yaml => serde_saphyr::to_string(v).map_err(|e| CliError::Output(e.to_string()))?,
+        Format::Json => serde_json::to_string_pretty(v).map_err(|e| CliError::Encode(e.into()))? + "\n",
+        Format::Yaml => serde_saphyr::to_string(v).map_err(|e| CliError::Encode(e.into()))?,
     };
     std::io::stdout().lock().write_all(text.as_bytes()).map_err(output)
 }

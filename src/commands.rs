@@ -1,14 +1,15 @@
-//! The AWS-facing commands, wired from library stages: observe → plan → apply → report.
+//! The AWS-facing commands: flags in, the [`crate::reconcile`] core, text and exit codes out.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::aws::observe::{self, Scope};
+use crate::aws::observe;
 use crate::aws::{Clients, apply};
 use crate::cli::{AwsArgs, CliError, PlanFormat};
 use crate::observed::{Observed, name_from_arn};
-use crate::plan::{self, Plan};
+use crate::plan::{Action, Kind, Plan};
+use crate::reconcile::{self, Prepared, Reach};
 use crate::render::{self, Desired};
 use crate::report;
 use crate::validate::Service;
@@ -21,30 +22,12 @@ fn color() -> bool {
 }
 
 fn say(text: &str) -> Result<(), CliError> {
-    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| CliError::Output(e.to_string()))
-}
-
-/// Renders, observes and plans: everything before the first mutating call.
-pub async fn prepare(
-    clients: &Clients,
-    services: &[Service],
-    args: &AwsArgs,
-    list_all: bool,
-    cloud_map_instances: bool,
-) -> Result<(Vec<Desired>, Observed, Plan), CliError> {
-    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
-    let mut scope = Scope::of(&desired);
-    scope.list_all_services = list_all || args.prune;
-    scope.cloud_map_instances = cloud_map_instances;
-    let observed = observe::observe(clients, &scope).await?;
-    let opts = plan::Options { owner: args.owner.owner_id.clone(), adopt: args.adopt, prune: args.prune };
-    let plan = plan::plan(&desired, &observed, &opts);
-    Ok((desired, observed, plan))
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(CliError::Output)
 }
 
 pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let (_, _, plan) = prepare(&clients, services, args, false, false).await?;
+    let Prepared { plan, .. } = reconcile::prepare(&clients, services, &args.options(), Reach::default()).await?;
     match format {
         PlanFormat::Text => say(&report::plan_text(&plan, color()))?,
         PlanFormat::Json => crate::cli::print_value(&plan, crate::cli::Format::Json)?,
@@ -53,31 +36,6 @@ pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> R
         return Ok(ExitCode::from(1));
     }
     Ok(if plan.has_changes() { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
-}
-
-/// Applies a plan; when that generated host keys, observes and plans once more so records
-/// that depend on the new keys (SSHFP) land in the same run.
-pub async fn apply_with_followup(
-    clients: &Clients,
-    services: &[Service],
-    options: &plan::Options,
-    plan: &Plan,
-    observed: &Observed,
-) -> Result<Vec<apply::Applied>, crate::aws::AwsError> {
-    let mut applied = apply::apply(clients, plan, observed).await;
-    let new_keys = applied
-        .iter()
-        .any(|a| a.kind == plan::Kind::HostKeySecret && a.action == plan::Action::Create && a.error.is_none());
-    if new_keys {
-        let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &options.owner)).collect();
-        let observed = observe::observe(clients, &Scope::of(&desired)).await?;
-        let plan = plan::plan(&desired, &observed, options);
-        if plan.has_changes() {
-            tracing::info!("follow-up pass for records that depend on the new host keys");
-            applied.extend(apply::apply(clients, &plan, &observed).await);
-        }
-    }
-    Ok(applied)
 }
 
 pub async fn converge(
@@ -89,10 +47,11 @@ pub async fn converge(
     let started = Instant::now();
     let c = color();
     let clients = Clients::from_env(args.region.clone()).await;
-    let (desired, observed, plan) = prepare(&clients, services, args, false, false).await?;
-    say(&report::plan_text(&plan, c))?;
-    let options = plan::Options { owner: args.owner.owner_id.clone(), adopt: args.adopt, prune: args.prune };
-    let applied = apply_with_followup(&clients, services, &options, &plan, &observed).await?;
+    let options = args.options();
+    let prepared = reconcile::prepare(&clients, services, &options, Reach::default()).await?;
+    say(&report::plan_text(&prepared.plan, c))?;
+    let applied = reconcile::apply(&clients, services, &options, &prepared).await?;
+    let Prepared { desired, plan, .. } = prepared;
     say(&report::applied_text(&applied, c))?;
     let failed = applied.iter().filter(|a| a.error.is_some()).count();
     say(&format!(
@@ -114,7 +73,7 @@ pub async fn converge(
         let rolled: Vec<&Desired> = desired
             .iter()
             .filter(|d| {
-                applied.iter().any(|a| a.service == d.service && a.kind == plan::Kind::EcsService && a.error.is_none())
+                applied.iter().any(|a| a.service == d.service && a.kind == Kind::EcsService && a.error.is_none())
             })
             .collect();
         for d in rolled {
@@ -142,13 +101,13 @@ async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result
                 return Ok(());
             }
             "FAILED" => {
-                return Err(CliError::Output(format!(
+                return Err(CliError::Rollout(format!(
                     "{}: deployment failed (circuit breaker rolled back)",
                     d.service
                 )));
             }
             _ if Instant::now() >= deadline => {
-                return Err(CliError::Output(format!("{}: deployment still {state} after {timeout:?}", d.service)));
+                return Err(CliError::Rollout(format!("{}: deployment still {state} after {timeout:?}", d.service)));
             }
             _ => tokio::time::sleep(Duration::from_secs(5)).await,
         }
@@ -157,17 +116,14 @@ async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result
 
 pub async fn delete(services: &[Service], args: &AwsArgs, dry_run: bool) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let desired: Vec<Desired> = services.iter().map(|s| render::render(s, &args.owner.owner_id)).collect();
-    let mut scope = Scope::of(&desired);
-    scope.list_all_services = true;
-    let observed = observe::observe(&clients, &scope).await?;
-    let plan = plan::plan_delete(&desired, &observed, &args.owner.owner_id);
+    let options = args.options();
+    let prepared = reconcile::prepare_delete(&clients, services, &options).await?;
     let c = color();
-    say(&report::plan_text(&plan, c))?;
+    say(&report::plan_text(&prepared.plan, c))?;
     if dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    let applied = apply::apply(&clients, &plan, &observed).await;
+    let applied = reconcile::apply(&clients, services, &options, &prepared).await?;
     say(&report::applied_text(&applied, c))?;
     write_calls(&clients, args)?;
     let failed = applied.iter().filter(|a| a.error.is_some()).count();
@@ -188,8 +144,7 @@ fn write_calls(clients: &Clients, args: &AwsArgs) -> Result<(), CliError> {
             serde_json::json!({"service": service, "operation": operation, "outcome": outcome, "count": stats.count})
         })
         .collect();
-    std::fs::write(path, serde_json::to_string_pretty(&calls).expect("serialises"))
-        .map_err(|e| CliError::Output(e.to_string()))
+    std::fs::write(path, serde_json::to_string_pretty(&calls).expect("serialises")).map_err(CliError::Output)
 }
 
 /// One service's live state, as `status` prints it (and `--output json` later).
@@ -211,7 +166,8 @@ pub struct ServiceStatus {
 
 pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let (desired, observed, plan) = prepare(&clients, services, args, false, true).await?;
+    let reach = Reach { cloud_map_instances: true, ..Reach::default() };
+    let Prepared { desired, observed, plan } = reconcile::prepare(&clients, services, &args.options(), reach).await?;
     let mut out = String::new();
     for d in &desired {
         let s = service_status(&clients, d, &observed, &plan).await?;
@@ -299,7 +255,7 @@ async fn service_status(c: &Clients, d: &Desired, o: &Observed, plan: &Plan) -> 
             notes.push(format!("Cloud Map registers [{}] but tasks run on [{}]", cm.join(", "), p.host_ips.join(", ")));
         }
     }
-    for c in mine.iter().filter(|c| c.action == plan::Action::Conflict) {
+    for c in mine.iter().filter(|c| c.action == Action::Conflict) {
         notes.push(format!("conflict: {} {}: {}", c.kind.as_str(), c.name, c.reason.clone().unwrap_or_default()));
     }
     Ok(ServiceStatus {

@@ -21,30 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-
-/// Why a reconcile failed, as a metric label and for the error policy.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("throttled by AWS: {0}")]
-    Throttled(String),
-    #[error("AWS: {0}")]
-    Aws(String),
-    #[error("{0} change(s) failed")]
-    Apply(usize),
-    #[error("blocked: {0}")]
-    Blocked(String),
-}
-
-impl ReconcileError {
-    pub fn category(&self) -> &'static str {
-        match self {
-            ReconcileError::Throttled(_) => "throttled",
-            ReconcileError::Aws(_) => "aws",
-            ReconcileError::Apply(_) => "apply",
-            ReconcileError::Blocked(_) => "blocked",
-        }
-    }
-}
+use crate::reconcile::ReconcileError;
 
 /// What reconciling one service means; the real one observes, plans and applies.
 pub trait Reconciler: Send + Sync + 'static {
@@ -157,7 +134,7 @@ fn jittered(d: Duration) -> Duration {
 
 /// Runs until `shutdown` turns true, then lets in-flight reconciles finish (bounded by
 /// `shutdown_timeout`). `services` is the current set of service names.
-pub async fn run<R: Reconciler>(
+pub async fn run_loop<R: Reconciler>(
     reconciler: Arc<R>,
     cfg: LoopConfig,
     services: watch::Receiver<Vec<String>>,
@@ -192,7 +169,7 @@ pub async fn run<R: Reconciler>(
                 match result {
                     Ok(()) => backoffs.reset(&s),
                     Err(e) => {
-                        let delay = backoffs.next(&s, matches!(e, ReconcileError::Throttled(_)));
+                        let delay = backoffs.next(&s, e.throttled());
                         tracing::warn!(service = %s, error = %e, retry_in = ?delay, "reconcile failed");
                         if let Some(m) = &metrics { m.workqueue_retries_total.inc(); }
                         let tx = retry_tx.clone();
@@ -240,7 +217,7 @@ mod tests {
             self.calls.lock().unwrap().push((service.clone(), start.elapsed()));
             tokio::time::sleep(self.work).await;
             if self.failing.lock().unwrap().contains(&service) {
-                Err(ReconcileError::Aws("boom".into()))
+                Err(ReconcileError::Aws(crate::aws::AwsError::other("DescribeServices", "boom")))
             } else {
                 Ok(())
             }
@@ -261,7 +238,7 @@ mod tests {
         let (svc_tx, svc_rx) = watch::channel(names.iter().map(|s| s.to_string()).collect());
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(run(fake.clone(), cfg, svc_rx, rx, stop_rx, None));
+        let handle = tokio::spawn(run_loop(fake.clone(), cfg, svc_rx, rx, stop_rx, None));
         Harness { fake, triggers: tx, stop, _services: svc_tx, handle }
     }
 

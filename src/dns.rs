@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names;
+use crate::codec;
 use crate::observed::LoadBalancer;
 use crate::render::Desired;
 use crate::sshkeys::ParsedKey;
@@ -116,7 +116,7 @@ pub fn desired_records(
 ) -> BTreeMap<String, ZoneWant> {
     let mut out: BTreeMap<String, ZoneWant> = BTreeMap::new();
     let Some(dns) = &d.dns else { return out };
-    let txt = names::txt_owner_value(owner, &d.service);
+    let txt = codec::txt_owner_value(owner, &d.service);
     let want = out.entry(dns.zone.clone()).or_default();
     want.records.push(RecordSet::simple(&dns.record, "TXT", dns.ttl, vec![txt.clone()]));
     match placement.map(|p| p.host_ips.clone()).unwrap_or_default() {
@@ -183,14 +183,8 @@ pub struct ZonePlan {
 }
 
 fn txt_owned_by(records: &[RecordSet], name: &str, owner: &str, service: &str) -> bool {
-    let want = names::txt_owner_value(owner, service);
+    let want = codec::txt_owner_value(owner, service);
     records.iter().any(|r| r.name == name && r.kind == "TXT" && r.values.contains(&want))
-}
-
-/// The owner TXT value's service, if `value` is one of ours.
-pub fn owned_service(value: &str, owner: &str) -> Option<String> {
-    let prefix = format!("\"heritage=sftp-operator,{}={owner},{}=", names::OWNER_TAG, names::SERVICE_TAG);
-    value.strip_prefix(&prefix)?.strip_suffix('"').map(str::to_owned)
 }
 
 /// Compares a service's wanted records with a zone's records. Only names carrying our TXT
@@ -251,7 +245,7 @@ pub fn plan_zone(want: &ZoneWant, zone: &[RecordSet], owner: &str, service: &str
 pub fn owned_deletes(zone: &[RecordSet], owner: &str, select: impl Fn(&str) -> bool) -> Vec<(String, RecordChange)> {
     let mut out = Vec::new();
     for txt in zone.iter().filter(|r| r.kind == "TXT") {
-        let Some(service) = txt.values.iter().find_map(|v| owned_service(v, owner)) else {
+        let Some(service) = txt.values.iter().find_map(|v| codec::parse_txt_owner_value(v, owner)) else {
             continue;
         };
         if !select(&service) {
@@ -386,7 +380,10 @@ mod tests {
 
     #[test]
     fn owner_values_round_trip() {
-        assert_eq!(owned_service(&names::txt_owner_value("o", "campus"), "o").as_deref(), Some("campus"));
-        assert_eq!(owned_service(&names::txt_owner_value("other", "campus"), "o"), None);
+        assert_eq!(
+            codec::parse_txt_owner_value(&codec::txt_owner_value("o", "campus"), "o").as_deref(),
+            Some("campus")
+        );
+        assert_eq!(codec::parse_txt_owner_value(&codec::txt_owner_value("other", "campus"), "o"), None);
     }
 }

@@ -13,29 +13,39 @@
 //! - [`validate`]: every rule, every problem located → [`validate::Service`].
 //! - [`render`]: a service → the resources it should own ([`render::Desired`]).
 //! - [`aws`]: the only code that talks to AWS — [`aws::observe`] (→ [`observed::Observed`]),
-//!   [`aws::apply`], the events poller and the lease; one call counter for all of it.
+//!   [`aws::apply`], the events queue ([`aws::events`]) and the lease; one call counter for all.
 //! - [`plan`] and [`dns`]: desired vs observed → ordered, typed changes; pure.
+//! - [`names`] and [`codec`]: derived names and tags; the text formats written into AWS and read
+//!   back (rule descriptions, TXT owner values, the host-key secret's description).
+//! - [`reconcile`]: the one core — render → observe → plan ([`reconcile::prepare`]) and apply
+//!   with its host-key follow-up ([`reconcile::apply`]); typed [`reconcile::ReconcileError`].
 //! - [`report`]: plans and results as text or JSON.
 //! - [`controller`] and [`run`]: the control loop (`run`): work queue, backoff, resync, manifest
-//!   watching, events, leader election; [`metrics`] exports what it does.
-//! - [`cli`] and [`commands`]: flags, and one function per command wiring the stages.
+//!   watching, events ([`task_event`] parses them), leader election; [`metrics`] exports it.
+//! - [`cli`] and [`commands`]: flags (the only clap types), and one function per command that
+//!   calls [`reconcile`] and prints.
+//!
+//! Dependencies point down: `cli → commands → reconcile → {aws, plan, render}`, and
+//! `cli → run → {controller, reconcile}`; nothing below `cli`/`commands` sees clap or prints.
 #![forbid(unsafe_code)]
 
 pub mod aws;
 pub mod cli;
+pub mod codec;
 pub mod commands;
 pub mod controller;
 pub mod diagnostic;
 pub mod dns;
-pub mod events;
 pub mod load;
 pub mod metrics;
 pub mod names;
 pub mod observed;
 pub mod plan;
+pub mod reconcile;
 pub mod render;
 pub mod report;
 pub mod run;
 pub mod spec;
 pub mod sshkeys;
+pub mod task_event;
 pub mod validate;

@@ -5,13 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-
-use crate::aws::{CallCounter, Outcome};
 
 const NS: &str = "sftp_operator";
 
@@ -131,15 +130,13 @@ impl Metrics {
     }
 
     /// Feeds every AWS call the clients make into the API metrics.
-    pub fn observe_calls(self: &Arc<Self>, calls: &CallCounter) {
-        let m = self.clone();
-        calls.set_observer(Arc::new(move |service, operation, outcome, took| {
-            m.aws_api_calls_total.with_label_values(&[service, operation, outcome.as_str()]).inc();
-            m.aws_api_call_duration_seconds.with_label_values(&[service, operation]).observe(took.as_secs_f64());
-            if outcome == Outcome::Throttled {
-                m.aws_api_throttled_total.with_label_values(&[service, operation]).inc();
-            }
-        }));
+    /// One finished AWS call (the call counter's observer feeds this).
+    pub fn record_call(&self, service: &str, operation: &str, outcome: &str, throttled: bool, took: Duration) {
+        self.aws_api_calls_total.with_label_values(&[service, operation, outcome]).inc();
+        self.aws_api_call_duration_seconds.with_label_values(&[service, operation]).observe(took.as_secs_f64());
+        if throttled {
+            self.aws_api_throttled_total.with_label_values(&[service, operation]).inc();
+        }
     }
 
     pub fn render(&self) -> String {

@@ -12,8 +12,6 @@ pub const TAG_PREFIX: &str = "sftp-operator/";
 pub const OWNER_TAG: &str = "sftp-operator/owner";
 pub const SERVICE_TAG: &str = "sftp-operator/service";
 pub const CONTAINER_NAME: &str = "sftp";
-/// Identifies the security-group rules the operator owns (with the rule tags).
-pub const RULE_DESCRIPTION_PREFIX: &str = "sftp-operator";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,26 +78,10 @@ pub fn parse_owner_id(id: &str) -> Result<String, OwnerIdError> {
     }
 }
 
-/// Description on every security-group rule the operator owns.
-pub fn rule_description(owner: &str, service: &str) -> String {
-    format!("{RULE_DESCRIPTION_PREFIX} owner={owner} service={service}")
-}
-
-/// The ownership tags a description written by [`rule_description`] stands for.
-pub fn parse_description(d: &str) -> Option<std::collections::BTreeMap<String, String>> {
-    let rest = d.strip_prefix(RULE_DESCRIPTION_PREFIX)?.strip_prefix(" owner=")?;
-    let (owner, service) = rest.split_once(" service=")?;
-    Some([(OWNER_TAG.to_owned(), owner.to_owned()), (SERVICE_TAG.to_owned(), service.to_owned())].into())
-}
-
-/// TXT ownership value beside each managed record, in the external-dns manner.
-pub fn txt_owner_value(owner: &str, service: &str) -> String {
-    format!("\"heritage=sftp-operator,{OWNER_TAG}={owner},{SERVICE_TAG}={service}\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{rule_description, txt_owner_value};
 
     #[test]
     fn the_longest_name_still_fits_every_aws_limit() {
@@ -136,11 +118,11 @@ mod tests {
         let name = "n".repeat(MAX_NAME_LEN);
         // EC2 rule descriptions: 255 characters.
         assert!(rule_description(&owner, &name).len() <= 255);
-        assert_eq!(parse_description(&rule_description(&owner, &name)).unwrap()[OWNER_TAG], owner);
+        assert_eq!(crate::codec::parse_rule_description(&rule_description(&owner, &name)).unwrap().owner, owner);
         // A TXT character-string: 255 characters between the quotes.
         let txt = txt_owner_value(&owner, &name);
         assert!(txt.len() - 2 <= 255, "{}", txt.len());
-        assert_eq!(crate::dns::owned_service(&txt, &owner), Some(name.clone()));
+        assert_eq!(crate::codec::parse_txt_owner_value(&txt, &owner), Some(name.clone()));
         // Tag values: 256.
         assert!(owner.len() <= 256 && name.len() <= 256);
         let (queue, rule) = crate::aws::events::names(&owner);

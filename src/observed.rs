@@ -184,8 +184,7 @@ pub struct Secret {
 impl Secret {
     /// Public host keys recorded in the description by `converge`.
     pub fn public_keys(&self) -> Vec<String> {
-        let d = self.description.as_deref().unwrap_or_default();
-        d.split_once("Public keys: ").map(|(_, k)| k.split(" | ").map(str::to_owned).collect()).unwrap_or_default()
+        crate::codec::parse_host_key_description(self.description.as_deref().unwrap_or_default())
     }
 }
 

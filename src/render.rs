@@ -503,7 +503,7 @@ pub fn task_definition_hash(td: &TaskDefinition) -> String {
 pub fn render(s: &Service, owner: &str) -> Desired {
     let td = task_definition(s, false);
     let task_definition_hash = task_definition_hash(&td);
-    let description = names::rule_description(owner, &s.name);
+    let description = crate::codec::rule_description(owner, &s.name);
     let ingress = s
         .allowed_cidrs
         .iter()
@@ -516,7 +516,7 @@ pub fn render(s: &Service, owner: &str) -> Desired {
         .collect();
     let mut dns_records = Vec::new();
     if let Some(d) = &s.dns {
-        let owner_txt = names::txt_owner_value(owner, &s.name);
+        let owner_txt = crate::codec::txt_owner_value(owner, &s.name);
         let mut owned = vec![(d.zone.clone(), d.record.clone())];
         if let Some(p) = &d.public_record {
             owned.push((d.public_zone.clone().unwrap_or_else(|| d.zone.clone()), p.clone()));

@@ -18,21 +18,18 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::Instrument;
 
-use crate::aws::Clients;
 use crate::aws::lease::Lease;
-use crate::aws::observe::{self, Scope};
-use crate::commands::apply_with_followup;
-use crate::controller::{self, LoopConfig, ReconcileError, Reconciler, Trigger};
+use crate::aws::{Clients, Outcome};
+use crate::controller::{self, LoopConfig, Reconciler, Trigger};
 use crate::metrics::{self, Metrics};
-use crate::plan::{self, Action, Kind};
-use crate::render;
+use crate::reconcile::{self, ALL_KINDS, Label, Options, Prepared, Reach, ReconcileError};
 use crate::validate::Service;
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub paths: Vec<PathBuf>,
-    pub owner: String,
-    pub adopt: bool,
+    /// Never with `prune`: deleting on a timer is too easy to regret.
+    pub options: Options,
     pub region: Option<String>,
     pub metrics_addr: SocketAddr,
     pub events_queue_url: Option<String>,
@@ -46,7 +43,7 @@ pub struct RunConfig {
 pub struct OperatorReconciler {
     clients: Clients,
     services: watch::Receiver<Arc<Vec<Service>>>,
-    options: plan::Options,
+    options: Options,
     metrics: Arc<Metrics>,
     lease: Option<Arc<Lease>>,
     ready: Arc<AtomicBool>,
@@ -78,15 +75,16 @@ impl OperatorReconciler {
             return Ok("skipped");
         }
         let m = &self.metrics;
-        let desired = vec![render::render(&service, &self.options.owner)];
-        let observed = observe::observe(&self.clients, &Scope::of(&desired)).await.map_err(aws_error)?;
-        let plan = plan::plan(&desired, &observed, &self.options);
+        let services = [service];
+        let prepared = reconcile::prepare(&self.clients, &services, &self.options, Reach::default()).await?;
+        let [service] = &services;
+        let Prepared { observed, plan, .. } = &prepared;
         for kind in ALL_KINDS {
             let n = plan.conflicts().filter(|c| c.kind == kind).count();
-            m.conflicts.with_label_values(&[name, kind_label(kind)]).set(n as i64);
+            m.conflicts.with_label_values(&[name, kind.label()]).set(n as i64);
         }
         for c in plan.actionable() {
-            m.drift_detected_total.with_label_values(&[name, kind_label(c.kind)]).inc();
+            m.drift_detected_total.with_label_values(&[name, c.kind.label()]).inc();
         }
         m.desired_tasks.with_label_values(&[name]).set(i64::from(service.desired_count));
         let running =
@@ -105,69 +103,21 @@ impl OperatorReconciler {
         if !self.leading().await {
             return Ok("skipped");
         }
-        let services = [service];
-        let applied =
-            apply_with_followup(&self.clients, &services, &self.options, &plan, &observed).await.map_err(aws_error)?;
-        let mut failed = Vec::new();
+        let applied = reconcile::apply(&self.clients, &services, &self.options, &prepared).await?;
         for a in &applied {
             match &a.error {
                 None => {
                     tracing::info!(kind = a.kind.as_str(), name = %a.name, action = ?a.action, "applied");
-                    m.changes_applied_total
-                        .with_label_values(&[name, kind_label(a.kind), action_label(a.action)])
-                        .inc();
+                    m.changes_applied_total.with_label_values(&[name, a.kind.label(), a.action.label()]).inc();
                 }
                 Some(e) => {
                     tracing::warn!(kind = a.kind.as_str(), name = %a.name, error = %e, "change failed");
-                    failed.push(e.clone());
                 }
             }
         }
-        if failed.iter().any(|e| crate::aws::is_throttle_text(e)) {
-            return Err(ReconcileError::Throttled(failed.join("; ")));
-        }
-        if !failed.is_empty() {
-            return Err(ReconcileError::Apply(failed.len()));
-        }
+        reconcile::failures(&applied)?;
         Ok("success")
     }
-}
-
-const ALL_KINDS: [Kind; 8] = [
-    Kind::HostKeySecret,
-    Kind::TaskDefinition,
-    Kind::TargetGroup,
-    Kind::Listener,
-    Kind::IngressRule,
-    Kind::CloudMapService,
-    Kind::EcsService,
-    Kind::DnsRecord,
-];
-
-fn kind_label(k: Kind) -> &'static str {
-    match k {
-        Kind::HostKeySecret => "host-key-secret",
-        Kind::TaskDefinition => "task-definition",
-        Kind::TargetGroup => "target-group",
-        Kind::Listener => "listener",
-        Kind::IngressRule => "ingress-rule",
-        Kind::CloudMapService => "cloud-map-service",
-        Kind::EcsService => "ecs-service",
-        Kind::DnsRecord => "dns-record",
-    }
-}
-
-fn action_label(a: Action) -> &'static str {
-    match a {
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Delete => "delete",
-        Action::Conflict => "conflict",
-    }
-}
-
-fn aws_error(e: crate::aws::AwsError) -> ReconcileError {
-    if e.throttled { ReconcileError::Throttled(e.to_string()) } else { ReconcileError::Aws(e.to_string()) }
 }
 
 impl Reconciler for OperatorReconciler {
@@ -300,14 +250,21 @@ pub enum RunError {
         source: std::io::Error,
     },
     #[error("signal handler: {0}")]
-    Signal(std::io::Error),
+    Signal(#[source] std::io::Error),
 }
 
-pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
+/// The `run` command: serves until SIGTERM or Ctrl-C.
+pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let (hash, initial) = load(&cfg.paths).map_err(RunError::Manifests)?;
     let clients = Clients::from_env(cfg.region.clone()).await;
-    metrics.observe_calls(&clients.calls);
+    {
+        let m = metrics.clone();
+        clients.calls.set_observer(Arc::new(move |service, operation, outcome, took| {
+            m.record_call(service, operation, outcome.as_str(), outcome == Outcome::Throttled, took)
+        }));
+    }
+    let owner = &cfg.options.owner;
     let ready = Arc::new(AtomicBool::new(initial.is_empty()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -320,14 +277,13 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
     let bound = metrics::serve(cfg.metrics_addr, metrics.clone(), ready.clone(), server_shutdown)
         .await
         .map_err(|source| RunError::Metrics { addr: cfg.metrics_addr, source })?;
-    tracing::info!(addr = %bound, services = initial.len(), owner = %cfg.owner, "sftp-operator running");
+    tracing::info!(addr = %bound, services = initial.len(), owner = %owner, "sftp-operator running");
 
     let (services_tx, services_rx) = watch::channel(Arc::new(initial.clone()));
     let (names_tx, names_rx) = watch::channel(initial.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel();
 
-    let lease =
-        cfg.lease_table.as_ref().map(|t| Lease::new(clients.clone(), t.clone(), &cfg.owner, cfg.lease_duration));
+    let lease = cfg.lease_table.as_ref().map(|t| Lease::new(clients.clone(), t.clone(), owner, cfg.lease_duration));
     if let Some(l) = &lease {
         let (leader_tx, mut leader_rx) = watch::channel(false);
         tokio::spawn(l.clone().keep(metrics.clone(), leader_tx, shutdown_rx.clone()));
@@ -353,11 +309,14 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
         shutdown_rx.clone(),
     ));
     if let Some(url) = &cfg.events_queue_url {
+        let triggers = trigger_tx.clone();
         tokio::spawn(crate::aws::events::poll(
             clients.clone(),
             url.clone(),
             names_rx.clone(),
-            trigger_tx.clone(),
+            move |service| {
+                let _ = triggers.send(Trigger::One(service));
+            },
             metrics.clone(),
             shutdown_rx.clone(),
         ));
@@ -366,7 +325,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
     let reconciler = Arc::new(OperatorReconciler {
         clients: clients.clone(),
         services: services_rx,
-        options: plan::Options { owner: cfg.owner.clone(), adopt: cfg.adopt, prune: false },
+        options: cfg.options.clone(),
         metrics: metrics.clone(),
         lease: lease.clone(),
         ready: ready.clone(),
@@ -386,7 +345,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), RunError> {
             let _ = tx.send(true);
         })
     };
-    controller::run(reconciler, cfg.loop_config.clone(), names_rx, trigger_rx, shutdown_rx, Some(metrics.clone()))
+    controller::run_loop(reconciler, cfg.loop_config.clone(), names_rx, trigger_rx, shutdown_rx, Some(metrics.clone()))
         .await;
     signals.abort();
     if let Some(l) = &lease {

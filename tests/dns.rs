@@ -161,8 +161,8 @@ fn a_batch_with_one_bad_change_still_lands_the_good_ones() {
     let applied = w.proxy.block_on(sftp_operator::aws::apply::apply(&c, &plan, &Default::default()));
     assert_eq!(w.a_values("good-one.example.edu."), vec!["10.0.0.1".to_owned()]);
     assert_eq!(w.a_values("good-two.example.edu."), vec!["10.0.0.2".to_owned()]);
-    let errors: Vec<(&str, &str)> =
-        applied.iter().filter_map(|a| Some((a.name.as_str(), a.error.as_deref()?))).collect();
+    let errors: Vec<(&str, String)> =
+        applied.iter().filter_map(|a| Some((a.name.as_str(), a.error.as_ref()?.to_string()))).collect();
     // A delete of something already gone counts as done; nothing else failed.
     assert!(errors.is_empty(), "{errors:?}");
 }

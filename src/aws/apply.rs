@@ -24,7 +24,29 @@ pub struct Applied {
     pub kind: Kind,
     pub name: String,
     pub action: crate::plan::Action,
-    pub error: Option<String>,
+    pub error: Option<ApplyError>,
+}
+
+/// Why one change was not made.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("skipped: an earlier step of this service failed")]
+    Skipped,
+}
+
+impl ApplyError {
+    pub fn throttled(&self) -> bool {
+        matches!(self, ApplyError::Aws(e) if e.throttled)
+    }
+}
+
+/// As the text reports print.
+impl serde::Serialize for ApplyError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// ARNs a service's later steps need: from observation, or created earlier in this run.
@@ -67,12 +89,12 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
             let mut failed = false;
             for ch in changes {
                 let error = if failed {
-                    Some("skipped: an earlier step of this service failed".to_owned())
+                    Some(ApplyError::Skipped)
                 } else {
                     let mut err = None;
                     for op in &ch.ops {
-                        if let Err(e) = run(c, op, &mut refs).await {
-                            err = Some(e.to_string());
+                        if let Err(e) = execute(c, op, &mut refs).await {
+                            err = Some(ApplyError::Aws(e));
                             failed = true;
                             break;
                         }
@@ -89,7 +111,7 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
     out
 }
 
-fn applied(ch: &Change, error: Option<String>) -> Applied {
+fn applied(ch: &Change, error: Option<ApplyError>) -> Applied {
     Applied { service: ch.service.clone(), kind: ch.kind, name: ch.name.clone(), action: ch.action, error }
 }
 
@@ -104,7 +126,7 @@ async fn apply_dns(c: &Clients, changes: &[&Change]) -> Vec<Applied> {
             }
         }
     }
-    let mut errors: BTreeMap<usize, String> = BTreeMap::new();
+    let mut errors: BTreeMap<usize, ApplyError> = BTreeMap::new();
     for (zone, items) in by_zone {
         let owned: Vec<RecordChange> = items.iter().map(|(_, rc)| (*rc).clone()).collect();
         for batch in crate::dns::batches(&owned) {
@@ -114,7 +136,7 @@ async fn apply_dns(c: &Clients, changes: &[&Change]) -> Vec<Applied> {
                     if let Err(e) = change_records(c, zone, &group).await {
                         for rc in &group {
                             if let Some((i, _)) = items.iter().find(|(_, x)| *x == rc) {
-                                errors.insert(*i, e.to_string());
+                                errors.insert(*i, ApplyError::Aws(e.clone()));
                             }
                         }
                     }
@@ -213,7 +235,8 @@ fn ecs_tags(tags: &Tags) -> Vec<ecs::Tag> {
     tags.iter().map(|(k, v)| ecs::Tag::builder().key(k).value(v).build()).collect()
 }
 
-async fn run(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
+/// Executes one operation of a change.
+async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
     match op {
         Op::CreateSecret { name, tags } => create_secret(c, name, tags).await,
         Op::TagResource { kind, arn, tags, description } => tag_resource(c, *kind, arn, tags, description).await,
@@ -326,7 +349,7 @@ async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
         .secrets
         .create_secret()
         .name(name)
-        .description(format!("SSH host keys managed by sftp-operator. Public keys: {}", keys.public_keys.join(" | ")))
+        .description(crate::codec::host_key_description(&keys.public_keys))
         .secret_string(keys.secret_json.as_str())
         .set_tags(Some(
             tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect(),
@@ -686,7 +709,7 @@ async fn create_cloud_map_service(
         .create_service()
         .name(&s.name)
         .namespace_id(namespace_id)
-        .description(crate::names::rule_description(
+        .description(crate::codec::rule_description(
             tags.get(crate::names::OWNER_TAG).map_or("", String::as_str),
             &s.name,
         ))

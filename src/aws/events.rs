@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::{Clients, aws};
-use crate::controller::Trigger;
-use crate::events::{EventError, parse_task_event};
 use crate::metrics::Metrics;
+use crate::task_event::{EventError, parse_task_event};
 
+/// Calls `changed` with the name of each managed service an event is about.
 pub async fn poll(
     c: Clients,
     queue_url: String,
     services: watch::Receiver<Vec<String>>,
-    triggers: mpsc::UnboundedSender<Trigger>,
+    changed: impl Fn(String) + Send + 'static,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -43,7 +43,7 @@ pub async fn poll(
                 Ok(ev) => match ev.service {
                     Some(s) if services.borrow().contains(&s) => {
                         tracing::info!(service = %s, cluster = %ev.cluster, status = ?ev.last_status, "ECS task event");
-                        let _ = triggers.send(Trigger::One(s));
+                        changed(s);
                         "handled"
                     }
                     _ => "foreign",

@@ -400,7 +400,7 @@ async fn cloud_map(c: &Clients, scope: &Scope) -> Result<CloudMapPart> {
     // Map has no batch) only for other services named like ours.
     let wanted: BTreeSet<&str> = scope.ecs_services.values().flatten().map(String::as_str).collect();
     for s in services.iter_mut() {
-        if let Some(tags) = s.description.as_deref().and_then(crate::names::parse_description) {
+        if let Some(tags) = s.description.as_deref().and_then(crate::codec::parse_rule_description).map(|o| o.tags()) {
             s.tags = tags;
         } else if wanted.contains(s.name.as_str()) || scope.list_all_services {
             let out = c

@@ -102,7 +102,6 @@ mod tests {
     use super::super::testkit::*;
     use super::*;
     use crate::dns::{Placement, RecordSet};
-    use crate::names;
     use crate::render::Desired;
     use crate::validate::Dns;
 
@@ -125,7 +124,7 @@ mod tests {
     }
 
     fn txt(service: &str) -> RecordSet {
-        RecordSet::simple(RECORD, "TXT", 60, vec![names::txt_owner_value(OWNER, service)])
+        RecordSet::simple(RECORD, "TXT", 60, vec![crate::codec::txt_owner_value(OWNER, service)])
     }
 
     fn a(ip: &str) -> RecordSet {

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use super::delete::Deletable;
 use super::service::{Ctx, Step};
 use super::{Action, Change, Kind, Op};
-use crate::names;
 use crate::observed::{self, LoadBalancer, Observed, Ownership};
 use crate::render::IngressRule;
 
@@ -43,7 +42,7 @@ pub(super) fn plan(ctx: &Ctx, lb: &LoadBalancer) -> Step {
 /// The allowed CIDRs plus the NLB's subnets (health checks come from there).
 fn wanted(ctx: &Ctx, lb: &LoadBalancer) -> BTreeSet<IngressRule> {
     let d = ctx.d;
-    let description = names::rule_description(&ctx.opts.owner, &d.service);
+    let description = crate::codec::rule_description(&ctx.opts.owner, &d.service);
     let mut want: BTreeSet<IngressRule> = d.ingress.iter().cloned().collect();
     for cidr in &lb.subnet_cidrs {
         want.insert(IngressRule {
@@ -81,7 +80,7 @@ fn authorizations(
             continue;
         }
         let mut tags = ctx.d.tags.clone();
-        tags.insert("Name".into(), names::rule_description(&ctx.opts.owner, &ctx.d.service));
+        tags.insert("Name".into(), crate::codec::rule_description(&ctx.opts.owner, &ctx.d.service));
         let op = Op::AuthorizeIngress { group_id: group.clone(), rule: r.clone(), tags };
         out.push(ctx.change(Kind::IngressRule, &name, Action::Create, vec![op]));
     }
@@ -107,7 +106,7 @@ fn revocations(ctx: &Ctx, want: &BTreeSet<IngressRule>, owned: &[&observed::Ingr
 
 /// Owned = our description, or our tags; `service` narrows to one SftpService.
 fn rule_owned_by(r: &observed::IngressRule, owner: &str, service: &str) -> bool {
-    r.description.as_deref() == Some(names::rule_description(owner, service).as_str())
+    r.description.as_deref() == Some(crate::codec::rule_description(owner, service).as_str())
         || observed::ownership(&r.tags, owner) == (Ownership::Owned { service: service.to_owned() })
 }
 
@@ -116,8 +115,7 @@ fn rule_service(r: &observed::IngressRule, owner: &str) -> Option<String> {
     if let Ownership::Owned { service } = observed::ownership(&r.tags, owner) {
         return Some(service);
     }
-    let prefix = format!("{} owner={owner} service=", names::RULE_DESCRIPTION_PREFIX);
-    r.description.as_deref()?.strip_prefix(&prefix).map(str::to_owned)
+    crate::codec::parse_rule_description(r.description.as_deref()?).filter(|o| o.owner == owner).map(|o| o.service)
 }
 
 /// A rule with the group that holds it: what `delete` and `--prune` revoke.
@@ -173,7 +171,7 @@ mod tests {
             ]
         );
         let Op::AuthorizeIngress { tags, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
-        assert_eq!(tags["Name"], names::rule_description(OWNER, SERVICE));
+        assert_eq!(tags["Name"], crate::codec::rule_description(OWNER, SERVICE));
     }
 
     #[test]

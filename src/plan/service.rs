@@ -4,7 +4,6 @@
 
 use super::{Action, Change, FieldDiff, Kind, Op, Options, Problem};
 use super::{cloud_map, dns_record, ecs_service, ingress, listener, secret, target_group, task_definition};
-use crate::names;
 use crate::observed::{self, LoadBalancer, Namespace, Observed, Ownership, Tags};
 use crate::render::Desired;
 
@@ -73,7 +72,7 @@ impl Ctx<'_> {
                 kind,
                 arn: arn.to_owned(),
                 tags: self.d.tags.clone(),
-                description: names::rule_description(&self.opts.owner, &self.d.service),
+                description: crate::codec::rule_description(&self.opts.owner, &self.d.service),
             }]);
         }
         let (whose, hint) = match &other {
@@ -303,7 +302,7 @@ mod tests {
         );
         let adopting = mk_options(true);
         let ops = ctx(&d, &o, &adopting).claim(Kind::Listener, "l", "arn", &foreign_tags()).unwrap();
-        let description = names::rule_description(OWNER, SERVICE);
+        let description = crate::codec::rule_description(OWNER, SERVICE);
         assert_eq!(
             ops,
             [Op::TagResource { kind: Kind::Listener, arn: "arn".into(), tags: d.tags.clone(), description }]

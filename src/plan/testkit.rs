@@ -50,7 +50,7 @@ pub fn mk_task_definition(names: &Names, users: &str) -> render::TaskDefinition 
 pub fn mk_desired(service: &str) -> Desired {
     let names = Names::derive(service);
     let task_definition = mk_task_definition(&names, "alice");
-    let description = names::rule_description(OWNER, service);
+    let description = crate::codec::rule_description(OWNER, service);
     Desired {
         service: service.into(),
         tags: mk_tags(service),
@@ -197,7 +197,7 @@ pub fn mk_live_rule(service: &str, id: &str, port: i32, cidr: &str) -> observed:
         from_port: port,
         to_port: port,
         cidr: cidr.into(),
-        description: Some(names::rule_description(OWNER, service)),
+        description: Some(crate::codec::rule_description(OWNER, service)),
         tags: mk_tags(service),
     }
 }

@@ -1,0 +1,98 @@
+//! Text the operator writes into AWS and reads back later: one codec per format, the encoder
+//! beside its decoder, each pair checked by a round trip. Anything that parses one of these
+//! strings goes through here, so a format can only change in one place.
+//!
+//! | format                     | written to                                  | carries           |
+//! |----------------------------|---------------------------------------------|-------------------|
+//! | [`rule_description`]       | security-group rules, Cloud Map services    | owner, service    |
+//! | [`txt_owner_value`]        | the TXT record beside each managed record   | owner, service    |
+//! | [`host_key_description`]   | the generated host-key secret's description | public host keys  |
+
+use crate::names::{OWNER_TAG, SERVICE_TAG};
+
+/// Identifies the security-group rules the operator owns (with the rule tags).
+pub const RULE_DESCRIPTION_PREFIX: &str = "sftp-operator";
+
+/// Who a description or TXT value says owns a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub owner: String,
+    pub service: String,
+}
+
+impl Owner {
+    /// The ownership tags the encoded text stands for.
+    pub fn tags(&self) -> std::collections::BTreeMap<String, String> {
+        [(OWNER_TAG.to_owned(), self.owner.clone()), (SERVICE_TAG.to_owned(), self.service.clone())].into()
+    }
+}
+
+/// Description on every security-group rule (and Cloud Map service) the operator owns.
+pub fn rule_description(owner: &str, service: &str) -> String {
+    format!("{RULE_DESCRIPTION_PREFIX} owner={owner} service={service}")
+}
+
+/// Decodes [`rule_description`].
+pub fn parse_rule_description(d: &str) -> Option<Owner> {
+    let rest = d.strip_prefix(RULE_DESCRIPTION_PREFIX)?.strip_prefix(" owner=")?;
+    let (owner, service) = rest.split_once(" service=")?;
+    Some(Owner { owner: owner.to_owned(), service: service.to_owned() })
+}
+
+/// TXT ownership value beside each managed record, in the external-dns manner.
+pub fn txt_owner_value(owner: &str, service: &str) -> String {
+    format!("\"heritage=sftp-operator,{OWNER_TAG}={owner},{SERVICE_TAG}={service}\"")
+}
+
+/// Decodes [`txt_owner_value`]: the service, if `value` is owned by `owner`.
+pub fn parse_txt_owner_value(value: &str, owner: &str) -> Option<String> {
+    let prefix = format!("\"heritage=sftp-operator,{OWNER_TAG}={owner},{SERVICE_TAG}=");
+    value.strip_prefix(&prefix)?.strip_suffix('"').map(str::to_owned)
+}
+
+const HOST_KEYS_MARK: &str = "Public keys: ";
+const HOST_KEYS_SEPARATOR: &str = " | ";
+
+/// Description of a generated host-key secret: the public keys only, never the private ones.
+pub fn host_key_description(public_keys: &[String]) -> String {
+    format!("SSH host keys managed by sftp-operator. {HOST_KEYS_MARK}{}", public_keys.join(HOST_KEYS_SEPARATOR))
+}
+
+/// Decodes [`host_key_description`]: the public keys (none when the text holds none).
+pub fn parse_host_key_description(d: &str) -> Vec<String> {
+    d.split_once(HOST_KEYS_MARK)
+        .map(|(_, k)| k.split(HOST_KEYS_SEPARATOR).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_descriptions_round_trip() {
+        let d = rule_description("o-1", "campus-sftp");
+        assert_eq!(d, "sftp-operator owner=o-1 service=campus-sftp");
+        assert_eq!(parse_rule_description(&d), Some(Owner { owner: "o-1".into(), service: "campus-sftp".into() }));
+        assert_eq!(parse_rule_description(&d).unwrap().tags()[OWNER_TAG], "o-1");
+        assert_eq!(parse_rule_description("someone else's rule"), None);
+    }
+
+    #[test]
+    fn txt_owner_values_round_trip() {
+        let v = txt_owner_value("o", "campus");
+        assert_eq!(v, "\"heritage=sftp-operator,sftp-operator/owner=o,sftp-operator/service=campus\"");
+        assert_eq!(parse_txt_owner_value(&v, "o").as_deref(), Some("campus"));
+        assert_eq!(parse_txt_owner_value(&v, "other"), None);
+        assert_eq!(parse_txt_owner_value("\"heritage=external-dns\"", "o"), None);
+    }
+
+    #[test]
+    fn host_key_descriptions_round_trip() {
+        let keys = vec!["ssh-ed25519 AAAA host".to_owned(), "ssh-rsa BBBB host".to_owned()];
+        let d = host_key_description(&keys);
+        assert_eq!(d, "SSH host keys managed by sftp-operator. Public keys: ssh-ed25519 AAAA host | ssh-rsa BBBB host");
+        assert_eq!(parse_host_key_description(&d), keys);
+        assert!(parse_host_key_description("imported by hand").is_empty());
+    }
+}
