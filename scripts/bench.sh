@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Benchmarks against the local AWS emulator; prints a table of figures (see scripts/bench.py).
+# Benchmarks; print tables of figures, not tests.
+#   scripts/bench.sh          against the local AWS emulator (scripts/bench.py), debug build
+#   scripts/bench.sh parse    hostile and large manifest sets through `validate`
+#                             (scripts/bench_parse.py), release build: what ships
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
+if [ "${1:-}" = parse ]; then
+  cargo build --quiet --release --bin sftp-operator
+  SFTP_OPERATOR_BIN="$target/release/sftp-operator" exec python3 scripts/bench_parse.py
+fi
 scripts/venv.sh
 cargo build --quiet --bin sftp-operator
-SFTP_OPERATOR_BIN="${CARGO_TARGET_DIR:-target}/debug/sftp-operator" exec .venv/bin/python scripts/bench.py
+SFTP_OPERATOR_BIN="$target/debug/sftp-operator" exec .venv/bin/python scripts/bench.py
