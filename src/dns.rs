@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::codec;
 use crate::observed::LoadBalancer;
@@ -18,84 +18,12 @@ use crate::render::Desired;
 use crate::sshkeys::ParsedKey;
 use crate::validate::normalize_dns_name;
 
+/// Record sets, zone lookups and placement are what observe found: they live in
+/// [`crate::observed`] (dns depends on observed, never the reverse), re-exported here.
+pub use crate::observed::{Alias, Placement, RecordSet, ZoneLookup};
+
 /// Record types the operator manages at its names; anything else there is left alone.
 pub const MANAGED_TYPES: [&str; 3] = ["A", "TXT", "SSHFP"];
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Alias {
-    pub dns_name: String,
-    pub hosted_zone_id: String,
-}
-
-/// One Route 53 record set, names normalised (lower case, trailing dot, `\052` → `*`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordSet {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<Alias>,
-    /// Weighted/latency/... records carry one; the operator never manages those.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub set_identifier: Option<String>,
-}
-
-impl RecordSet {
-    pub fn simple(name: &str, kind: &str, ttl: u32, mut values: Vec<String>) -> RecordSet {
-        values.sort();
-        values.dedup();
-        RecordSet {
-            name: normalize_dns_name(name),
-            kind: kind.into(),
-            ttl: Some(i64::from(ttl)),
-            values,
-            alias: None,
-            set_identifier: None,
-        }
-    }
-
-    /// A stable label for plans: `A sftp-direct.example.edu.`.
-    pub fn label(&self) -> String {
-        format!("{} {}", self.kind, self.name)
-    }
-
-    /// Characters this record adds to a change batch (Route 53 caps a batch at 32 000).
-    pub fn weight(&self) -> usize {
-        self.values.iter().map(String::len).sum::<usize>() + self.alias.as_ref().map_or(0, |a| a.dns_name.len())
-    }
-}
-
-/// Where a manifest's zone reference led.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
-pub enum ZoneLookup {
-    Found {
-        id: String,
-        name: String,
-        private: bool,
-    },
-    Missing,
-    /// A name matching several zones (typically a public and a private one): ask for the id.
-    Ambiguous {
-        ids: Vec<String>,
-    },
-}
-
-/// Where a service's tasks run, as observed: RUNNING tasks in `service:<name>`, their hosts'
-/// private IPs, and the IPs Cloud Map has registered (to report a mismatch).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Placement {
-    pub running_tasks: usize,
-    pub host_ips: Vec<String>,
-    pub cloud_map_ips: Option<Vec<String>>,
-}
 
 /// What a service wants in one zone, plus the names it owns there.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -35,6 +35,10 @@ impl Names {
     }
 }
 
+/// How every target group name of ours starts (observe reads tags only for target groups named
+/// so, or on a load balancer in scope).
+pub const TARGET_GROUP_PREFIX: &str = "sftp-";
+
 /// `sftp-<name>` when it fits in 32 characters; otherwise a prefix plus a stable hash of the
 /// full name, so two long names sharing a prefix still get distinct target groups.
 fn target_group_name(name: &str) -> String {

@@ -1,12 +1,14 @@
 //! What observe found in AWS, as plain data (no SDK types): the planner's second input.
 //! A field the API did not report is `None` — unknown, never drift.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::names;
 use crate::render::TaskDefinition;
+use crate::validate::normalize_dns_name;
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -32,12 +34,15 @@ pub fn ownership(tags: &Tags, owner: &str) -> Ownership {
 pub struct Observed {
     /// By ARN; `None` when the ARN does not exist.
     pub load_balancers: BTreeMap<String, Option<LoadBalancer>>,
+    /// Every target group in the account; tags are read only for those that may be ours (see
+    /// `Scope::reads_target_group_tags`), the others show none: not ours.
     pub target_groups: Vec<TargetGroup>,
     pub listeners: Vec<Listener>,
     /// By group id; `None` when the group does not exist.
     pub security_groups: BTreeMap<String, Option<Vec<IngressRule>>>,
     /// By the reference used in manifests (name or id); `None` when not found.
     pub namespaces: BTreeMap<String, Option<Namespace>>,
+    /// Every service in the namespaces in scope; whose each is: [`CloudMapService::ownership_tags`].
     pub cloud_map_services: Vec<CloudMapService>,
     /// By cluster name; false when it does not exist.
     pub clusters: BTreeMap<String, bool>,
@@ -46,11 +51,11 @@ pub struct Observed {
     pub task_definitions: BTreeMap<String, TaskDefinitionRevision>,
     pub secrets: Vec<Secret>,
     /// Hosted zones by the reference used in manifests (name or id).
-    pub zones: BTreeMap<String, crate::dns::ZoneLookup>,
+    pub zones: BTreeMap<String, ZoneLookup>,
     /// Record sets by hosted-zone id (one walk per zone per pass).
-    pub record_sets: BTreeMap<String, Vec<crate::dns::RecordSet>>,
+    pub record_sets: BTreeMap<String, Vec<RecordSet>>,
     /// Where each service's tasks run, by service name (services with a `dns` block).
-    pub placements: BTreeMap<String, crate::dns::Placement>,
+    pub placements: BTreeMap<String, Placement>,
 }
 
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,6 +134,22 @@ pub struct CloudMapService {
     pub instance_count: Option<i32>,
 }
 
+impl CloudMapService {
+    /// The owner our description names. Cloud Map has no batch tag read, so converge writes
+    /// the owner into the description too; observe then reads no tags for this service.
+    pub fn described_owner(&self) -> Option<crate::codec::Owner> {
+        self.description.as_deref().and_then(crate::codec::parse_rule_description)
+    }
+
+    /// The tags whose it is comes from: what its description says, else its tags.
+    pub fn ownership_tags(&self) -> Cow<'_, Tags> {
+        match self.described_owner() {
+            Some(owner) => Cow::Owned(owner.tags()),
+            None => Cow::Borrowed(&self.tags),
+        }
+    }
+}
+
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EcsService {
@@ -188,6 +209,82 @@ impl Secret {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alias {
+    pub dns_name: String,
+    pub hosted_zone_id: String,
+}
+
+/// One Route 53 record set, names normalised (lower case, trailing dot, `\052` → `*`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordSet {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Alias>,
+    /// Weighted/latency/... records carry one; the operator never manages those.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+}
+
+impl RecordSet {
+    pub fn simple(name: &str, kind: &str, ttl: u32, mut values: Vec<String>) -> RecordSet {
+        values.sort();
+        values.dedup();
+        RecordSet {
+            name: normalize_dns_name(name),
+            kind: kind.into(),
+            ttl: Some(i64::from(ttl)),
+            values,
+            alias: None,
+            set_identifier: None,
+        }
+    }
+
+    /// A stable label for plans: `A sftp-direct.example.edu.`.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind, self.name)
+    }
+
+    /// Characters this record adds to a change batch (Route 53 caps a batch at 32 000).
+    pub fn weight(&self) -> usize {
+        self.values.iter().map(String::len).sum::<usize>() + self.alias.as_ref().map_or(0, |a| a.dns_name.len())
+    }
+}
+
+/// Where a manifest's zone reference led.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum ZoneLookup {
+    Found {
+        id: String,
+        name: String,
+        private: bool,
+    },
+    Missing,
+    /// A name matching several zones (typically a public and a private one): ask for the id.
+    Ambiguous {
+        ids: Vec<String>,
+    },
+}
+
+/// Where a service's tasks run, as observed: RUNNING tasks in `service:<name>`, their hosts'
+/// private IPs, and the IPs Cloud Map has registered (to report a mismatch).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    pub running_tasks: usize,
+    pub host_ips: Vec<String>,
+    pub cloud_map_ips: Option<Vec<String>>,
+}
+
 /// The resource part of an ARN: everything after the fifth colon.
 fn resource(arn: &str) -> &str {
     arn.splitn(6, ':').nth(5).unwrap_or(arn)
@@ -208,7 +305,7 @@ pub fn name_from_arn(arn: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::name_from_arn;
+    use super::*;
 
     #[test]
     fn names_come_out_of_every_arn_shape_we_compare() {
@@ -217,5 +314,17 @@ mod tests {
         assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:task-definition/sftp-a:3"), "sftp-a:3");
         assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:service/sftp/campus"), "campus");
         assert_eq!(name_from_arn("arn:aws:ecs:us-east-1:1:cluster/sftp"), "sftp");
+    }
+
+    #[test]
+    fn a_cloud_map_service_is_owned_by_what_its_description_says_else_by_its_tags() {
+        let tagged: Tags = [(names::OWNER_TAG.to_owned(), "o".to_owned())].into();
+        let mut s = CloudMapService { tags: tagged.clone(), ..CloudMapService::default() };
+        assert_eq!(s.described_owner(), None);
+        assert_eq!(*s.ownership_tags(), tagged);
+        s.description = Some(crate::codec::rule_description("o", "campus"));
+        assert_eq!(ownership(&s.ownership_tags(), "o"), Ownership::Owned { service: "campus".into() });
+        s.description = Some("made by hand".into());
+        assert_eq!(*s.ownership_tags(), tagged);
     }
 }

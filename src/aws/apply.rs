@@ -209,7 +209,7 @@ async fn change_records(c: &Clients, zone_id: &str, batch: &[RecordChange]) -> R
     }
 }
 
-async fn record_exists(c: &Clients, zone_id: &str, r: &crate::dns::RecordSet) -> Result<bool> {
+async fn record_exists(c: &Clients, zone_id: &str, r: &crate::observed::RecordSet) -> Result<bool> {
     c.route53_permit().await;
     let out = c
         .route53
@@ -252,60 +252,24 @@ async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
             Ok(())
         }
         Op::ModifyTargetGroup { arn, tg } => modify_target_group(c, arn, tg).await,
-        Op::DeleteTargetGroup { arn } => ignore(
-            c.elb.delete_target_group().target_group_arn(arn).send().await.map_err(aws("DeleteTargetGroup")),
-            &["TargetGroupNotFound"],
-        ),
+        Op::DeleteTargetGroup { arn } => delete_target_group(c, arn).await,
         Op::CreateListener { load_balancer_arn, listener, target_group, tags } => {
             let tg = lookup(&refs.target_groups, target_group, "CreateListener")?;
             create_listener(c, load_balancer_arn, listener, &tg, tags).await
         }
         Op::ModifyListener { arn, listener, target_group } => {
             let tg = lookup(&refs.target_groups, target_group, "ModifyListener")?;
-            c.elb
-                .modify_listener()
-                .listener_arn(arn)
-                .port(i32::from(listener.port))
-                .protocol(elb::ProtocolEnum::from(listener.protocol.as_str()))
-                .default_actions(forward(&tg))
-                .send()
-                .await
-                .map_err(aws("ModifyListener"))?;
-            set_idle_timeout(c, arn, listener.idle_timeout_seconds).await
+            modify_listener(c, arn, listener, &tg).await
         }
-        Op::DeleteListener { arn } => ignore(
-            c.elb.delete_listener().listener_arn(arn).send().await.map_err(aws("DeleteListener")),
-            &["ListenerNotFound"],
-        ),
+        Op::DeleteListener { arn } => delete_listener(c, arn).await,
         Op::AuthorizeIngress { group_id, rule, tags } => authorize(c, group_id, rule, tags).await,
-        Op::RevokeIngress { group_id, rule_id } => ignore(
-            c.ec2
-                .revoke_security_group_ingress()
-                .group_id(group_id)
-                .security_group_rule_ids(rule_id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws("RevokeSecurityGroupIngress")),
-            &["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"],
-        ),
+        Op::RevokeIngress { group_id, rule_id } => revoke(c, group_id, rule_id).await,
         Op::CreateCloudMapService { namespace_id, service, tags } => {
             let arn = create_cloud_map_service(c, namespace_id, service, tags).await?;
             refs.registries.insert(service.name.clone(), arn);
             Ok(())
         }
-        Op::UpdateCloudMapService { id, service } => {
-            let change = aws_sdk_servicediscovery::types::ServiceChange::builder()
-                .dns_config(
-                    aws_sdk_servicediscovery::types::DnsConfigChange::builder()
-                        .dns_records(srv_record(service.srv_ttl))
-                        .build()
-                        .map_err(|e| AwsError::other("UpdateService", e.to_string()))?,
-                )
-                .build();
-            c.cloudmap.update_service().id(id).service(change).send().await.map_err(aws("UpdateService"))?;
-            Ok(())
-        }
+        Op::UpdateCloudMapService { id, service } => update_cloud_map_service(c, id, service).await,
         Op::DeleteCloudMapService { id } => delete_cloud_map_service(c, id).await,
         Op::CreateEcsService { service, family, target_group, tags } => {
             let tg = lookup(&refs.target_groups, target_group, "CreateService")?;
@@ -323,6 +287,57 @@ async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
         // Applied in one batch per zone after the per-service steps (see `apply_dns`).
         Op::ChangeRecord { .. } => Ok(()),
     }
+}
+
+async fn delete_target_group(c: &Clients, arn: &str) -> Result<()> {
+    ignore(
+        c.elb.delete_target_group().target_group_arn(arn).send().await.map_err(aws("DeleteTargetGroup")),
+        &["TargetGroupNotFound"],
+    )
+}
+
+async fn modify_listener(c: &Clients, arn: &str, listener: &render::Listener, tg_arn: &str) -> Result<()> {
+    c.elb
+        .modify_listener()
+        .listener_arn(arn)
+        .port(i32::from(listener.port))
+        .protocol(elb::ProtocolEnum::from(listener.protocol.as_str()))
+        .default_actions(forward(tg_arn))
+        .send()
+        .await
+        .map_err(aws("ModifyListener"))?;
+    set_idle_timeout(c, arn, listener.idle_timeout_seconds).await
+}
+
+async fn delete_listener(c: &Clients, arn: &str) -> Result<()> {
+    ignore(c.elb.delete_listener().listener_arn(arn).send().await.map_err(aws("DeleteListener")), &["ListenerNotFound"])
+}
+
+async fn revoke(c: &Clients, group_id: &str, rule_id: &str) -> Result<()> {
+    ignore(
+        c.ec2
+            .revoke_security_group_ingress()
+            .group_id(group_id)
+            .security_group_rule_ids(rule_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws("RevokeSecurityGroupIngress")),
+        &["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"],
+    )
+}
+
+async fn update_cloud_map_service(c: &Clients, id: &str, service: &render::CloudMapService) -> Result<()> {
+    let change = aws_sdk_servicediscovery::types::ServiceChange::builder()
+        .dns_config(
+            aws_sdk_servicediscovery::types::DnsConfigChange::builder()
+                .dns_records(srv_record(service.srv_ttl))
+                .build()
+                .map_err(|e| AwsError::other("UpdateService", e.to_string()))?,
+        )
+        .build();
+    c.cloudmap.update_service().id(id).service(change).send().await.map_err(aws("UpdateService"))?;
+    Ok(())
 }
 
 fn lookup(map: &BTreeMap<String, String>, name: &str, op: &'static str) -> Result<String> {

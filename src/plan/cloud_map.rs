@@ -27,7 +27,8 @@ pub(super) fn plan(ctx: &Ctx, ns: &Namespace) -> Vec<Change> {
             Op::CreateCloudMapService { namespace_id: ns.id.clone(), service: want.clone(), tags: ctx.d.tags.clone() };
         return vec![ctx.change(Kind::CloudMapService, &label, Action::Create, vec![op])];
     };
-    let ops = match ctx.claim(Kind::CloudMapService, &label, &live.arn, &live.tags) {
+    // Whose it is: its description (Cloud Map has no batch tag read), else its tags.
+    let ops = match ctx.claim(Kind::CloudMapService, &label, &live.arn, &live.ownership_tags()) {
         Ok(ops) => ops,
         Err(conflict) => return vec![*conflict],
     };
@@ -40,7 +41,7 @@ impl Deletable for observed::CloudMapService {
     const KIND: Kind = Kind::CloudMapService;
 
     fn service(&self, owner: &str) -> Option<String> {
-        owned_service(&self.tags, owner)
+        owned_service(&self.ownership_tags(), owner)
     }
 
     fn delete(&self) -> (String, Op) {
@@ -123,5 +124,18 @@ mod tests {
         let live = mk_live_cloud_map(&d);
         assert_eq!(live.service(OWNER).as_deref(), Some(SERVICE));
         assert_eq!(live.delete(), ("campus".into(), Op::DeleteCloudMapService { id: "srv-1".into() }));
+    }
+
+    #[test]
+    fn a_service_our_description_names_is_ours_without_tags() {
+        let d = mk_desired_in_cloud_map();
+        let mut live = mk_live_cloud_map(&d);
+        live.tags = Default::default();
+        live.description = Some(crate::codec::rule_description(OWNER, SERVICE));
+        assert!(plan_against(&d, Some(live.clone()), false).is_empty());
+        assert_eq!(live.service(OWNER).as_deref(), Some(SERVICE));
+        live.description = Some(crate::codec::rule_description(OWNER, "other"));
+        assert_eq!(plan_against(&d, Some(live.clone()), false)[0].action, Action::Conflict);
+        assert_eq!(live.service(OWNER).as_deref(), Some("other"));
     }
 }

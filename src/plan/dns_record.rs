@@ -5,8 +5,8 @@ use super::delete::Deletable;
 use super::diff::diff_values;
 use super::service::{Ctx, Step};
 use super::{Action, Change, Kind, Op};
-use crate::dns::{self, RecordAction, RecordChange, ZoneLookup, ZoneWant};
-use crate::observed::{LoadBalancer, Observed};
+use crate::dns::{self, RecordAction, RecordChange, ZoneWant};
+use crate::observed::{LoadBalancer, Observed, RecordSet, ZoneLookup};
 use crate::sshkeys::{self, ParsedKey};
 
 /// One step per zone the service has records in: its changes, or why the zone is unusable.
@@ -57,7 +57,7 @@ fn record_change(ctx: &Ctx, zone_id: &str, rc: RecordChange) -> Change {
         RecordAction::Upsert => Action::Update,
         RecordAction::Delete => Action::Delete,
     };
-    let json = |v: &dns::RecordSet| serde_json::to_value(v).unwrap_or_default();
+    let json = |v: &RecordSet| serde_json::to_value(v).unwrap_or_default();
     let diff = match &rc.before {
         Some(b) => diff_values(&json(&rc.record), &json(b)),
         None => vec![],
@@ -77,7 +77,7 @@ pub(super) struct ZoneRecord<'o> {
 
 /// The owned records of every observed zone whose service `select` picks.
 pub(super) fn owned_records<'o>(o: &'o Observed, owner: &str, select: &dyn Fn(&str) -> bool) -> Vec<ZoneRecord<'o>> {
-    let in_zone = |(zone_id, records): (&'o String, &'o Vec<dns::RecordSet>)| {
+    let in_zone = |(zone_id, records): (&'o String, &'o Vec<RecordSet>)| {
         let deletes = dns::owned_deletes(records, owner, select);
         deletes.into_iter().map(move |(service, change)| ZoneRecord { zone_id, service, change })
     };
@@ -101,7 +101,7 @@ impl Deletable for ZoneRecord<'_> {
 mod tests {
     use super::super::testkit::*;
     use super::*;
-    use crate::dns::{Placement, RecordSet};
+    use crate::observed::Placement;
     use crate::render::Desired;
     use crate::validate::Dns;
 

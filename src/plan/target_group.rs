@@ -191,4 +191,13 @@ mod tests {
         assert_eq!(live.service("another-owner"), None);
         assert_eq!(live.delete(), ("sftp-campus".into(), Op::DeleteTargetGroup { arn: live.arn.clone() }));
     }
+
+    #[test]
+    fn a_target_group_not_named_like_ours_and_without_tags_is_neither_ours_nor_in_the_way() {
+        // Observe reads no tags for target groups not named like ours nor on an NLB in scope.
+        let d = mk_desired(SERVICE);
+        let other = observed::TargetGroup { name: "web".into(), tags: Default::default(), ..mk_live_target_group(&d) };
+        assert_eq!(plan_against(&d, Some(other.clone()), false)[0].action, Action::Create);
+        assert_eq!(other.service(OWNER), None);
+    }
 }
