@@ -258,32 +258,9 @@ fn error_text(e: &CliError) -> String {
 /// Runs one parsed command.
 pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Validate { manifests } => {
-            let services = load_services(&manifests)?;
-            let mut out = std::io::stdout().lock();
-            for s in &services {
-                writeln!(out, "{}: ok ({}:{})", s.name, s.origin.file.display(), s.origin.doc + 1).map_err(output)?;
-            }
-            writeln!(out, "{} service{} valid", services.len(), if services.len() == 1 { "" } else { "s" })
-                .map_err(output)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Validate { manifests } => validate_command(&manifests),
         Command::Render { manifests, owner, output: fmt, service } => {
-            let services = load_services(&manifests)?;
-            let selected: Vec<&Service> = match &service {
-                Some(name) => {
-                    let s = services
-                        .iter()
-                        .find(|s| &s.name == name)
-                        .ok_or_else(|| CliError::NoSuchService(name.clone()))?;
-                    vec![s]
-                }
-                None => services.iter().collect(),
-            };
-            let rendered: Vec<render::Desired> =
-                selected.iter().map(|s| render::render_for_display(s, &owner.owner_id)).collect();
-            print_value(&rendered, fmt)?;
-            Ok(ExitCode::SUCCESS)
+            render_command(&manifests, &owner, fmt, service.as_deref())
         }
         Command::Schema => {
             print_value(&crate::spec::json_schema(), Format::Json)?;
@@ -304,35 +281,70 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             let services = load_services(&manifests)?;
             block_on(crate::commands::status(&services, &aws))
         }
-        Command::Run { manifests, aws, run } => {
-            if aws.prune {
-                // Deleting on a timer is too easy to regret: prune stays an explicit converge.
-                return Err(CliError::RunPrunes);
-            }
-            crate::run::init_logging(run.log_format == LogFormat::Json);
-            let cfg = crate::run::RunConfig {
-                paths: manifests.filename,
-                options: aws.options(),
-                region: aws.region,
-                metrics_addr: run.metrics_addr,
-                events_queue_url: run.events_queue_url,
-                lease_table: run.lease_table,
-                lease_duration: run.lease_duration,
-                manifest_poll: run.manifest_poll,
-                loop_config: crate::controller::LoopConfig {
-                    resync: run.resync,
-                    concurrency: run.concurrency.max(1),
-                    shutdown_timeout: run.shutdown_timeout,
-                    ..Default::default()
-                },
-            };
-            block_on(async { crate::run::operate(cfg).await.map(|()| ExitCode::SUCCESS).map_err(CliError::Run) })
-        }
+        Command::Run { manifests, aws, run } => run_command(manifests, aws, run),
         Command::Delete { manifests, aws, dry_run } => {
             let services = load_services(&manifests)?;
             block_on(crate::commands::delete(&services, &aws, dry_run))
         }
     }
+}
+
+/// `validate`: each service with where it is, then the count.
+fn validate_command(manifests: &ManifestArgs) -> Result<ExitCode, CliError> {
+    let services = load_services(manifests)?;
+    let mut out = std::io::stdout().lock();
+    for s in &services {
+        writeln!(out, "{}: ok ({}:{})", s.name, s.origin.file.display(), s.origin.doc + 1).map_err(output)?;
+    }
+    writeln!(out, "{} service{} valid", services.len(), if services.len() == 1 { "" } else { "s" }).map_err(output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `render`: the desired resources of every service, or of the one named, with hashes redacted.
+fn render_command(
+    manifests: &ManifestArgs,
+    owner: &OwnerArgs,
+    fmt: Format,
+    service: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let services = load_services(manifests)?;
+    let selected: Vec<&Service> = match service {
+        Some(name) => {
+            let s = services.iter().find(|s| s.name == name).ok_or_else(|| CliError::NoSuchService(name.to_owned()))?;
+            vec![s]
+        }
+        None => services.iter().collect(),
+    };
+    let rendered: Vec<render::Desired> =
+        selected.iter().map(|s| render::render_for_display(s, &owner.owner_id)).collect();
+    print_value(&rendered, fmt)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `run`: the controller, until a signal stops it. Never with `--prune`.
+fn run_command(manifests: ManifestArgs, aws: AwsArgs, run: RunArgs) -> Result<ExitCode, CliError> {
+    if aws.prune {
+        // Deleting on a timer is too easy to regret: prune stays an explicit converge.
+        return Err(CliError::RunPrunes);
+    }
+    crate::run::init_logging(run.log_format == LogFormat::Json);
+    let cfg = crate::run::RunConfig {
+        paths: manifests.filename,
+        options: aws.options(),
+        region: aws.region,
+        metrics_addr: run.metrics_addr,
+        events_queue_url: run.events_queue_url,
+        lease_table: run.lease_table,
+        lease_duration: run.lease_duration,
+        manifest_poll: run.manifest_poll,
+        loop_config: crate::controller::LoopConfig {
+            resync: run.resync,
+            concurrency: run.concurrency.max(1),
+            shutdown_timeout: run.shutdown_timeout,
+            ..Default::default()
+        },
+    };
+    block_on(async { crate::run::operate(cfg).await.map(|()| ExitCode::SUCCESS).map_err(CliError::Run) })
 }
 
 /// Manifests are loaded and validated before this: bad input never reaches AWS.

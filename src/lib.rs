@@ -20,13 +20,16 @@
 //! - [`reconcile`]: the one core — render → observe → plan ([`reconcile::prepare`]) and apply
 //!   with its host-key follow-up ([`reconcile::apply`]); typed [`reconcile::ReconcileError`].
 //! - [`report`]: plans and results as text or JSON.
+//! - [`status`]: a service's Synced and Ready conditions, endpoints and notes, from what observe
+//!   found and what plan would change; pure (`status` in [`commands`] does the I/O).
 //! - [`controller`] and [`run`]: the control loop (`run`): work queue, backoff, resync, manifest
 //!   watching, events ([`task_event`] parses them), leader election; [`metrics`] exports it.
 //! - [`cli`] and [`commands`]: flags (the only clap types), and one function per command that
 //!   calls [`reconcile`] and prints.
 //!
-//! Dependencies point down: `cli → commands → reconcile → {aws, plan, render}`, and
-//! `cli → run → {controller, reconcile}`; nothing below `cli`/`commands` sees clap or prints.
+//! Dependencies point down: `cli → commands → reconcile → {aws, plan, render}`,
+//! `commands → status → {plan, render}` and `cli → run → {controller, reconcile}`; nothing below
+//! `cli`/`commands` sees clap or prints.
 #![forbid(unsafe_code)]
 
 pub mod aws;
@@ -47,5 +50,6 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod sshkeys;
+pub mod status;
 pub mod task_event;
 pub mod validate;

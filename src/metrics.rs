@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -38,90 +39,122 @@ pub struct Metrics {
     pub up_since: Gauge,
 }
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace(NS)
+/// A metric: its name (after the `sftp_operator_` prefix), help text and label names.
+struct Def(&'static str, &'static str, &'static [&'static str]);
+
+const RECONCILE_TOTAL: Def =
+    Def("reconcile_total", "Reconciles by service and result (success, error, skipped).", &["service", "result"]);
+const RECONCILE_ERRORS_TOTAL: Def =
+    Def("reconcile_errors_total", "Failed reconciles by service and error category.", &["service", "category"]);
+const RECONCILE_DURATION_SECONDS: Def =
+    Def("reconcile_duration_seconds", "Time to observe, plan and apply one service.", &["service"]);
+const DRIFT_DETECTED_TOTAL: Def =
+    Def("drift_detected_total", "Changes found by a plan, by service and resource kind.", &["service", "resource"]);
+const CHANGES_APPLIED_TOTAL: Def = Def(
+    "changes_applied_total",
+    "Changes applied, by service, resource kind and action.",
+    &["service", "resource", "action"],
+);
+const AWS_API_CALLS_TOTAL: Def = Def(
+    "aws_api_calls_total",
+    "AWS API calls by service, operation and outcome.",
+    &["service", "operation", "outcome"],
+);
+const AWS_API_CALL_DURATION_SECONDS: Def =
+    Def("aws_api_call_duration_seconds", "AWS API call latency, retries included.", &["service", "operation"]);
+const AWS_API_THROTTLED_TOTAL: Def =
+    Def("aws_api_throttled_total", "AWS API calls that ended throttled.", &["service", "operation"]);
+const LAST_SUCCESSFUL_RECONCILE_TIMESTAMP_SECONDS: Def =
+    Def("last_successful_reconcile_timestamp_seconds", "Unix time of the last successful reconcile.", &["service"]);
+const RUNNING_TASKS: Def = Def("running_tasks", "RUNNING tasks of the ECS service.", &["service"]);
+const DESIRED_TASKS: Def = Def("desired_tasks", "desiredCount of the manifest.", &["service"]);
+const DNS_RECORDS_PUBLISHED: Def =
+    Def("dns_records_published", "Host IPs published in the service's A record.", &["service"]);
+const CONFLICTS: Def =
+    Def("conflicts", "Resources in the way that the operator does not own.", &["service", "resource"]);
+const MANIFEST_LOAD_ERRORS_TOTAL: Def =
+    Def("manifest_load_errors_total", "Manifest sets rejected (the last good set stays in force).", &[]);
+const EVENTS_RECEIVED_TOTAL: Def =
+    Def("events_received_total", "ECS events from the queue, by result (handled, foreign, malformed).", &["result"]);
+const WORKQUEUE_DEPTH: Def = Def("workqueue_depth", "Services waiting to be reconciled.", &[]);
+const WORKQUEUE_RETRIES_TOTAL: Def = Def("workqueue_retries_total", "Reconciles scheduled again after a failure.", &[]);
+const LEADER: Def = Def("leader", "1 while this replica holds the lease.", &[]);
+const BUILD_INFO: Def = Def("build_info", "Build information.", &["version"]);
+const START_TIME_SECONDS: Def = Def("start_time_seconds", "Unix time the process started.", &[]);
+
+/// Creates each metric from its [`Def`] and registers it.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn register<M: Collector + Clone + 'static>(&self, m: prometheus::Result<M>) -> M {
+        let m = m.expect("metric definition is valid");
+        self.0.register(Box::new(m.clone())).expect("metric names are unique");
+        m
+    }
+
+    fn opts(Def(name, help, _): &Def) -> Opts {
+        Opts::new(*name, *help).namespace(NS)
+    }
+
+    fn int_counter_vec(&self, d: Def) -> IntCounterVec {
+        self.register(IntCounterVec::new(Self::opts(&d), d.2))
+    }
+
+    fn int_gauge_vec(&self, d: Def) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Self::opts(&d), d.2))
+    }
+
+    fn gauge_vec(&self, d: Def) -> GaugeVec {
+        self.register(GaugeVec::new(Self::opts(&d), d.2))
+    }
+
+    fn histogram_vec(&self, d: Def, buckets: &[f64]) -> HistogramVec {
+        let opts = HistogramOpts::new(d.0, d.1).namespace(NS).buckets(buckets.to_vec());
+        self.register(HistogramVec::new(opts, d.2))
+    }
+
+    fn int_counter(&self, d: Def) -> IntCounter {
+        self.register(IntCounter::with_opts(Self::opts(&d)))
+    }
+
+    fn int_gauge(&self, d: Def) -> IntGauge {
+        self.register(IntGauge::with_opts(Self::opts(&d)))
+    }
+
+    fn gauge(&self, d: Def) -> Gauge {
+        self.register(Gauge::with_opts(Self::opts(&d)))
+    }
 }
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let registry = Registry::new();
-        macro_rules! reg {
-            ($e:expr) => {{
-                let m = $e.expect("metric definition is valid");
-                registry.register(Box::new(m.clone())).expect("metric names are unique");
-                m
-            }};
-        }
+        let r = Registrar(&registry);
         let m = Metrics {
-            reconcile_total: reg!(IntCounterVec::new(
-                opts("reconcile_total", "Reconciles by service and result (success, error, skipped)."),
-                &["service", "result"]
-            )),
-            reconcile_errors_total: reg!(IntCounterVec::new(
-                opts("reconcile_errors_total", "Failed reconciles by service and error category."),
-                &["service", "category"]
-            )),
-            reconcile_duration_seconds: reg!(HistogramVec::new(
-                HistogramOpts::new("reconcile_duration_seconds", "Time to observe, plan and apply one service.")
-                    .namespace(NS)
-                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
-                &["service"]
-            )),
-            drift_detected_total: reg!(IntCounterVec::new(
-                opts("drift_detected_total", "Changes found by a plan, by service and resource kind."),
-                &["service", "resource"]
-            )),
-            changes_applied_total: reg!(IntCounterVec::new(
-                opts("changes_applied_total", "Changes applied, by service, resource kind and action."),
-                &["service", "resource", "action"]
-            )),
-            aws_api_calls_total: reg!(IntCounterVec::new(
-                opts("aws_api_calls_total", "AWS API calls by service, operation and outcome."),
-                &["service", "operation", "outcome"]
-            )),
-            aws_api_call_duration_seconds: reg!(HistogramVec::new(
-                HistogramOpts::new("aws_api_call_duration_seconds", "AWS API call latency, retries included.")
-                    .namespace(NS)
-                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-                &["service", "operation"]
-            )),
-            aws_api_throttled_total: reg!(IntCounterVec::new(
-                opts("aws_api_throttled_total", "AWS API calls that ended throttled."),
-                &["service", "operation"]
-            )),
-            last_successful_reconcile_timestamp_seconds: reg!(GaugeVec::new(
-                opts("last_successful_reconcile_timestamp_seconds", "Unix time of the last successful reconcile."),
-                &["service"]
-            )),
-            running_tasks: reg!(IntGaugeVec::new(
-                opts("running_tasks", "RUNNING tasks of the ECS service."),
-                &["service"]
-            )),
-            desired_tasks: reg!(IntGaugeVec::new(opts("desired_tasks", "desiredCount of the manifest."), &["service"])),
-            dns_records_published: reg!(IntGaugeVec::new(
-                opts("dns_records_published", "Host IPs published in the service's A record."),
-                &["service"]
-            )),
-            conflicts: reg!(IntGaugeVec::new(
-                opts("conflicts", "Resources in the way that the operator does not own."),
-                &["service", "resource"]
-            )),
-            manifest_load_errors_total: reg!(IntCounter::with_opts(opts(
-                "manifest_load_errors_total",
-                "Manifest sets rejected (the last good set stays in force)."
-            ))),
-            events_received_total: reg!(IntCounterVec::new(
-                opts("events_received_total", "ECS events from the queue, by result (handled, foreign, malformed)."),
-                &["result"]
-            )),
-            workqueue_depth: reg!(IntGauge::with_opts(opts("workqueue_depth", "Services waiting to be reconciled."))),
-            workqueue_retries_total: reg!(IntCounter::with_opts(opts(
-                "workqueue_retries_total",
-                "Reconciles scheduled again after a failure."
-            ))),
-            leader: reg!(IntGauge::with_opts(opts("leader", "1 while this replica holds the lease."))),
-            build_info: reg!(IntGaugeVec::new(opts("build_info", "Build information."), &["version"])),
-            up_since: reg!(Gauge::with_opts(opts("start_time_seconds", "Unix time the process started."))),
+            reconcile_total: r.int_counter_vec(RECONCILE_TOTAL),
+            reconcile_errors_total: r.int_counter_vec(RECONCILE_ERRORS_TOTAL),
+            reconcile_duration_seconds: r
+                .histogram_vec(RECONCILE_DURATION_SECONDS, &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            drift_detected_total: r.int_counter_vec(DRIFT_DETECTED_TOTAL),
+            changes_applied_total: r.int_counter_vec(CHANGES_APPLIED_TOTAL),
+            aws_api_calls_total: r.int_counter_vec(AWS_API_CALLS_TOTAL),
+            aws_api_call_duration_seconds: r.histogram_vec(
+                AWS_API_CALL_DURATION_SECONDS,
+                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            aws_api_throttled_total: r.int_counter_vec(AWS_API_THROTTLED_TOTAL),
+            last_successful_reconcile_timestamp_seconds: r.gauge_vec(LAST_SUCCESSFUL_RECONCILE_TIMESTAMP_SECONDS),
+            running_tasks: r.int_gauge_vec(RUNNING_TASKS),
+            desired_tasks: r.int_gauge_vec(DESIRED_TASKS),
+            dns_records_published: r.int_gauge_vec(DNS_RECORDS_PUBLISHED),
+            conflicts: r.int_gauge_vec(CONFLICTS),
+            manifest_load_errors_total: r.int_counter(MANIFEST_LOAD_ERRORS_TOTAL),
+            events_received_total: r.int_counter_vec(EVENTS_RECEIVED_TOTAL),
+            workqueue_depth: r.int_gauge(WORKQUEUE_DEPTH),
+            workqueue_retries_total: r.int_counter(WORKQUEUE_RETRIES_TOTAL),
+            leader: r.int_gauge(LEADER),
+            build_info: r.int_gauge_vec(BUILD_INFO),
+            up_since: r.gauge(START_TIME_SECONDS),
             registry,
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -234,5 +267,22 @@ mod tests {
         ] {
             assert!(text.contains(&format!("# TYPE sftp_operator_{name} ")), "missing {name}");
         }
+    }
+
+    #[test]
+    fn each_metric_carries_its_help_text_and_kind() {
+        let text = Metrics::new().render();
+        for line in [
+            "# HELP sftp_operator_start_time_seconds Unix time the process started.",
+            "# TYPE sftp_operator_start_time_seconds gauge",
+            "# HELP sftp_operator_manifest_load_errors_total Manifest sets rejected (the last good set stays in force).",
+            "# TYPE sftp_operator_manifest_load_errors_total counter",
+            "# HELP sftp_operator_leader 1 while this replica holds the lease.",
+            "# TYPE sftp_operator_workqueue_depth gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        let build = format!("sftp_operator_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        assert!(text.lines().any(|l| l == build), "missing {build:?} in\n{text}");
     }
 }

@@ -396,75 +396,10 @@ pub fn cluster_arn(s: &Desired) -> String {
 const HOME_VOLUME: &str = "sftp-home";
 
 pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {
-    let secret = host_key_secret_arn(s);
-    let mut environment = vec![
-        KeyValue { name: "SFTP_USERS".into(), value: atmoz_users(&s.users) },
-        KeyValue {
-            name: "SFTP_MANAGED_USERS".into(),
-            value: s.users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(" "),
-        },
-    ];
-    environment.extend(authorized_keys(&s.users));
-    environment.extend(password_hashes(&s.users, redact));
-    if s.audit_log {
-        environment.push(KeyValue { name: "SFTP_AUDIT_LOG".into(), value: "1".into() });
-    }
-    let (image, volumes, mount_points, linux_parameters) = match &s.storage {
-        Storage::Efs { file_system_id, access_point_id, root_directory } => (
-            s.image.clone(),
-            vec![Volume {
-                name: HOME_VOLUME.into(),
-                host_source_path: None,
-                efs: Some(EfsVolume {
-                    file_system_id: file_system_id.clone(),
-                    // With an access point, EFS requires the root directory to be "/".
-                    root_directory: if access_point_id.is_some() { "/".into() } else { root_directory.clone() },
-                    access_point_id: access_point_id.clone(),
-                    transit_encryption: true,
-                }),
-            }],
-            vec![MountPoint { source_volume: HOME_VOLUME.into(), container_path: "/home".into(), read_only: false }],
-            None,
-        ),
-        Storage::HostPath { path } => (
-            s.image.clone(),
-            vec![Volume { name: HOME_VOLUME.into(), host_source_path: Some(path.clone()), efs: None }],
-            vec![MountPoint { source_volume: HOME_VOLUME.into(), container_path: "/home".into(), read_only: false }],
-            None,
-        ),
-        Storage::S3 { bucket, image } => {
-            environment.push(KeyValue { name: "SFTP_S3_BUCKET".into(), value: bucket.clone() });
-            let mounts = s
-                .users
-                .iter()
-                .map(|u| format!("{}:{}/{}:{}", u.name, u.uid, u.gid.unwrap_or(u.uid), u.directories[0]))
-                .collect::<Vec<_>>()
-                .join(" ");
-            environment.push(KeyValue { name: "SFTP_S3_MOUNTS".into(), value: mounts });
-            (
-                image.clone(),
-                vec![],
-                vec![],
-                Some(LinuxParameters {
-                    capabilities_add: vec!["MKNOD".into(), "SYS_ADMIN".into()],
-                    devices: vec![Device {
-                        host_path: "/dev/fuse".into(),
-                        container_path: "/dev/fuse".into(),
-                        permissions: vec!["read".into(), "write".into(), "mknod".into()],
-                    }],
-                }),
-            )
-        }
-    };
+    let Mounted { image, volumes, mount_points, linux_parameters, environment: storage_environment } = mounted(s);
+    let mut environment = environment(s, redact);
+    environment.extend(storage_environment);
     environment.sort();
-    let log_configuration = s.awslogs.as_ref().map(|l| LogConfiguration {
-        log_driver: "awslogs".into(),
-        options: BTreeMap::from([
-            ("awslogs-group".into(), l.group.clone()),
-            ("awslogs-region".into(), l.region.clone()),
-            ("awslogs-stream-prefix".into(), l.stream_prefix.clone()),
-        ]),
-    });
     TaskDefinition {
         family: s.names.task_family.clone(),
         network_mode: "bridge".into(),
@@ -481,15 +416,125 @@ pub fn task_definition(s: &Service, redact: bool) -> TaskDefinition {
             entry_point: vec!["/bin/sh".into(), "-c".into(), PRELUDE.into(), "sftp-operator-prelude".into()],
             command: vec![],
             environment,
-            secrets: vec![
-                SecretRef { name: "SFTP_HOST_KEY_ED25519".into(), value_from: format!("{secret}:ed25519::") },
-                SecretRef { name: "SFTP_HOST_KEY_RSA".into(), value_from: format!("{secret}:rsa::") },
-            ],
+            secrets: host_key_secrets(s),
             mount_points,
             linux_parameters,
-            log_configuration,
+            log_configuration: log_configuration(s),
         }],
         volumes,
+    }
+}
+
+/// The users for atmoz and the prelude, their keys and password hashes, the audit switch.
+fn environment(s: &Service, redact: bool) -> Vec<KeyValue> {
+    let mut environment = vec![
+        KeyValue { name: "SFTP_USERS".into(), value: atmoz_users(&s.users) },
+        KeyValue {
+            name: "SFTP_MANAGED_USERS".into(),
+            value: s.users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(" "),
+        },
+    ];
+    environment.extend(authorized_keys(&s.users));
+    environment.extend(password_hashes(&s.users, redact));
+    if s.audit_log {
+        environment.push(KeyValue { name: "SFTP_AUDIT_LOG".into(), value: "1".into() });
+    }
+    environment
+}
+
+/// The host keys, read by ECS from Secrets Manager into the prelude's variables.
+fn host_key_secrets(s: &Service) -> Vec<SecretRef> {
+    let secret = host_key_secret_arn(s);
+    vec![
+        SecretRef { name: "SFTP_HOST_KEY_ED25519".into(), value_from: format!("{secret}:ed25519::") },
+        SecretRef { name: "SFTP_HOST_KEY_RSA".into(), value_from: format!("{secret}:rsa::") },
+    ]
+}
+
+fn log_configuration(s: &Service) -> Option<LogConfiguration> {
+    s.awslogs.as_ref().map(|l| LogConfiguration {
+        log_driver: "awslogs".into(),
+        options: BTreeMap::from([
+            ("awslogs-group".into(), l.group.clone()),
+            ("awslogs-region".into(), l.region.clone()),
+            ("awslogs-stream-prefix".into(), l.stream_prefix.clone()),
+        ]),
+    })
+}
+
+/// What the storage mode puts into the task definition.
+struct Mounted {
+    image: String,
+    volumes: Vec<Volume>,
+    mount_points: Vec<MountPoint>,
+    linux_parameters: Option<LinuxParameters>,
+    environment: Vec<KeyValue>,
+}
+
+impl Mounted {
+    /// `volume` mounted as `/home` in the service's image.
+    fn home(s: &Service, volume: Volume) -> Mounted {
+        Mounted {
+            image: s.image.clone(),
+            mount_points: vec![MountPoint {
+                source_volume: volume.name.clone(),
+                container_path: "/home".into(),
+                read_only: false,
+            }],
+            volumes: vec![volume],
+            linux_parameters: None,
+            environment: vec![],
+        }
+    }
+}
+
+fn mounted(s: &Service) -> Mounted {
+    match &s.storage {
+        Storage::Efs { file_system_id, access_point_id, root_directory } => Mounted::home(
+            s,
+            Volume {
+                name: HOME_VOLUME.into(),
+                host_source_path: None,
+                efs: Some(EfsVolume {
+                    file_system_id: file_system_id.clone(),
+                    // With an access point, EFS requires the root directory to be "/".
+                    root_directory: if access_point_id.is_some() { "/".into() } else { root_directory.clone() },
+                    access_point_id: access_point_id.clone(),
+                    transit_encryption: true,
+                }),
+            },
+        ),
+        Storage::HostPath { path } => {
+            Mounted::home(s, Volume { name: HOME_VOLUME.into(), host_source_path: Some(path.clone()), efs: None })
+        }
+        Storage::S3 { bucket, image } => mounted_s3(s, bucket, image),
+    }
+}
+
+/// The bucket through goofys (FUSE), mounted by the image's hook into each user's first directory.
+fn mounted_s3(s: &Service, bucket: &str, image: &str) -> Mounted {
+    let mounts = s
+        .users
+        .iter()
+        .map(|u| format!("{}:{}/{}:{}", u.name, u.uid, u.gid.unwrap_or(u.uid), u.directories[0]))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Mounted {
+        image: image.to_owned(),
+        volumes: vec![],
+        mount_points: vec![],
+        linux_parameters: Some(LinuxParameters {
+            capabilities_add: vec!["MKNOD".into(), "SYS_ADMIN".into()],
+            devices: vec![Device {
+                host_path: "/dev/fuse".into(),
+                container_path: "/dev/fuse".into(),
+                permissions: vec!["read".into(), "write".into(), "mknod".into()],
+            }],
+        }),
+        environment: vec![
+            KeyValue { name: "SFTP_S3_BUCKET".into(), value: bucket.to_owned() },
+            KeyValue { name: "SFTP_S3_MOUNTS".into(), value: mounts },
+        ],
     }
 }
 
@@ -503,9 +548,68 @@ pub fn task_definition_hash(td: &TaskDefinition) -> String {
 pub fn render(s: &Service, owner: &str) -> Desired {
     let td = task_definition(s, false);
     let task_definition_hash = task_definition_hash(&td);
+    Desired {
+        service: s.name.clone(),
+        names: s.names.clone(),
+        tags: tags(s, owner),
+        task_definition: td,
+        task_definition_hash,
+        ecs_service: ecs_service(s),
+        target_group: target_group(s),
+        listener: Listener { port: s.listener_port, protocol: "TCP".into(), idle_timeout_seconds: s.idle_timeout },
+        load_balancer_arn: s.load_balancer_arn.clone(),
+        security_group_id: s.security_group_id.clone(),
+        ingress: ingress(s, owner),
+        cloud_map: s.namespace.as_ref().map(|ns| CloudMapService {
+            name: s.names.cloud_map_service.clone(),
+            namespace: ns.clone(),
+            srv_ttl: 10,
+        }),
+        host_key_secret: (s.host_keys == HostKeySource::Generate).then(|| s.names.host_key_secret.clone()),
+        dns_records: dns_records(s, owner),
+        dns: s.dns.clone(),
+        host_public_keys: s.host_public_keys.clone(),
+        key_fingerprints: key_fingerprints(s),
+    }
+}
+
+fn ecs_service(s: &Service) -> EcsService {
+    EcsService {
+        name: s.names.ecs_service.clone(),
+        cluster: s.cluster.clone(),
+        desired_count: s.desired_count,
+        launch_type: "EC2".into(),
+        container_name: names::CONTAINER_NAME.into(),
+        container_port: 22,
+        minimum_healthy_percent: 0,
+        maximum_percent: 100,
+        circuit_breaker_rollback: true,
+        distinct_instance: s.desired_count > 1,
+        health_check_grace_period_seconds: 30,
+    }
+}
+
+fn target_group(s: &Service) -> TargetGroup {
+    TargetGroup {
+        name: s.names.target_group.clone(),
+        protocol: "TCP".into(),
+        port: s.port,
+        target_type: "instance".into(),
+        health_check: HealthCheck {
+            protocol: "TCP".into(),
+            port: "traffic-port".into(),
+            interval_seconds: 10,
+            healthy_threshold: 3,
+            unhealthy_threshold: 3,
+        },
+        deregistration_delay_seconds: 30,
+    }
+}
+
+/// One rule per allowed CIDR on the host port, marked as ours in its description.
+fn ingress(s: &Service, owner: &str) -> Vec<IngressRule> {
     let description = crate::codec::rule_description(owner, &s.name);
-    let ingress = s
-        .allowed_cidrs
+    s.allowed_cidrs
         .iter()
         .map(|c| IngressRule {
             protocol: "tcp".into(),
@@ -513,7 +617,11 @@ pub fn render(s: &Service, owner: &str) -> Desired {
             cidr: c.to_string(),
             description: description.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// The ownership TXT records beside each name the service publishes, and SSHFP when asked for.
+fn dns_records(s: &Service, owner: &str) -> Vec<DnsRecord> {
     let mut dns_records = Vec::new();
     if let Some(d) = &s.dns {
         let owner_txt = crate::codec::txt_owner_value(owner, &s.name);
@@ -535,8 +643,11 @@ pub fn render(s: &Service, owner: &str) -> Desired {
         }
     }
     dns_records.sort();
-    let key_fingerprints = s
-        .users
+    dns_records
+}
+
+fn key_fingerprints(s: &Service) -> Vec<KeyFingerprint> {
+    s.users
         .iter()
         .flat_map(|u| {
             u.keys.iter().map(|k| KeyFingerprint {
@@ -546,55 +657,7 @@ pub fn render(s: &Service, owner: &str) -> Desired {
                 comment: k.comment.clone(),
             })
         })
-        .collect();
-    Desired {
-        service: s.name.clone(),
-        names: s.names.clone(),
-        tags: tags(s, owner),
-        task_definition: td,
-        task_definition_hash,
-        ecs_service: EcsService {
-            name: s.names.ecs_service.clone(),
-            cluster: s.cluster.clone(),
-            desired_count: s.desired_count,
-            launch_type: "EC2".into(),
-            container_name: names::CONTAINER_NAME.into(),
-            container_port: 22,
-            minimum_healthy_percent: 0,
-            maximum_percent: 100,
-            circuit_breaker_rollback: true,
-            distinct_instance: s.desired_count > 1,
-            health_check_grace_period_seconds: 30,
-        },
-        target_group: TargetGroup {
-            name: s.names.target_group.clone(),
-            protocol: "TCP".into(),
-            port: s.port,
-            target_type: "instance".into(),
-            health_check: HealthCheck {
-                protocol: "TCP".into(),
-                port: "traffic-port".into(),
-                interval_seconds: 10,
-                healthy_threshold: 3,
-                unhealthy_threshold: 3,
-            },
-            deregistration_delay_seconds: 30,
-        },
-        listener: Listener { port: s.listener_port, protocol: "TCP".into(), idle_timeout_seconds: s.idle_timeout },
-        load_balancer_arn: s.load_balancer_arn.clone(),
-        security_group_id: s.security_group_id.clone(),
-        ingress,
-        cloud_map: s.namespace.as_ref().map(|ns| CloudMapService {
-            name: s.names.cloud_map_service.clone(),
-            namespace: ns.clone(),
-            srv_ttl: 10,
-        }),
-        host_key_secret: (s.host_keys == HostKeySource::Generate).then(|| s.names.host_key_secret.clone()),
-        dns_records,
-        dns: s.dns.clone(),
-        host_public_keys: s.host_public_keys.clone(),
-        key_fingerprints,
-    }
+        .collect()
 }
 
 /// SSHFP rdata (`alg 2 sha256hex`) for each host key with a known SSHFP algorithm, sorted.
@@ -611,4 +674,170 @@ pub fn render_for_display(s: &Service, owner: &str) -> Desired {
     let mut d = render(s, owner);
     d.task_definition = task_definition(s, true);
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::tests::{MANIFEST, service};
+
+    const OWNER: &str = "owner-1";
+    const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:sftp/host-keys-AbCdEf";
+
+    fn container(td: &TaskDefinition) -> &ContainerDefinition {
+        assert_eq!(td.container_definitions.len(), 1);
+        &td.container_definitions[0]
+    }
+
+    fn env<'a>(c: &'a ContainerDefinition, name: &str) -> Option<&'a str> {
+        c.environment.iter().find(|kv| kv.name == name).map(|kv| kv.value.as_str())
+    }
+
+    #[test]
+    fn the_environment_names_users_by_position_and_sorts() {
+        let td = task_definition(&service(MANIFEST), false);
+        let c = container(&td);
+        let names: Vec<&str> = c.environment.iter().map(|kv| kv.name.as_str()).collect();
+        assert_eq!(names, ["SFTP_AUTHORIZED_KEYS_1", "SFTP_MANAGED_USERS", "SFTP_PASSWORD_HASH_2", "SFTP_USERS"]);
+        assert_eq!(env(c, "SFTP_USERS"), Some("alice::1001::upload bob::1002:100:upload,shared/in"));
+        assert_eq!(env(c, "SFTP_MANAGED_USERS"), Some("alice bob"));
+        assert_eq!(env(c, "SFTP_PASSWORD_HASH_2"), Some("$6$salt$hash"));
+        let keys = env(c, "SFTP_AUTHORIZED_KEYS_1").unwrap();
+        assert!(keys.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINvzrb"), "{keys}");
+    }
+
+    #[test]
+    fn password_hashes_are_redacted_for_display_only() {
+        let s = service(MANIFEST);
+        assert_eq!(env(container(&task_definition(&s, true)), "SFTP_PASSWORD_HASH_2"), Some("<redacted>"));
+        let shown = render_for_display(&s, OWNER);
+        assert_eq!(env(container(&shown.task_definition), "SFTP_PASSWORD_HASH_2"), Some("<redacted>"));
+        assert_eq!(shown.task_definition_hash, render(&s, OWNER).task_definition_hash, "the hash is of the real one");
+    }
+
+    #[test]
+    fn audit_logging_adds_its_switch() {
+        let text = MANIFEST.replace("  access:\n", "  logging:\n    audit: true\n  access:\n");
+        assert_eq!(env(container(&task_definition(&service(&text), false)), "SFTP_AUDIT_LOG"), Some("1"));
+        assert_eq!(env(container(&task_definition(&service(MANIFEST), false)), "SFTP_AUDIT_LOG"), None);
+    }
+
+    #[test]
+    fn the_entry_point_runs_the_prelude_before_atmoz() {
+        let td = task_definition(&service(MANIFEST), false);
+        let c = container(&td);
+        assert_eq!(c.entry_point, ["/bin/sh", "-c", PRELUDE, "sftp-operator-prelude"]);
+        assert!(c.command.is_empty());
+        assert!(PRELUDE.starts_with("set -eu\n"));
+        assert!(PRELUDE.ends_with("exec /entrypoint \"$@\"\n"));
+        assert_eq!(c.port_mappings, [PortMapping { container_port: 22, host_port: 30020, protocol: "tcp".into() }]);
+        assert_eq!((c.name.as_str(), c.image.as_str()), (names::CONTAINER_NAME, crate::spec::DEFAULT_IMAGE));
+    }
+
+    #[test]
+    fn host_keys_arrive_as_secrets_by_value_from_never_as_environment() {
+        let td = task_definition(&service(MANIFEST), false);
+        let c = container(&td);
+        let generated = "arn:aws:secretsmanager:us-east-1:123456789012:secret:sftp-operator/drop/host-keys";
+        assert_eq!(
+            c.secrets,
+            [
+                SecretRef { name: "SFTP_HOST_KEY_ED25519".into(), value_from: format!("{generated}:ed25519::") },
+                SecretRef { name: "SFTP_HOST_KEY_RSA".into(), value_from: format!("{generated}:rsa::") },
+            ]
+        );
+        assert!(c.environment.iter().all(|kv| !kv.name.starts_with("SFTP_HOST_KEY")), "{:?}", c.environment);
+
+        let text = MANIFEST.replace("  access:\n", &format!("  hostKeys:\n    secretArn: {SECRET_ARN}\n  access:\n"));
+        let s = service(&text);
+        let td = task_definition(&s, false);
+        let from: Vec<&str> = container(&td).secrets.iter().map(|r| r.value_from.as_str()).collect();
+        assert_eq!(from, [format!("{SECRET_ARN}:ed25519::"), format!("{SECRET_ARN}:rsa::")]);
+        assert_eq!(render(&s, OWNER).host_key_secret, None, "the user's secret is not ours");
+    }
+
+    #[test]
+    fn every_resource_is_tagged_with_labels_owner_and_service() {
+        let d = render(&service(MANIFEST), OWNER);
+        let want = BTreeMap::from([
+            ("sftp-operator/owner".to_owned(), OWNER.to_owned()),
+            ("sftp-operator/service".to_owned(), "drop".to_owned()),
+            ("team".to_owned(), "research".to_owned()),
+        ]);
+        assert_eq!(d.tags, want);
+        assert_eq!(d.host_key_secret.as_deref(), Some("sftp-operator/drop/host-keys"));
+    }
+
+    #[test]
+    fn host_path_storage_mounts_the_directory_as_home() {
+        let td = task_definition(&service(MANIFEST), false);
+        assert_eq!(
+            td.volumes,
+            [Volume { name: HOME_VOLUME.into(), host_source_path: Some("/srv/sftp".into()), efs: None }]
+        );
+        assert_eq!(container(&td).mount_points[0].container_path, "/home");
+        assert_eq!(container(&td).linux_parameters, None);
+        assert_eq!((td.network_mode.as_str(), td.family.as_str()), ("bridge", "sftp-drop"));
+    }
+
+    #[test]
+    fn efs_with_an_access_point_mounts_its_root() {
+        let efs = "efs:\n      fileSystemId: fs-0123456789abcdef0\n      accessPointId: fsap-0123456789abcdef0\n      rootDirectory: /drop";
+        let td = task_definition(&service(&MANIFEST.replace("hostPath: /srv/sftp", efs)), false);
+        let volume = td.volumes[0].efs.as_ref().expect("an EFS volume");
+        assert_eq!(volume.root_directory, "/", "EFS requires / with an access point");
+        assert_eq!(volume.access_point_id.as_deref(), Some("fsap-0123456789abcdef0"));
+        assert!(volume.transit_encryption);
+    }
+
+    #[test]
+    fn s3_storage_mounts_through_fuse_with_each_users_first_directory() {
+        let s3 = "s3:\n      bucket: drop-bucket\n      image: example/sftp-goofys:1\n      taskRoleArn: arn:aws:iam::123456789012:role/sftp-s3";
+        let td = task_definition(&service(&MANIFEST.replace("hostPath: /srv/sftp", s3)), false);
+        let c = container(&td);
+        assert_eq!(c.image, "example/sftp-goofys:1");
+        assert_eq!(env(c, "SFTP_S3_BUCKET"), Some("drop-bucket"));
+        assert_eq!(env(c, "SFTP_S3_MOUNTS"), Some("alice:1001/1001:upload bob:1002/100:upload"));
+        let linux = c.linux_parameters.as_ref().expect("FUSE needs linux parameters");
+        assert_eq!(linux.devices[0].host_path, "/dev/fuse");
+        assert!(td.volumes.is_empty() && c.mount_points.is_empty());
+        assert_eq!(td.task_role_arn.as_deref(), Some("arn:aws:iam::123456789012:role/sftp-s3"));
+    }
+
+    #[test]
+    fn key_order_does_not_change_the_hash_but_a_key_does() {
+        let s = service(MANIFEST);
+        let hash = |s: &Service| task_definition_hash(&task_definition(s, false));
+        let mut reordered = s.clone();
+        let key = reordered.users[0].keys[0].clone();
+        reordered.users[0].keys.insert(0, crate::sshkeys::parse_public_key(&other_key()).unwrap());
+        assert_ne!(hash(&reordered), hash(&s));
+        let mut swapped = reordered.clone();
+        swapped.users[0].keys = vec![key, reordered.users[0].keys[0].clone()];
+        assert_eq!(hash(&swapped), hash(&reordered));
+    }
+
+    fn other_key() -> String {
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILWM7glWBVbDAjJ2z7StDgPXxs7oeC9AdkRkno/fs/Oe dave@example.edu".into()
+    }
+
+    #[test]
+    fn ingress_allows_each_cidr_on_the_host_port() {
+        let d = render(&service(MANIFEST), OWNER);
+        let rules: Vec<(&str, u16)> = d.ingress.iter().map(|r| (r.cidr.as_str(), r.port)).collect();
+        assert_eq!(rules, [("192.0.2.0/24", 30020), ("198.51.100.0/24", 30020)]);
+        assert!(d.ingress.iter().all(|r| r.description == crate::codec::rule_description(OWNER, "drop")));
+        assert_eq!((d.listener.port, d.target_group.port), (2220, 30020));
+        assert!(!d.ecs_service.distinct_instance);
+    }
+
+    #[test]
+    fn dns_owns_a_txt_record_beside_each_name() {
+        let dns = "  dns:\n    zone: example.edu\n    record: sftp.example.edu\n    publicRecord: files.example.edu\n";
+        let d = render(&service(&MANIFEST.replace("  access:\n", &format!("{dns}  access:\n"))), OWNER);
+        let records: Vec<(&str, &str)> = d.dns_records.iter().map(|r| (r.name.as_str(), r.kind.as_str())).collect();
+        assert_eq!(records, [("files.example.edu.", "TXT"), ("sftp.example.edu.", "TXT")]);
+        let owner_txt = crate::codec::txt_owner_value(OWNER, "drop");
+        assert!(d.dns_records.iter().all(|r| r.values == [owner_txt.clone()] && r.ttl == 60), "{:?}", d.dns_records);
+    }
 }

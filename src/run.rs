@@ -258,48 +258,17 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let (hash, initial) = load(&cfg.paths).map_err(RunError::Manifests)?;
     let clients = Clients::from_env(cfg.region.clone()).await;
-    {
-        let m = metrics.clone();
-        clients.calls.set_observer(Arc::new(move |service, operation, outcome, took| {
-            m.record_call(service, operation, outcome.as_str(), outcome == Outcome::Throttled, took)
-        }));
-    }
+    feed_call_metrics(&clients, &metrics);
     let owner = &cfg.options.owner;
     let ready = Arc::new(AtomicBool::new(initial.is_empty()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-
-    let server_shutdown = {
-        let mut rx = shutdown_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let bound = metrics::serve(cfg.metrics_addr, metrics.clone(), ready.clone(), server_shutdown)
-        .await
-        .map_err(|source| RunError::Metrics { addr: cfg.metrics_addr, source })?;
+    let bound = serve_metrics(&cfg, &metrics, &ready, &shutdown_rx).await?;
     tracing::info!(addr = %bound, services = initial.len(), owner = %owner, "sftp-operator running");
 
     let (services_tx, services_rx) = watch::channel(Arc::new(initial.clone()));
     let (names_tx, names_rx) = watch::channel(initial.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel();
-
-    let lease = cfg.lease_table.as_ref().map(|t| Lease::new(clients.clone(), t.clone(), owner, cfg.lease_duration));
-    if let Some(l) = &lease {
-        let (leader_tx, mut leader_rx) = watch::channel(false);
-        tokio::spawn(l.clone().keep(metrics.clone(), leader_tx, shutdown_rx.clone()));
-        // On becoming leader, reconcile everything at once.
-        let t = trigger_tx.clone();
-        tokio::spawn(async move {
-            while leader_rx.changed().await.is_ok() {
-                if *leader_rx.borrow() {
-                    let _ = t.send(Trigger::All);
-                }
-            }
-        });
-    } else {
-        metrics.leader.set(1);
-    }
-
+    let lease = elect(&cfg, &clients, &metrics, &trigger_tx, &shutdown_rx);
     tokio::spawn(watch_manifests(
         cfg.paths.clone(),
         cfg.manifest_poll,
@@ -309,17 +278,7 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
         shutdown_rx.clone(),
     ));
     if let Some(url) = &cfg.events_queue_url {
-        let triggers = trigger_tx.clone();
-        tokio::spawn(crate::aws::events::poll(
-            clients.clone(),
-            url.clone(),
-            names_rx.clone(),
-            move |service| {
-                let _ = triggers.send(Trigger::One(service));
-            },
-            metrics.clone(),
-            shutdown_rx.clone(),
-        ));
+        poll_events(&clients, url, &names_rx, &trigger_tx, &metrics, &shutdown_rx);
     }
 
     let reconciler = Arc::new(OperatorReconciler {
@@ -331,20 +290,7 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
         ready: ready.clone(),
         attempted: Mutex::new(HashSet::new()),
     });
-
-    let signals = {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-        let tx = shutdown_tx.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            tracing::info!("shutting down: finishing in-flight work");
-            let _ = tx.send(true);
-        })
-    };
+    let signals = shut_down_on_signal(&shutdown_tx)?;
     controller::run_loop(reconciler, cfg.loop_config.clone(), names_rx, trigger_rx, shutdown_rx, Some(metrics.clone()))
         .await;
     signals.abort();
@@ -355,4 +301,95 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
     let _ = shutdown_tx.send(true);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Feeds every AWS call the clients make into the API metrics.
+fn feed_call_metrics(clients: &Clients, metrics: &Arc<Metrics>) {
+    let m = metrics.clone();
+    clients.calls.set_observer(Arc::new(move |service, operation, outcome, took| {
+        m.record_call(service, operation, outcome.as_str(), outcome == Outcome::Throttled, took)
+    }));
+}
+
+/// Starts `/metrics`, `/healthz` and `/readyz`, served until shutdown; returns the bound address.
+async fn serve_metrics(
+    cfg: &RunConfig,
+    metrics: &Arc<Metrics>,
+    ready: &Arc<AtomicBool>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<SocketAddr, RunError> {
+    let server_shutdown = {
+        let mut rx = shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    metrics::serve(cfg.metrics_addr, metrics.clone(), ready.clone(), server_shutdown)
+        .await
+        .map_err(|source| RunError::Metrics { addr: cfg.metrics_addr, source })
+}
+
+/// Leader election: with a lease table, the lease is kept in the background and becoming
+/// leader reconciles every service at once; without one, this replica is the leader.
+fn elect(
+    cfg: &RunConfig,
+    clients: &Clients,
+    metrics: &Arc<Metrics>,
+    triggers: &mpsc::UnboundedSender<Trigger>,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<Arc<Lease>> {
+    let Some(table) = &cfg.lease_table else {
+        metrics.leader.set(1);
+        return None;
+    };
+    let lease = Lease::new(clients.clone(), table.clone(), &cfg.options.owner, cfg.lease_duration);
+    let (leader_tx, mut leader_rx) = watch::channel(false);
+    tokio::spawn(lease.clone().keep(metrics.clone(), leader_tx, shutdown.clone()));
+    // On becoming leader, reconcile everything at once.
+    let t = triggers.clone();
+    tokio::spawn(async move {
+        while leader_rx.changed().await.is_ok() {
+            if *leader_rx.borrow() {
+                let _ = t.send(Trigger::All);
+            }
+        }
+    });
+    Some(lease)
+}
+
+/// Polls the ECS events queue, reconciling the service an event names.
+fn poll_events(
+    clients: &Clients,
+    url: &str,
+    names: &watch::Receiver<Vec<String>>,
+    triggers: &mpsc::UnboundedSender<Trigger>,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let triggers = triggers.clone();
+    tokio::spawn(crate::aws::events::poll(
+        clients.clone(),
+        url.to_owned(),
+        names.clone(),
+        move |service| {
+            let _ = triggers.send(Trigger::One(service));
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// On SIGTERM or Ctrl-C, tells everything to finish in-flight work and stop.
+fn shut_down_on_signal(shutdown: &watch::Sender<bool>) -> Result<tokio::task::JoinHandle<()>, RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let tx = shutdown.clone();
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: finishing in-flight work");
+        let _ = tx.send(true);
+    }))
 }

@@ -395,150 +395,27 @@ fn finish(placed: Vec<Placed>, mut out: Diagnostics) -> Result<Vec<Service>, Dia
 
 fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<Service> {
     let before = c.out.len();
-    if m.api_version != spec::API_VERSION {
-        c.hint(
-            "apiVersion",
-            format!("unsupported apiVersion `{}`", quote(&m.api_version)),
-            format!("use `{}`", spec::API_VERSION),
-        );
-    }
-    if m.kind != spec::KIND {
-        c.hint("kind", format!("unsupported kind `{}`", quote(&m.kind)), format!("use `{}`", spec::KIND));
-    }
-    let name = &m.metadata.name;
-    if !DNS_LABEL.is_match(name) || name.len() > names::MAX_NAME_LEN {
-        c.hint(
-            "metadata.name",
-            format!("`{}` is not a DNS label of at most {} characters", quote(name), names::MAX_NAME_LEN),
-            "lower-case letters, digits and '-', starting and ending with a letter or digit",
-        );
-    }
-    check_labels(c, &m.metadata.labels);
-    check_no_key_material(c, m);
+    check_metadata(c, m);
     let s = &m.spec;
-
-    let cluster = match CLUSTER.captures(&s.cluster) {
-        Some(cap) => cap[2].to_owned(),
-        None => {
-            c.err("spec.cluster", format!("`{}` is not an ECS cluster name or ARN", quote(&s.cluster)));
-            String::new()
-        }
-    };
-    if s.image.trim().is_empty() || s.image.contains(char::is_whitespace) {
-        c.err("spec.image", "image must be a non-empty image reference without spaces");
-    }
-    c.range("spec.desiredCount", s.desired_count, 0, 10, "one task per container instance; 0 stops the service");
-    c.range(
-        "spec.port",
-        s.port,
-        1024,
-        32767,
-        "the host port must stay below ECS's ephemeral range (32768+) and away from the host's sshd and privileged ports",
-    );
-    c.range("spec.cpu", s.cpu, 128, 10240, "CPU units; 1024 = one vCPU");
-    c.range("spec.memory", s.memory, 64, 122880, "memory in MiB");
-
+    let cluster = check_workload(c, s);
     let users = check_users(c, &s.users);
     let storage = check_storage(c, s);
-    let task_role_arn = s.task_role_arn.clone().or_else(|| s.storage.s3.as_ref().and_then(|x| x.task_role_arn.clone()));
-    if let Some(arn) = &s.task_role_arn {
-        c.pattern("spec.taskRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
-    }
-    if let Some(arn) = &s.execution_role_arn {
-        c.pattern("spec.executionRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
-    }
-
-    // Host keys: persistent, or every failover shows clients "REMOTE HOST IDENTIFICATION HAS CHANGED".
-    let host_keys = match (&s.host_keys.secret_arn, s.host_keys.generate) {
-        (Some(arn), generate) => {
-            if generate && c.index.contains("spec.hostKeys.generate") {
-                c.err("spec.hostKeys", "give either `generate: true` or `secretArn`, not both");
-            }
-            c.pattern("spec.hostKeys.secretArn", arn, &SECRET_ARN, "a Secrets Manager secret ARN");
-            HostKeySource::Secret(arn.clone())
-        }
-        (None, true) => HostKeySource::Generate,
-        (None, false) => {
-            c.hint(
-                "spec.hostKeys",
-                "host keys must persist across tasks",
-                "set `generate: true` (the default) or `secretArn` to an existing secret, or clients will see \"host key changed\" after every failover",
-            );
-            HostKeySource::Generate
-        }
-    };
-    if s.execution_role_arn.is_none() {
-        c.hint(
-            "spec.executionRoleArn",
-            "an execution role is required: ECS reads the host-key secret into the task with it",
-            "give a role with secretsmanager:GetSecretValue on the host-key secret (and ECR pull if the image is private)",
-        );
-    }
-    let mut host_public_keys = Vec::new();
-    for (i, k) in s.host_keys.public_keys.iter().enumerate() {
-        match sshkeys::parse_public_key(k) {
-            Ok(p) => host_public_keys.push(p),
-            Err(e) => c.err(&format!("spec.hostKeys.publicKeys[{i}]"), e.to_string()),
-        }
-    }
-
-    let lb = &s.load_balancer;
-    c.pattern(
-        "spec.loadBalancer.arn",
-        &lb.arn,
-        &LB_ARN,
-        "an Elastic Load Balancing load-balancer ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/net/NAME/ID)",
-    );
-    c.range("spec.loadBalancer.listenerPort", lb.listener_port, 1, 65535, "a TCP port");
-    c.range(
-        "spec.loadBalancer.idleTimeout",
-        lb.idle_timeout,
-        60,
-        6000,
-        "seconds; the NLB accepts 60–6000 and drops idle SFTP sessions after its 350 s default",
-    );
-
-    c.pattern("spec.access.securityGroupId", &s.access.security_group_id, &SG_ID, "a security group id (sg-...)");
-    let allowed_cidrs = check_cidrs(c, &s.access.allowed_cidrs, s.access.allow_public);
-
-    let namespace = s.discovery.as_ref().map(|d| {
-        if !NAMESPACE_ID.is_match(&d.namespace) && !valid_dns_name(&d.namespace) {
-            c.err(
-                "spec.discovery.namespace",
-                format!("`{}` is neither a namespace name nor an ns- id", quote(&d.namespace)),
-            );
-        }
-        if NAMESPACE_ID.is_match(&d.namespace) {
-            d.namespace.clone()
-        } else {
-            d.namespace.trim_end_matches('.').to_ascii_lowercase()
-        }
-    });
-
+    let task_role_arn = check_roles(c, s);
+    let (host_keys, host_public_keys) = check_host_keys(c, &s.host_keys);
+    check_load_balancer(c, &s.load_balancer);
+    let allowed_cidrs = check_access(c, &s.access);
+    let namespace = s.discovery.as_ref().map(|d| check_discovery(c, d));
     let dns = s.dns.as_ref().map(|d| check_dns(c, d));
-    if let Some(d) = &dns
-        && d.sshfp
-        && host_keys != HostKeySource::Generate
-        && host_public_keys.is_empty()
-    {
-        c.hint(
-            "spec.dns.sshfp",
-            "SSHFP needs the host public keys",
-            "list them in `spec.hostKeys.publicKeys` when the host keys come from your own secret",
-        );
+    if let Some(d) = &dns {
+        check_sshfp(c, d, &host_keys, &host_public_keys);
     }
-
-    let awslogs = s.logging.awslogs.as_ref().map(|l| {
-        if l.group.is_empty() || l.group.len() > 512 {
-            c.err("spec.logging.awslogs.group", "log group name must be 1–512 characters");
-        }
-        c.pattern("spec.logging.awslogs.region", &l.region, &REGION, "an AWS region");
-        AwsLogs { group: l.group.clone(), region: l.region.clone(), stream_prefix: l.stream_prefix.clone() }
-    });
+    let awslogs = s.logging.awslogs.as_ref().map(|l| check_awslogs(c, l));
 
     if c.out.len() > before {
         return None;
     }
+    let name = &m.metadata.name;
+    let lb = &s.load_balancer;
     let service = Service {
         name: name.clone(),
         origin: origin.clone(),
@@ -566,16 +443,176 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         audit_log: s.logging.audit,
         awslogs,
     };
-    let size = json_size(&crate::render::task_definition(&service, false));
+    check_task_definition_size(c, &service).then_some(service)
+}
+
+/// `apiVersion`, `kind`, the name, the labels, and no key material outside the key fields.
+fn check_metadata(c: &mut Checker<'_>, m: &Manifest) {
+    if m.api_version != spec::API_VERSION {
+        c.hint(
+            "apiVersion",
+            format!("unsupported apiVersion `{}`", quote(&m.api_version)),
+            format!("use `{}`", spec::API_VERSION),
+        );
+    }
+    if m.kind != spec::KIND {
+        c.hint("kind", format!("unsupported kind `{}`", quote(&m.kind)), format!("use `{}`", spec::KIND));
+    }
+    let name = &m.metadata.name;
+    if !DNS_LABEL.is_match(name) || name.len() > names::MAX_NAME_LEN {
+        c.hint(
+            "metadata.name",
+            format!("`{}` is not a DNS label of at most {} characters", quote(name), names::MAX_NAME_LEN),
+            "lower-case letters, digits and '-', starting and ending with a letter or digit",
+        );
+    }
+    check_labels(c, &m.metadata.labels);
+    check_no_key_material(c, m);
+}
+
+/// The cluster, image, task count, host port and size; returns the cluster's name (empty when
+/// it is invalid).
+fn check_workload(c: &mut Checker<'_>, s: &spec::Spec) -> String {
+    let cluster = match CLUSTER.captures(&s.cluster) {
+        Some(cap) => cap[2].to_owned(),
+        None => {
+            c.err("spec.cluster", format!("`{}` is not an ECS cluster name or ARN", quote(&s.cluster)));
+            String::new()
+        }
+    };
+    if s.image.trim().is_empty() || s.image.contains(char::is_whitespace) {
+        c.err("spec.image", "image must be a non-empty image reference without spaces");
+    }
+    c.range("spec.desiredCount", s.desired_count, 0, 10, "one task per container instance; 0 stops the service");
+    c.range(
+        "spec.port",
+        s.port,
+        1024,
+        32767,
+        "the host port must stay below ECS's ephemeral range (32768+) and away from the host's sshd and privileged ports",
+    );
+    c.range("spec.cpu", s.cpu, 128, 10240, "CPU units; 1024 = one vCPU");
+    c.range("spec.memory", s.memory, 64, 122880, "memory in MiB");
+    cluster
+}
+
+/// The task and execution roles (the execution role is required); returns the task role, which
+/// s3 storage may give instead of the spec.
+fn check_roles(c: &mut Checker<'_>, s: &spec::Spec) -> Option<String> {
+    if let Some(arn) = &s.task_role_arn {
+        c.pattern("spec.taskRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
+    }
+    if let Some(arn) = &s.execution_role_arn {
+        c.pattern("spec.executionRoleArn", arn, &ROLE_ARN, "an IAM role ARN");
+    } else {
+        c.hint(
+            "spec.executionRoleArn",
+            "an execution role is required: ECS reads the host-key secret into the task with it",
+            "give a role with secretsmanager:GetSecretValue on the host-key secret (and ECR pull if the image is private)",
+        );
+    }
+    s.task_role_arn.clone().or_else(|| s.storage.s3.as_ref().and_then(|x| x.task_role_arn.clone()))
+}
+
+/// Host keys: persistent, or every failover shows clients "REMOTE HOST IDENTIFICATION HAS CHANGED".
+fn check_host_keys(c: &mut Checker<'_>, k: &spec::HostKeys) -> (HostKeySource, Vec<ParsedKey>) {
+    let source = match (&k.secret_arn, k.generate) {
+        (Some(arn), generate) => {
+            if generate && c.index.contains("spec.hostKeys.generate") {
+                c.err("spec.hostKeys", "give either `generate: true` or `secretArn`, not both");
+            }
+            c.pattern("spec.hostKeys.secretArn", arn, &SECRET_ARN, "a Secrets Manager secret ARN");
+            HostKeySource::Secret(arn.clone())
+        }
+        (None, true) => HostKeySource::Generate,
+        (None, false) => {
+            c.hint(
+                "spec.hostKeys",
+                "host keys must persist across tasks",
+                "set `generate: true` (the default) or `secretArn` to an existing secret, or clients will see \"host key changed\" after every failover",
+            );
+            HostKeySource::Generate
+        }
+    };
+    let mut public_keys = Vec::new();
+    for (i, key) in k.public_keys.iter().enumerate() {
+        match sshkeys::parse_public_key(key) {
+            Ok(p) => public_keys.push(p),
+            Err(e) => c.err(&format!("spec.hostKeys.publicKeys[{i}]"), e.to_string()),
+        }
+    }
+    (source, public_keys)
+}
+
+fn check_load_balancer(c: &mut Checker<'_>, lb: &spec::LoadBalancer) {
+    c.pattern(
+        "spec.loadBalancer.arn",
+        &lb.arn,
+        &LB_ARN,
+        "an Elastic Load Balancing load-balancer ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/net/NAME/ID)",
+    );
+    c.range("spec.loadBalancer.listenerPort", lb.listener_port, 1, 65535, "a TCP port");
+    c.range(
+        "spec.loadBalancer.idleTimeout",
+        lb.idle_timeout,
+        60,
+        6000,
+        "seconds; the NLB accepts 60–6000 and drops idle SFTP sessions after its 350 s default",
+    );
+}
+
+/// The security group and the allowed CIDRs (returned sorted, canonical, deduplicated).
+fn check_access(c: &mut Checker<'_>, a: &spec::Access) -> Vec<IpNet> {
+    c.pattern("spec.access.securityGroupId", &a.security_group_id, &SG_ID, "a security group id (sg-...)");
+    check_cidrs(c, &a.allowed_cidrs, a.allow_public)
+}
+
+/// The Cloud Map namespace: an `ns-` id as given, or a name normalised.
+fn check_discovery(c: &mut Checker<'_>, d: &spec::Discovery) -> String {
+    if !NAMESPACE_ID.is_match(&d.namespace) && !valid_dns_name(&d.namespace) {
+        c.err(
+            "spec.discovery.namespace",
+            format!("`{}` is neither a namespace name nor an ns- id", quote(&d.namespace)),
+        );
+    }
+    if NAMESPACE_ID.is_match(&d.namespace) {
+        d.namespace.clone()
+    } else {
+        d.namespace.trim_end_matches('.').to_ascii_lowercase()
+    }
+}
+
+/// SSHFP records need the host public keys: known for generated keys, listed for a user's secret.
+fn check_sshfp(c: &mut Checker<'_>, d: &Dns, host_keys: &HostKeySource, host_public_keys: &[ParsedKey]) {
+    if d.sshfp && *host_keys != HostKeySource::Generate && host_public_keys.is_empty() {
+        c.hint(
+            "spec.dns.sshfp",
+            "SSHFP needs the host public keys",
+            "list them in `spec.hostKeys.publicKeys` when the host keys come from your own secret",
+        );
+    }
+}
+
+fn check_awslogs(c: &mut Checker<'_>, l: &spec::AwsLogs) -> AwsLogs {
+    if l.group.is_empty() || l.group.len() > 512 {
+        c.err("spec.logging.awslogs.group", "log group name must be 1–512 characters");
+    }
+    c.pattern("spec.logging.awslogs.region", &l.region, &REGION, "an AWS region");
+    AwsLogs { group: l.group.clone(), region: l.region.clone(), stream_prefix: l.stream_prefix.clone() }
+}
+
+/// Whether the rendered task definition fits what ECS accepts (users and keys make it grow).
+fn check_task_definition_size(c: &mut Checker<'_>, service: &Service) -> bool {
+    let size = json_size(&crate::render::task_definition(service, false));
     if size > MAX_TASK_DEFINITION_BYTES {
         c.hint(
             "spec.users",
             format!("the task definition would be {size} bytes; ECS accepts at most {MAX_TASK_DEFINITION_BYTES}"),
             "users and keys are rendered into it: split the users over several services or drop unused keys",
         );
-        return None;
+        return false;
     }
-    Some(service)
+    true
 }
 
 /// Bytes of a value's JSON, counted without building it.
@@ -681,81 +718,13 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
         if let Some(first) = names_seen.insert(u.name.clone(), i) {
             c.err(&format!("{p}.name"), format!("duplicate user `{}` (also spec.users[{first}])", quote(&u.name)));
         }
-        if u.uid < 1000 {
-            c.hint(
-                &format!("{p}.uid"),
-                format!("uid {} is below 1000", u.uid),
-                "uids under 1000 belong to system accounts in the image",
-            );
-        }
-        c.range(&format!("{p}.uid"), u.uid, 0, MAX_ID, "Linux ids are signed 32-bit: useradd refuses larger ones");
-        if let Some(gid) = u.gid {
-            if gid < MIN_GID {
-                c.hint(
-                    &format!("{p}.gid"),
-                    format!("gid {gid} is a system group"),
-                    format!(
-                        "use a group id of {MIN_GID} or more (100 is `users`, atmoz's group for upload directories)"
-                    ),
-                );
-            }
-            c.range(&format!("{p}.gid"), gid, 0, MAX_ID, "Linux ids are signed 32-bit: groupadd refuses larger ones");
-        }
+        check_user_ids(c, &p, u);
         if let Some(first) = uids_seen.insert(u.uid, i) {
             c.err(&format!("{p}.uid"), format!("duplicate uid {} (also spec.users[{first}])", u.uid));
         }
-        if u.directories.is_empty() {
-            c.hint(
-                &format!("{p}.directories"),
-                "at least one directory is required",
-                "the chroot home is root-owned, so uploads need a writable directory such as `upload`",
-            );
-        }
-        for (j, d) in u.directories.iter().enumerate() {
-            if !DIRECTORY.is_match(d) || d.len() > 255 {
-                c.hint(
-                    &format!("{p}.directories[{j}]"),
-                    format!("`{}` is not a relative directory path", quote(d)),
-                    "letters, digits, '.', '_', '-' separated by '/', at most 255 characters",
-                );
-            } else if d.split('/').any(|s| s.starts_with('.')) {
-                c.hint(
-                    &format!("{p}.directories[{j}]"),
-                    format!("`{d}` has a part starting with '.'"),
-                    "hidden names (`.ssh`, `..`) are refused: a user-owned `.ssh` would let the user add keys",
-                );
-            }
-        }
-        let mut keys: Vec<ParsedKey> = Vec::new();
-        for (j, k) in u.keys.iter().enumerate() {
-            let kp = format!("{p}.keys[{j}]");
-            match sshkeys::parse_public_key(k) {
-                Ok(parsed) => {
-                    if let Some(dup) = keys.iter().position(|x| x.blob == parsed.blob) {
-                        c.err(&kp, format!("duplicate key {} (also keys[{dup}])", parsed.fingerprint));
-                    }
-                    keys.push(parsed);
-                }
-                Err(e) => c.err(&kp, e.to_string()),
-            }
-        }
-        let password_hash = u.password_hash.as_ref().map(|h| {
-            if h.len() > MAX_PASSWORD_HASH {
-                c.hint(
-                    &format!("{p}.passwordHash"),
-                    format!("longer than {MAX_PASSWORD_HASH} characters; the value is not shown"),
-                    "atmoz accepts at most 255 characters (`[^:]{0,255}`)",
-                );
-            } else if !CRYPT.is_match(h) {
-                // Never echo the value: it might be a plaintext password.
-                c.hint(
-                    &format!("{p}.passwordHash"),
-                    "not a crypt(3) hash ($1$, $5$, $6$, $y$ or $2b$); the value is not shown",
-                    "hash it first, e.g. `openssl passwd -6` or `mkpasswd -m yescrypt`",
-                );
-            }
-            PasswordHash(h.clone())
-        });
+        check_user_directories(c, &p, &u.directories);
+        let keys = check_user_keys(c, &p, &u.keys);
+        let password_hash = u.password_hash.as_ref().map(|h| check_password_hash(c, &p, h));
         if u.keys.is_empty() && u.password_hash.is_none() {
             c.hint(
                 &p,
@@ -773,6 +742,91 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
         });
     }
     out
+}
+
+/// The user at `p`'s uid and gid: outside the system ranges and within what Linux tools accept.
+fn check_user_ids(c: &mut Checker<'_>, p: &str, u: &spec::User) {
+    if u.uid < 1000 {
+        c.hint(
+            &format!("{p}.uid"),
+            format!("uid {} is below 1000", u.uid),
+            "uids under 1000 belong to system accounts in the image",
+        );
+    }
+    c.range(&format!("{p}.uid"), u.uid, 0, MAX_ID, "Linux ids are signed 32-bit: useradd refuses larger ones");
+    if let Some(gid) = u.gid {
+        if gid < MIN_GID {
+            c.hint(
+                &format!("{p}.gid"),
+                format!("gid {gid} is a system group"),
+                format!("use a group id of {MIN_GID} or more (100 is `users`, atmoz's group for upload directories)"),
+            );
+        }
+        c.range(&format!("{p}.gid"), gid, 0, MAX_ID, "Linux ids are signed 32-bit: groupadd refuses larger ones");
+    }
+}
+
+/// The user at `p`'s writable directories: at least one, relative, nothing hidden.
+fn check_user_directories(c: &mut Checker<'_>, p: &str, directories: &[String]) {
+    if directories.is_empty() {
+        c.hint(
+            &format!("{p}.directories"),
+            "at least one directory is required",
+            "the chroot home is root-owned, so uploads need a writable directory such as `upload`",
+        );
+    }
+    for (j, d) in directories.iter().enumerate() {
+        if !DIRECTORY.is_match(d) || d.len() > 255 {
+            c.hint(
+                &format!("{p}.directories[{j}]"),
+                format!("`{}` is not a relative directory path", quote(d)),
+                "letters, digits, '.', '_', '-' separated by '/', at most 255 characters",
+            );
+        } else if d.split('/').any(|s| s.starts_with('.')) {
+            c.hint(
+                &format!("{p}.directories[{j}]"),
+                format!("`{d}` has a part starting with '.'"),
+                "hidden names (`.ssh`, `..`) are refused: a user-owned `.ssh` would let the user add keys",
+            );
+        }
+    }
+}
+
+/// The user at `p`'s public keys, parsed; unparseable and duplicate keys are problems.
+fn check_user_keys(c: &mut Checker<'_>, p: &str, keys: &[String]) -> Vec<ParsedKey> {
+    let mut parsed_keys: Vec<ParsedKey> = Vec::new();
+    for (j, k) in keys.iter().enumerate() {
+        let kp = format!("{p}.keys[{j}]");
+        match sshkeys::parse_public_key(k) {
+            Ok(parsed) => {
+                if let Some(dup) = parsed_keys.iter().position(|x| x.blob == parsed.blob) {
+                    c.err(&kp, format!("duplicate key {} (also keys[{dup}])", parsed.fingerprint));
+                }
+                parsed_keys.push(parsed);
+            }
+            Err(e) => c.err(&kp, e.to_string()),
+        }
+    }
+    parsed_keys
+}
+
+/// The user at `p`'s password hash: a crypt(3) hash atmoz accepts. The value is never echoed:
+/// it might be a plaintext password.
+fn check_password_hash(c: &mut Checker<'_>, p: &str, h: &str) -> PasswordHash {
+    if h.len() > MAX_PASSWORD_HASH {
+        c.hint(
+            &format!("{p}.passwordHash"),
+            format!("longer than {MAX_PASSWORD_HASH} characters; the value is not shown"),
+            "atmoz accepts at most 255 characters (`[^:]{0,255}`)",
+        );
+    } else if !CRYPT.is_match(h) {
+        c.hint(
+            &format!("{p}.passwordHash"),
+            "not a crypt(3) hash ($1$, $5$, $6$, $y$ or $2b$); the value is not shown",
+            "hash it first, e.g. `openssl passwd -6` or `mkpasswd -m yescrypt`",
+        );
+    }
+    PasswordHash(h.to_owned())
 }
 
 fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
@@ -956,5 +1010,290 @@ fn check_across(placed: &[Placed], out: &mut Diagnostics) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A valid manifest: a key user and a password user, hostPath storage, generated host keys.
+    pub(crate) const MANIFEST: &str = "\
+apiVersion: sftp-operator/v1alpha1
+kind: SftpService
+metadata:
+  name: drop
+  labels:
+    team: research
+spec:
+  cluster: sftp
+  port: 30020
+  users:
+    - name: alice
+      uid: 1001
+      directories: [upload]
+      keys:
+        - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINvzrb/pQTV0amUyWyMEWMB38bM1teRm7QEI4+smhNXc alice@example.edu
+    - name: bob
+      uid: 1002
+      gid: 100
+      directories: [upload, shared/in]
+      passwordHash: $6$salt$hash
+  storage:
+    hostPath: /srv/sftp
+  executionRoleArn: arn:aws:iam::123456789012:role/sftp-exec
+  loadBalancer:
+    arn: arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/sftp/0123456789abcdef
+    listenerPort: 2220
+  access:
+    securityGroupId: sg-0123456789abcdef0
+    allowedCidrs: [198.51.100.0/24, 192.0.2.0/24]
+";
+
+    fn sources(files: &[(&str, &str)]) -> Vec<SourceFile> {
+        files.iter().map(|(path, text)| SourceFile { path: PathBuf::from(path), text: (*text).to_owned() }).collect()
+    }
+
+    fn parse(text: &str) -> Vec<LoadedManifest> {
+        load::parse_sources(&sources(&[("test.yaml", text)])).expect("the manifest parses")
+    }
+
+    /// `text` (one document of `test.yaml`) validated; panics with the problems if it is invalid.
+    pub(crate) fn service(text: &str) -> Service {
+        match validate(&parse(text)) {
+            Ok(mut services) => services.remove(0),
+            Err(d) => panic!("expected a valid manifest:\n{d}"),
+        }
+    }
+
+    fn problems(text: &str) -> Vec<Diagnostic> {
+        validate(&parse(text)).expect_err("expected problems").0
+    }
+
+    /// The one problem `text` has.
+    fn problem(text: &str) -> Diagnostic {
+        let mut all = problems(text);
+        assert_eq!(all.len(), 1, "{all:#?}");
+        all.remove(0)
+    }
+
+    /// Where `needle` first starts in `text`, 1-indexed.
+    fn at(text: &str, needle: &str) -> Pos {
+        let byte = text.find(needle).unwrap_or_else(|| panic!("`{needle}` is not in the text"));
+        let before = &text[..byte];
+        let line = before.matches('\n').count() as u64 + 1;
+        let column = (byte - before.rfind('\n').map_or(0, |i| i + 1)) as u64 + 1;
+        Pos { line, column }
+    }
+
+    fn with_labels(labels: &str) -> String {
+        MANIFEST.replace("    team: research\n", labels)
+    }
+
+    fn with_cidrs(cidrs: &str) -> String {
+        MANIFEST.replace("[198.51.100.0/24, 192.0.2.0/24]", cidrs)
+    }
+
+    #[test]
+    fn the_manifest_validates_into_a_normalised_service() {
+        let s = service(MANIFEST);
+        assert_eq!((s.name.as_str(), s.cluster.as_str(), s.port, s.listener_port), ("drop", "sftp", 30020, 2220));
+        assert_eq!(s.origin, Origin { file: "test.yaml".into(), doc: 0 });
+        let cidrs: Vec<String> = s.allowed_cidrs.iter().map(ToString::to_string).collect();
+        assert_eq!(cidrs, ["192.0.2.0/24", "198.51.100.0/24"], "sorted");
+        assert_eq!(s.host_keys, HostKeySource::Generate);
+        assert_eq!(s.storage, Storage::HostPath { path: "/srv/sftp".into() });
+        assert_eq!(s.users.len(), 2);
+        assert_eq!((s.users[0].keys.len(), s.users[0].password_hash.is_none()), (1, true));
+        assert_eq!(s.users[1].password_hash.as_ref().map(PasswordHash::expose), Some("$6$salt$hash"));
+        assert_eq!(s.users[1].gid, Some(100));
+    }
+
+    #[test]
+    fn a_cluster_arn_is_reduced_to_its_name() {
+        let text = MANIFEST.replace("cluster: sftp", "cluster: arn:aws:ecs:us-east-1:123456789012:cluster/sftp");
+        assert_eq!(service(&text).cluster, "sftp");
+    }
+
+    #[test]
+    fn a_reserved_label_prefix_is_refused_in_any_case() {
+        let text = with_labels("    team: research\n    AWS:team: x\n");
+        let d = problem(&text);
+        assert_eq!(d.field, "metadata.labels.AWS:team");
+        assert_eq!(d.pos, Pos { line: 7, column: 15 });
+        assert_eq!(d.message, "label `AWS:team` uses a reserved prefix");
+        assert_eq!(d.hint.as_deref(), Some("`aws:` (in any case) and `sftp-operator/` are reserved"));
+
+        let text = with_labels("    sftp-operator/owner: me\n");
+        assert_eq!(problem(&text).message, "label `sftp-operator/owner` uses a reserved prefix");
+    }
+
+    #[test]
+    fn a_label_aws_tags_cannot_hold_is_refused() {
+        let text = with_labels("    team: \"r&d\"\n");
+        let d = problem(&text);
+        assert_eq!((d.field.as_str(), d.pos), ("metadata.labels.team", at(&text, "\"r&d\"")));
+        assert_eq!(d.message, "label `team: r&d` has a character AWS tags refuse");
+
+        let text = with_labels(&format!("    team: {}\n", "x".repeat(257)));
+        assert_eq!(problem(&text).message, "tag keys are 1–128 characters and values at most 256");
+    }
+
+    #[test]
+    fn labels_leave_room_for_the_operators_own_tags() {
+        let labels: String = (0..49).map(|i| format!("    l{i}: v\n")).collect();
+        let text = with_labels(&labels);
+        let d = problem(&text);
+        assert_eq!((d.field.as_str(), d.pos), ("metadata.labels", at(&text, "l0: v")));
+        assert_eq!(d.message, "49 labels; AWS allows 50 tags per resource and the operator adds 2");
+        assert_eq!(d.hint.as_deref(), Some("keep at most 48 labels"));
+        service(&with_labels(&labels.replace("    l48: v\n", "")));
+    }
+
+    #[test]
+    fn each_bad_cidr_is_located_at_its_item() {
+        let text = with_cidrs("[192.0.2.1/24, 10.0.0.1, nonsense, 0.0.0.0/0]");
+        let got: Vec<(String, Pos, String, Option<String>)> =
+            problems(&text).into_iter().map(|d| (d.field, d.pos, d.message, d.hint)).collect();
+        let item = |i: usize, at: Pos, message: &str, hint: Option<&str>| {
+            (format!("spec.access.allowedCidrs[{i}]"), at, message.to_owned(), hint.map(str::to_owned))
+        };
+        assert_eq!(
+            got,
+            [
+                item(
+                    0,
+                    at(&text, "192.0.2.1/24"),
+                    "`192.0.2.1/24` has host bits set",
+                    Some("did you mean `192.0.2.0/24`?")
+                ),
+                item(1, at(&text, "10.0.0.1"), "`10.0.0.1` has no prefix length", Some("write `10.0.0.1/32`")),
+                item(2, at(&text, "nonsense"), "`nonsense` is not a CIDR block", None),
+                item(
+                    3,
+                    at(&text, "0.0.0.0/0"),
+                    "`0.0.0.0/0` opens the port to the whole internet",
+                    Some("set `spec.access.allowPublic: true` if that is intended")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn cidrs_are_compared_canonically() {
+        let text = with_cidrs("[192.0.2.0/24, 198.51.100.0/24, 192.0.2.0/24]");
+        let d = problem(&text);
+        assert_eq!(
+            (d.field.as_str(), d.message.as_str()),
+            ("spec.access.allowedCidrs[2]", "duplicate CIDR `192.0.2.0/24`")
+        );
+        assert_eq!(d.pos, Pos { line: 29, column: 51 });
+
+        let text = with_cidrs("[\"0.0.0.0/0\"]\n    allowPublic: true");
+        assert_eq!(service(&text).allowed_cidrs.len(), 1);
+    }
+
+    #[test]
+    fn host_path_stays_out_of_the_hosts_system_directories() {
+        let cases = [
+            ("/", "`/` is the container instance's root directory"),
+            ("/srv", "`/srv` is a top-level directory"),
+            ("/etc", "`/etc` is the container instance's system directory `/etc`"),
+            ("/var/lib/sftp", "`/var/lib/sftp` lies inside the container instance's system directory `/var`"),
+            ("/srv/../etc", "`/srv/../etc` is not a normalised absolute path"),
+            ("/srv//sftp", "`/srv//sftp` is not a normalised absolute path"),
+            ("/srv/sftp/", "`/srv/sftp/` is not a normalised absolute path"),
+            ("srv/sftp", "`srv/sftp` is not a normalised absolute path"),
+        ];
+        for (path, message) in cases {
+            let text = MANIFEST.replace("hostPath: /srv/sftp", &format!("hostPath: {path}"));
+            let d = problem(&text);
+            assert_eq!((d.field.as_str(), d.pos), ("spec.storage.hostPath", Pos { line: 22, column: 15 }), "{path}");
+            assert_eq!(d.message, message);
+        }
+        for path in ["/mnt/efs/sftp", "/srv/sftp-data", "/data/sftp"] {
+            service(&MANIFEST.replace("hostPath: /srv/sftp", &format!("hostPath: {path}")));
+        }
+    }
+
+    #[test]
+    fn user_names_atmoz_or_the_image_would_misread_are_refused() {
+        let cases = [
+            ("root", "`root` is an account the image already has"),
+            ("sshd", "`sshd` is an account the image already has"),
+            ("1234", "`1234` is all digits"),
+            (".alice", "`.alice` starts with '.'"),
+            ("-alice", "`-alice` is not a valid user name"),
+            ("al:ice", "`al:ice` is not a valid user name"),
+            ("a-very-long-user-name-of-33-chars", "`a-very-long-user-name-of-33-chars` is not a valid user name"),
+        ];
+        for (name, message) in cases {
+            let text = MANIFEST.replace("name: alice", &format!("name: \"{name}\""));
+            let d = problem(&text);
+            assert_eq!((d.field.as_str(), d.pos), ("spec.users[0].name", Pos { line: 11, column: 13 }), "{name}");
+            assert_eq!(d.message, message);
+        }
+        for name in ["_alice", "alice.b", "a1234", "Alice-2"] {
+            service(&MANIFEST.replace("name: alice", &format!("name: {name}")));
+        }
+    }
+
+    #[test]
+    fn a_second_user_of_the_same_name_points_at_the_first() {
+        let text = MANIFEST.replace("name: bob", "name: alice");
+        let d = problem(&text);
+        assert_eq!((d.field.as_str(), d.pos), ("spec.users[1].name", Pos { line: 16, column: 13 }));
+        assert_eq!(d.message, "duplicate user `alice` (also spec.users[0])");
+    }
+
+    #[test]
+    fn a_password_that_is_not_a_hash_is_never_echoed() {
+        let text = MANIFEST.replace("$6$salt$hash", "hunter2");
+        let d = problem(&text);
+        assert_eq!((d.field.as_str(), d.pos), ("spec.users[1].passwordHash", at(&text, "hunter2")));
+        assert!(d.message.starts_with("not a crypt(3) hash"), "{}", d.message);
+        assert!(!d.to_string().contains("hunter2"), "{d}");
+    }
+
+    #[test]
+    fn every_problem_of_a_document_is_reported_at_once() {
+        let text = MANIFEST.replace("port: 30020", "port: 80").replace("name: alice", "name: root");
+        let fields: Vec<String> = problems(&text).into_iter().map(|d| d.field).collect();
+        assert_eq!(fields, ["spec.port", "spec.users[0].name"], "sorted by position");
+    }
+
+    #[test]
+    fn a_duplicate_across_documents_is_reported_on_the_later_one() {
+        let second = MANIFEST.replace("port: 30020", "port: 30021").replace("listenerPort: 2220", "listenerPort: 2221");
+        let stream = format!("{MANIFEST}---\n{second}");
+        let d = validate(&parse(&stream)).expect_err("a duplicate name").0;
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!((d[0].field.as_str(), d[0].pos), ("metadata.name", Pos { line: 34, column: 9 }));
+        assert_eq!(d[0].message, "duplicate service name (`drop`)");
+        assert_eq!(d[0].hint.as_deref(), Some("first defined at test.yaml:4:9"));
+    }
+
+    #[test]
+    fn a_duplicate_across_files_names_the_first_file() {
+        let other = MANIFEST.replace("name: drop", "name: other").replace("listenerPort: 2220", "listenerPort: 2221");
+        let docs = load::parse_sources(&sources(&[("a.yaml", MANIFEST), ("b.yaml", &other)])).unwrap();
+        let d = validate(&docs).expect_err("the same host port on one cluster").0;
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!((d[0].file.to_str(), d[0].field.as_str()), (Some("b.yaml"), "spec.port"));
+        assert_eq!(d[0].message, "host port already used by another service on this cluster (`drop`)");
+        assert_eq!(d[0].hint.as_deref(), Some("first defined at a.yaml:9:9"));
+    }
+
+    #[test]
+    fn load_and_validate_reports_both_kinds_of_problem_together() {
+        let broken = "apiVersion: [unclosed\n";
+        let invalid = MANIFEST.replace("port: 30020", "port: 80");
+        let Err(LoadError::Invalid(d)) = load_and_validate(&sources(&[("a.yaml", broken), ("b.yaml", &invalid)]))
+        else {
+            panic!("expected located problems");
+        };
+        let files: Vec<&str> = d.iter().map(|x| x.file.to_str().unwrap()).collect();
+        assert_eq!(files, ["a.yaml", "b.yaml"]);
+        assert_eq!(d.0[1].field, "spec.port");
     }
 }

@@ -212,20 +212,8 @@ fn split_documents(
     documents_left: &mut usize,
     mut each: impl FnMut(Document),
 ) -> std::result::Result<(), Diagnostic> {
-    let mut options = serde_saphyr::granit_parser::Options::default();
-    // A backstop only: the walk below refuses deeper nesting first, with a clearer message.
-    options.block_nesting_limit = 2 * limits::MAX_DEPTH;
-    options.flow_nesting_limit = 2 * limits::MAX_DEPTH;
-    // YAML caps implicit keys at 1024 characters with a bare "mapping values are not allowed";
-    // let the scanner read on so the walk below can name the limit.
-    options.simple_key_max_lookahead = limits::MAX_INPUT_BYTES;
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut index = IndexBuilder::default();
-    let mut has_content = false;
-    let (mut first_line, mut start_byte, mut number) = (1u64, 0usize, 0usize);
-    let limit = |pos: Pos, message: String| Diagnostic::new("", pos, "", message);
-
-    for ev in Parser::new_from_str_with_options(text, options) {
+    let mut walk = Walk::default();
+    for ev in Parser::new_from_str_with_options(text, parser_options()) {
         let (event, span) = ev.map_err(|e| limit(pos_of(e.marker()), format!("YAML syntax error: {}", e.info())))?;
         let pos = pos_of(&span.start);
         match event {
@@ -233,67 +221,138 @@ fn split_documents(
                 if *documents_left == 0 {
                     return Err(limit(pos, format!("more than {} documents", limits::MAX_DOCUMENTS)));
                 }
-                (index, has_content) = (IndexBuilder::default(), false);
-                stack.clear();
-                first_line = span.start.line() as u64;
-                start_byte = line_start(text, span.start.byte_offset().unwrap_or(0));
+                walk.start_document(text, &span.start);
             }
             Event::DocumentEnd => {
-                let end = span.start.byte_offset().unwrap_or(text.len()).max(start_byte);
-                if has_content {
+                if let Some(doc) = walk.end_document(span.start.byte_offset().unwrap_or(text.len())) {
                     *documents_left -= 1;
-                    let index = std::mem::take(&mut index).finish();
-                    each(Document { number, bytes: start_byte..end, first_line, index });
-                    number += 1;
+                    each(doc);
                 }
             }
-            Event::Scalar(ref value, ..) if matches!(stack.last(), Some(Frame::Map { key: None, .. })) => {
-                if value.len() > limits::MAX_KEY_BYTES {
-                    return Err(limit(pos, format!("a key longer than {} bytes", limits::MAX_KEY_BYTES)));
-                }
-                if let Some(Frame::Map { node, key }) = stack.last_mut() {
-                    *key = Some(index.key(*node, value, pos));
-                }
-            }
+            Event::Scalar(ref value, ..) if walk.expects_key() => walk.key(value, pos)?,
             Event::Scalar(..) | Event::Alias(_) | Event::MappingStart(..) | Event::SequenceStart(..) => {
-                if index.len() >= limits::MAX_NODES_PER_DOCUMENT {
-                    return Err(limit(
-                        pos,
-                        format!("a document with more than {} keys and values", limits::MAX_NODES_PER_DOCUMENT),
-                    ));
-                }
-                let node = match &event {
-                    // A complex key (`? [a, b]`): recorded as the key `?`.
-                    Event::MappingStart(..) | Event::SequenceStart(..)
-                        if matches!(stack.last(), Some(Frame::Map { key: None, .. })) =>
-                    {
-                        let Some(Frame::Map { node, key }) = stack.last_mut() else { unreachable!() };
-                        let k = index.key(*node, "?", pos);
-                        *key = Some(k);
-                        k
-                    }
-                    _ => enter_value(&mut index, &mut stack, pos),
-                };
-                // An empty document (a trailing `---`, only comments) is a null at the root: skipped.
-                let null_root = stack.is_empty()
-                    && matches!(&event, Event::Scalar(v, ScalarStyle::Plain, ..) if ["", "~", "null", "Null", "NULL"].contains(&v.as_ref()));
-                has_content |= !null_root;
-                match event {
-                    Event::MappingStart(..) => stack.push(Frame::Map { node, key: None }),
-                    Event::SequenceStart(..) => stack.push(Frame::Seq { node, next: 0 }),
-                    _ => {}
-                }
-                if stack.len() > limits::MAX_DEPTH {
-                    return Err(limit(pos, format!("nesting deeper than {} levels", limits::MAX_DEPTH)));
-                }
+                walk.node(&event, pos)?;
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
+                walk.stack.pop();
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+fn parser_options() -> serde_saphyr::granit_parser::Options {
+    let mut options = serde_saphyr::granit_parser::Options::default();
+    // A backstop only: the walk refuses deeper nesting first, with a clearer message.
+    options.block_nesting_limit = 2 * limits::MAX_DEPTH;
+    options.flow_nesting_limit = 2 * limits::MAX_DEPTH;
+    // YAML caps implicit keys at 1024 characters with a bare "mapping values are not allowed";
+    // let the scanner read on so the walk can name the limit.
+    options.simple_key_max_lookahead = limits::MAX_INPUT_BYTES;
+    options
+}
+
+/// A syntax error or a limit reached, at `pos`.
+fn limit(pos: Pos, message: String) -> Diagnostic {
+    Diagnostic::new("", pos, "", message)
+}
+
+/// [`split_documents`]'s place in the stream: the current document's open mappings and lists,
+/// its index so far, and where it started.
+struct Walk {
+    stack: Vec<Frame>,
+    index: IndexBuilder,
+    has_content: bool,
+    first_line: u64,
+    start_byte: usize,
+    number: usize,
+}
+
+impl Default for Walk {
+    fn default() -> Self {
+        Walk {
+            stack: Vec::new(),
+            index: IndexBuilder::default(),
+            has_content: false,
+            first_line: 1,
+            start_byte: 0,
+            number: 0,
+        }
+    }
+}
+
+impl Walk {
+    fn start_document(&mut self, text: &str, start: &serde_saphyr::granit_parser::Marker) {
+        (self.index, self.has_content) = (IndexBuilder::default(), false);
+        self.stack.clear();
+        self.first_line = start.line() as u64;
+        self.start_byte = line_start(text, start.byte_offset().unwrap_or(0));
+    }
+
+    /// The document that ends at byte `end`, unless it had no content.
+    fn end_document(&mut self, end: usize) -> Option<Document> {
+        if !self.has_content {
+            return None;
+        }
+        let index = std::mem::take(&mut self.index).finish();
+        let doc = Document {
+            number: self.number,
+            bytes: self.start_byte..end.max(self.start_byte),
+            first_line: self.first_line,
+            index,
+        };
+        self.number += 1;
+        Some(doc)
+    }
+
+    /// Whether the next scalar is a mapping key.
+    fn expects_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { key: None, .. }))
+    }
+
+    fn key(&mut self, value: &str, pos: Pos) -> std::result::Result<(), Diagnostic> {
+        if value.len() > limits::MAX_KEY_BYTES {
+            return Err(limit(pos, format!("a key longer than {} bytes", limits::MAX_KEY_BYTES)));
+        }
+        if let Some(Frame::Map { node, key }) = self.stack.last_mut() {
+            *key = Some(self.index.key(*node, value, pos));
+        }
+        Ok(())
+    }
+
+    /// A value (scalar, alias, mapping or list) or a complex key starts.
+    fn node(&mut self, event: &Event<'_>, pos: Pos) -> std::result::Result<(), Diagnostic> {
+        if self.index.len() >= limits::MAX_NODES_PER_DOCUMENT {
+            return Err(limit(
+                pos,
+                format!("a document with more than {} keys and values", limits::MAX_NODES_PER_DOCUMENT),
+            ));
+        }
+        let node = match event {
+            // A complex key (`? [a, b]`): recorded as the key `?`.
+            Event::MappingStart(..) | Event::SequenceStart(..) if self.expects_key() => {
+                let Some(Frame::Map { node, key }) = self.stack.last_mut() else { unreachable!() };
+                let k = self.index.key(*node, "?", pos);
+                *key = Some(k);
+                k
+            }
+            _ => enter_value(&mut self.index, &mut self.stack, pos),
+        };
+        // An empty document (a trailing `---`, only comments) is a null at the root: skipped.
+        let null_root = self.stack.is_empty()
+            && matches!(event, Event::Scalar(v, ScalarStyle::Plain, ..) if ["", "~", "null", "Null", "NULL"].contains(&v.as_ref()));
+        self.has_content |= !null_root;
+        match event {
+            Event::MappingStart(..) => self.stack.push(Frame::Map { node, key: None }),
+            Event::SequenceStart(..) => self.stack.push(Frame::Seq { node, next: 0 }),
+            _ => {}
+        }
+        if self.stack.len() > limits::MAX_DEPTH {
+            return Err(limit(pos, format!("nesting deeper than {} levels", limits::MAX_DEPTH)));
+        }
+        Ok(())
+    }
 }
 
 /// Records the value about to be read, advancing the enclosing frame; returns its node.
