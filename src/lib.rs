@@ -24,8 +24,9 @@
 //!   found and what plan would change; pure (`status` in [`commands`] does the I/O).
 //! - [`controller`] and [`run`]: the control loop (`run`): work queue, backoff, resync, manifest
 //!   watching, events ([`task_event`] parses them), leader election; [`metrics`] exports it.
-//! - [`cli`] and [`commands`]: flags (the only clap types), and one function per command that
-//!   calls [`reconcile`] and prints.
+//! - `cli` and `commands`: flags (the only clap types), and one function per command that
+//!   calls [`reconcile`] and prints; behind the default `cli` feature, so
+//!   `cargo check --lib --no-default-features` checks the library without clap.
 //!
 //! Dependencies point down: `cli → commands → reconcile → {aws, plan, render}`,
 //! `commands → status → {plan, render}` and `cli → run → {controller, reconcile}`; nothing below
@@ -33,8 +34,10 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod codec;
+#[cfg(feature = "cli")]
 pub mod commands;
 pub mod controller;
 pub mod diagnostic;

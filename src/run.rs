@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::aws::lease::Lease;
 use crate::aws::{Clients, Outcome};
 use crate::controller::{self, LoopConfig, Reconciler, Trigger};
+use crate::load::LoadError;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, ALL_KINDS, Label, Options, Prepared, Reach, ReconcileError};
 use crate::validate::Service;
@@ -151,8 +152,8 @@ impl Reconciler for OperatorReconciler {
 }
 
 /// Reads and validates the manifest set; `None` (with the problems logged) when it is bad.
-fn load(paths: &[PathBuf]) -> Result<(String, Vec<Service>), String> {
-    let sources = crate::load::read_sources(paths).map_err(|e| e.to_string())?;
+fn load(paths: &[PathBuf]) -> Result<(String, Vec<Service>), LoadError> {
+    let sources = crate::load::read_sources(paths)?;
     let mut h = Sha256::new();
     for s in &sources {
         h.update(s.path.to_string_lossy().as_bytes());
@@ -160,7 +161,7 @@ fn load(paths: &[PathBuf]) -> Result<(String, Vec<Service>), String> {
         h.update(s.text.as_bytes());
     }
     let hash = hex::encode(h.finalize());
-    let services = crate::validate::load_and_validate(&sources).map_err(|e| e.to_string())?;
+    let services = crate::validate::load_and_validate(&sources)?;
     Ok((hash, services))
 }
 
@@ -222,6 +223,7 @@ async fn watch_manifests(
                 let _ = publish.triggers.send(Trigger::All);
             }
             Err(e) => {
+                let e = e.to_string();
                 if e != last_error {
                     metrics.manifest_load_errors_total.inc();
                     tracing::error!(problems = %e, "new manifests rejected; the last good set stays in force");
@@ -241,8 +243,8 @@ pub fn init_logging(json: bool) {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0}")]
-    Manifests(String),
+    #[error(transparent)]
+    Manifests(LoadError),
     #[error("metrics server on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,

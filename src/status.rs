@@ -1,6 +1,6 @@
 //! `status`: one service's live state — the Synced and Ready conditions, where clients connect,
 //! `known_hosts` lines and notes — decided from what observe found and what plan would change.
-//! Pure, data in and data out: [`crate::commands::status`] observes, asks for target health
+//! Pure, data in and data out: `commands::status` observes, asks for target health
 //! and prints.
 
 use serde::Serialize;
