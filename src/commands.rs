@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use crate::aws::observe;
 use crate::aws::{Clients, apply};
 use crate::cli::{AwsArgs, CliError, PlanFormat};
+use crate::model::Service;
 use crate::plan::Kind;
 use crate::reconcile::{self, Prepared, Reach};
 use crate::render::{self, Desired};
 use crate::report;
 use crate::status;
-use crate::validate::Service;
 
 /// Exit code of `plan` when changes are pending.
 pub const EXIT_CHANGES: u8 = 2;

@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::codec;
+use crate::names::normalize_dns_name;
 use crate::observed::LoadBalancer;
 use crate::render::Desired;
 use crate::sshkeys::ParsedKey;
-use crate::validate::normalize_dns_name;
 
 /// Record sets, zone lookups and placement are what observe found: they live in
 /// [`crate::observed`] (dns depends on observed, never the reverse), re-exported here.

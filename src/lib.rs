@@ -10,7 +10,7 @@
 //! ```
 //!
 //! - [`load`]: files, directories and stdin → YAML documents → [`spec::Manifest`] plus positions.
-//! - [`validate`]: every rule, every problem located → [`validate::Service`].
+//! - [`validate`]: every rule, every problem located → [`model::Service`], the checked model.
 //! - [`render`]: a service → the resources it should own ([`render::Desired`]).
 //! - [`aws`]: the only code that talks to AWS — [`aws::observe`] (→ [`observed::Observed`]),
 //!   [`aws::apply`], the events queue ([`aws::events`]) and the lease; one call counter for all.
@@ -28,11 +28,13 @@
 //!   calls [`reconcile`] and prints; behind the default `cli` feature, so
 //!   `cargo check --lib --no-default-features` checks the library without clap.
 //!
-//! Dependencies point down: `cli → commands → reconcile → {aws, plan, render}`,
-//! `commands → status → {plan, render}` and `cli → run → {controller, reconcile}`; nothing below
-//! `cli`/`commands` sees clap or prints.
+//! Dependencies point down: `app → {cli, commands, run}`, `commands → {cli, reconcile, status}`,
+//! `reconcile → {aws, plan, render}`, `run → {controller, reconcile}`, `validate → {load, render,
+//! model}`, `render → model`; nothing below `app`/`cli`/`commands` sees clap or prints.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cli")]
+pub mod app;
 pub mod aws;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -44,6 +46,7 @@ pub mod diagnostic;
 pub mod dns;
 pub mod load;
 pub mod metrics;
+pub mod model;
 pub mod names;
 pub mod observed;
 pub mod plan;

@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    sftp_operator::cli::main()
+    sftp_operator::app::main()
 }

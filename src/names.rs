@@ -52,6 +52,13 @@ fn target_group_name(name: &str) -> String {
     format!("sftp-{prefix}-{hash}")
 }
 
+/// Normalises a DNS name for comparison: lower case, `\052` → `*`, exactly one trailing dot.
+pub fn normalize_dns_name(name: &str) -> String {
+    let n = name.trim().to_ascii_lowercase().replace("\\052", "*");
+    let n = n.trim_end_matches('.');
+    format!("{n}.")
+}
+
 /// Longest `--owner-id`: the events rule `sftp-operator-<id>-ecs-tasks` must fit EventBridge's
 /// 64 characters; everything else derived from it (tags, rule descriptions, TXT values, queue and
 /// lease names) has more room.

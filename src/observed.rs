@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::names;
+use crate::names::normalize_dns_name;
 use crate::render::TaskDefinition;
-use crate::validate::normalize_dns_name;
 
 pub type Tags = BTreeMap<String, String>;
 

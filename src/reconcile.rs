@@ -12,10 +12,10 @@ use std::fmt;
 use crate::aws::apply::{self, Applied, ApplyError};
 use crate::aws::observe::{self, Scope};
 use crate::aws::{AwsError, Clients};
+use crate::model::Service;
 use crate::observed::Observed;
-use crate::plan::{self, Action, Kind, Plan};
+use crate::plan::{self, Action, Kind, Plan, Problem};
 use crate::render::{self, Desired};
-use crate::validate::Service;
 
 /// Who we are and how far we may go: the owner id, `--adopt`, `--prune`. Built once from the
 /// flags (`AwsArgs::options`) and passed down unchanged.
@@ -110,7 +110,7 @@ pub enum ReconcileError {
     /// Changes failed; each carries its AWS error.
     Apply(Vec<ApplyError>),
     /// The plan has problems: nothing was applied.
-    Blocked(String),
+    Blocked(Problem),
 }
 
 impl ReconcileError {
@@ -150,7 +150,7 @@ impl fmt::Display for ReconcileError {
                 write!(f, "throttled by AWS: {}", text.join("; "))
             }
             ReconcileError::Apply(errors) => write!(f, "{} change(s) failed", errors.len()),
-            ReconcileError::Blocked(why) => write!(f, "blocked: {why}"),
+            ReconcileError::Blocked(problem) => write!(f, "blocked: {}", problem.message),
         }
     }
 }
@@ -258,7 +258,10 @@ mod tests {
             ReconcileError::Apply(vec![ApplyError::Skipped, ApplyError::Aws(throttled.clone())]).category(),
             "throttled"
         );
-        assert_eq!(ReconcileError::Blocked("quota".into()).category(), "blocked");
+        assert_eq!(
+            ReconcileError::Blocked(Problem { service: "s".into(), message: "quota".into() }).category(),
+            "blocked"
+        );
         assert_eq!(ReconcileError::Aws(plain.clone()).to_string(), "AWS: DescribeServices: Invalid: boom");
         assert_eq!(ReconcileError::Apply(vec![ApplyError::Aws(plain)]).to_string(), "1 change(s) failed");
         assert_eq!(

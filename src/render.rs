@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::model::{HostKeySource, Service, Storage, User};
 use crate::names::{self, Names};
-use crate::validate::{HostKeySource, Service, Storage, User};
 
 /// Everything one SftpService should own, before anything is looked up in AWS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,7 +39,7 @@ pub struct Desired {
     /// Records known without AWS: ownership TXT and SSHFP. A records need live placement.
     pub dns_records: Vec<DnsRecord>,
     /// The `dns` block, for the planner (A records follow live placement).
-    pub dns: Option<crate::validate::Dns>,
+    pub dns: Option<crate::model::Dns>,
     /// Host public keys given in the manifest (generated keys are read from the secret).
     #[serde(skip)]
     pub host_public_keys: Vec<crate::sshkeys::ParsedKey>,

@@ -23,8 +23,8 @@ use crate::aws::{Clients, Outcome};
 use crate::controller::{self, LoopConfig, Reconciler, Trigger};
 use crate::load::LoadError;
 use crate::metrics::{self, Metrics};
+use crate::model::Service;
 use crate::reconcile::{self, ALL_KINDS, Label, Options, Prepared, Reach, ReconcileError};
-use crate::validate::Service;
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -95,7 +95,7 @@ impl OperatorReconciler {
             m.dns_records_published.with_label_values(&[name]).set(p.host_ips.len() as i64);
         }
         if let Some(p) = plan.problems.first() {
-            return Err(ReconcileError::Blocked(p.message.clone()));
+            return Err(ReconcileError::Blocked(p.clone()));
         }
         if !plan.has_changes() {
             return Ok("success");

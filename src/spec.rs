@@ -1,6 +1,6 @@
 //! The `SftpService` manifest exactly as users write it: k8s-style, camelCase, unknown fields
 //! rejected, documented defaults filled in. Nothing here is checked beyond its YAML type; the
-//! rules live in [`crate::validate`], which turns a [`Manifest`] into a [`crate::validate::Service`].
+//! rules live in [`crate::validate`], which turns a [`Manifest`] into a [`crate::model::Service`].
 
 use std::collections::BTreeMap;
 

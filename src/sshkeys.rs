@@ -158,7 +158,7 @@ pub enum KeygenError {
     #[error("RSA key generation failed")]
     Rsa,
     #[error("RSA key encoding: {0}")]
-    Der(String),
+    Der(pkcs1::der::Error),
     #[error(transparent)]
     Ssh(#[from] ssh_key::Error),
 }
@@ -189,7 +189,7 @@ fn rsa_4096() -> Result<ssh_key::private::RsaKeypair, KeygenError> {
     use ssh_key::Mpint;
     let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa4096).map_err(|_| KeygenError::Rsa)?;
     let der: Pkcs8V1Der = pair.as_der().map_err(|_| KeygenError::Rsa)?;
-    let der_err = |e: pkcs1::der::Error| KeygenError::Der(e.to_string());
+    let der_err = KeygenError::Der;
     let info = pkcs8::PrivateKeyInfo::from_der(der.as_ref()).map_err(der_err)?;
     let k = pkcs1::RsaPrivateKey::from_der(info.private_key).map_err(der_err)?;
     let int = |u: pkcs1::UintRef| Mpint::from_positive_bytes(u.as_bytes());

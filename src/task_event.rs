@@ -12,10 +12,10 @@ pub struct TaskEvent {
     pub last_status: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EventError {
     #[error("not JSON: {0}")]
-    NotJson(String),
+    NotJson(#[source] std::sync::Arc<serde_json::Error>),
     #[error("not an ECS task state change (detail-type `{0}`)")]
     Foreign(String),
 }
@@ -38,7 +38,7 @@ struct Detail {
 
 /// Parses an SQS message body holding an EventBridge event.
 pub fn parse_task_event(body: &str) -> Result<TaskEvent, EventError> {
-    let env: Envelope = serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let env: Envelope = serde_json::from_str(body).map_err(|e| EventError::NotJson(std::sync::Arc::new(e)))?;
     let kind = env.detail_type.unwrap_or_default();
     if kind != "ECS Task State Change" || env.source.as_deref() != Some("aws.ecs") {
         return Err(EventError::Foreign(kind));

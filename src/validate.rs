@@ -1,5 +1,5 @@
-//! Validate: [`LoadedManifest`]s → [`Service`]s, the normalised, checked form every later stage
-//! uses. Pure; collects every problem instead of stopping at the first.
+//! Validate: [`LoadedManifest`]s → [`Service`]s ([`crate::model`]), the normalised, checked form
+//! every later stage uses. Pure; collects every problem instead of stopping at the first.
 //!
 //! ```text
 //! LoadedManifest ──per-document rules──▶ Service ──cross-document rules──▶ Vec<Service>
@@ -16,109 +16,10 @@ use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos, quote};
 use crate::load::{self, LoadError, LoadedManifest, Origin, PathIndex, SourceFile};
-use crate::names::{self, Names};
+pub use crate::model::{AwsLogs, Dns, HostKeySource, PasswordHash, Service, Storage, User};
+use crate::names::{self, Names, normalize_dns_name};
 use crate::spec::{self, Manifest};
 use crate::sshkeys::{self, ParsedKey};
-
-/// A password hash: used to render the task definition, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHash(String);
-
-impl PasswordHash {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for PasswordHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PasswordHash(<redacted>)")
-    }
-}
-
-impl Serialize for PasswordHash {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: Option<u32>,
-    pub directories: Vec<String>,
-    pub keys: Vec<ParsedKey>,
-    pub password_hash: Option<PasswordHash>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "mode")]
-pub enum Storage {
-    Efs { file_system_id: String, access_point_id: Option<String>, root_directory: String },
-    HostPath { path: String },
-    S3 { bucket: String, image: String },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum HostKeySource {
-    /// Generated on first converge into the owned secret `sftp-operator/<name>/host-keys`.
-    Generate,
-    /// A secret the user manages.
-    Secret(String),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Dns {
-    /// Zone name (normalised, trailing dot) or hosted-zone id.
-    pub zone: String,
-    pub record: String,
-    pub ttl: u32,
-    pub sshfp: bool,
-    pub public_record: Option<String>,
-    pub public_zone: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct AwsLogs {
-    pub group: String,
-    pub region: String,
-    pub stream_prefix: String,
-}
-
-/// A checked, normalised SftpService: everything render and plan need, nothing they must re-check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Service {
-    pub name: String,
-    #[serde(skip)]
-    pub origin: Origin,
-    pub names: Names,
-    pub labels: BTreeMap<String, String>,
-    /// Cluster name (an ARN is reduced to its name so comparisons never flap).
-    pub cluster: String,
-    pub image: String,
-    pub desired_count: u32,
-    pub port: u16,
-    pub cpu: u32,
-    pub memory: u32,
-    pub users: Vec<User>,
-    pub storage: Storage,
-    pub host_keys: HostKeySource,
-    pub host_public_keys: Vec<ParsedKey>,
-    pub execution_role_arn: Option<String>,
-    pub task_role_arn: Option<String>,
-    pub load_balancer_arn: String,
-    pub listener_port: u16,
-    pub idle_timeout: u32,
-    pub security_group_id: String,
-    /// Sorted, canonical, deduplicated.
-    pub allowed_cidrs: Vec<IpNet>,
-    pub namespace: Option<String>,
-    pub dns: Option<Dns>,
-    pub audit_log: bool,
-    pub awslogs: Option<AwsLogs>,
-}
 
 static DNS_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$").unwrap());
 static ATMOZ_USER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$").unwrap());
@@ -323,13 +224,6 @@ impl Checker<'_> {
         }
         ok
     }
-}
-
-/// Normalises a DNS name for comparison: lower case, `\052` → `*`, exactly one trailing dot.
-pub fn normalize_dns_name(name: &str) -> String {
-    let n = name.trim().to_ascii_lowercase().replace("\\052", "*");
-    let n = n.trim_end_matches('.');
-    format!("{n}.")
 }
 
 fn valid_dns_name(name: &str) -> bool {
@@ -826,7 +720,7 @@ fn check_password_hash(c: &mut Checker<'_>, p: &str, h: &str) -> PasswordHash {
             "hash it first, e.g. `openssl passwd -6` or `mkpasswd -m yescrypt`",
         );
     }
-    PasswordHash(h.to_owned())
+    PasswordHash::new(h.to_owned())
 }
 
 fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {

@@ -224,7 +224,7 @@ async fn record_exists(c: &Clients, zone_id: &str, r: &crate::observed::RecordSe
     Ok(out
         .resource_record_sets()
         .iter()
-        .any(|x| crate::validate::normalize_dns_name(x.name()) == r.name && x.r#type().as_str() == r.kind))
+        .any(|x| crate::names::normalize_dns_name(x.name()) == r.name && x.r#type().as_str() == r.kind))
 }
 
 fn elb_tags(tags: &Tags) -> Vec<elb::Tag> {

@@ -101,9 +101,9 @@ impl Deletable for ZoneRecord<'_> {
 mod tests {
     use super::super::testkit::*;
     use super::*;
+    use crate::model::Dns;
     use crate::observed::Placement;
     use crate::render::Desired;
-    use crate::validate::Dns;
 
     const ZONE: &str = "example.edu.";
     const ZONE_ID: &str = "Z1";

@@ -8,8 +8,8 @@ use aws_sdk_route53 as r53;
 
 use super::{Clients, Result, Scope};
 use crate::aws::aws;
+use crate::names::normalize_dns_name;
 use crate::observed::{Alias, RecordSet, ZoneLookup};
-use crate::validate::normalize_dns_name;
 
 pub(super) type Route53Part = (BTreeMap<String, ZoneLookup>, BTreeMap<String, Vec<RecordSet>>);
 
