@@ -21,11 +21,11 @@
 //!   with its host-key follow-up ([`reconcile::apply`]); typed [`reconcile::ReconcileError`].
 //! - [`report`]: plans and results as text or JSON.
 //! - [`status`]: a service's Synced and Ready conditions, endpoints and notes, from what observe
-//!   found and what plan would change; pure (`status` in [`commands`] does the I/O).
+//!   found and what plan would change; pure (`commands::status` does the I/O).
 //! - [`controller`] and [`run`]: the control loop (`run`): work queue, backoff, resync, manifest
 //!   watching, events ([`task_event`] parses them), leader election; [`metrics`] exports it.
-//! - `cli` and `commands`: flags (the only clap types), and one function per command that
-//!   calls [`reconcile`] and prints; behind the default `cli` feature, so
+//! - `app`, `cli` and `commands`: dispatch; flags (the only clap types); one function per
+//!   command that calls [`reconcile`] and prints. Behind the default `cli` feature, so
 //!   `cargo check --lib --no-default-features` checks the library without clap.
 //!
 //! Dependencies point down: `app → {cli, commands, run}`, `commands → {cli, reconcile, status}`,
