@@ -46,8 +46,14 @@ pub fn txt_owner_value(owner: &str, service: &str) -> String {
 
 /// Decodes [`txt_owner_value`]: the service, if `value` is owned by `owner`.
 pub fn parse_txt_owner_value(value: &str, owner: &str) -> Option<String> {
-    let prefix = format!("\"heritage=sftp-operator,{OWNER_TAG}={owner},{SERVICE_TAG}=");
-    value.strip_prefix(&prefix)?.strip_suffix('"').map(str::to_owned)
+    parse_txt_owner(value).filter(|o| o.owner == owner).map(|o| o.service)
+}
+
+/// Decodes [`txt_owner_value`] whatever its owner (owner ids hold no `,`).
+pub fn parse_txt_owner(value: &str) -> Option<Owner> {
+    let rest = value.strip_prefix(&format!("\"heritage=sftp-operator,{OWNER_TAG}="))?.strip_suffix('"')?;
+    let (owner, service) = rest.split_once(&format!(",{SERVICE_TAG}="))?;
+    Some(Owner { owner: owner.to_owned(), service: service.to_owned() })
 }
 
 const HOST_KEYS_MARK: &str = "Public keys: ";
@@ -85,6 +91,7 @@ mod tests {
         assert_eq!(parse_txt_owner_value(&v, "o").as_deref(), Some("campus"));
         assert_eq!(parse_txt_owner_value(&v, "other"), None);
         assert_eq!(parse_txt_owner_value("\"heritage=external-dns\"", "o"), None);
+        assert_eq!(parse_txt_owner(&v), Some(Owner { owner: "o".into(), service: "campus".into() }));
     }
 
     #[test]

@@ -71,9 +71,6 @@ pub fn quote(v: &str) -> String {
 /// values) is [`quote`]d; if key material is still left outside the spans, nothing of the message
 /// is kept but that it was withheld.
 pub fn scrub(message: String) -> String {
-    if !looks_like_key_material(&message) && message.chars().count() <= 4 * QUOTE_MAX + 200 {
-        return message;
-    }
     let mut out = String::new();
     let mut rest = message.as_str();
     while let Some(open) = rest.find(['`', '"']) {
@@ -86,17 +83,40 @@ pub fn scrub(message: String) -> String {
         rest = &inner[(close + 1).min(inner.len())..];
     }
     out.push_str(rest);
-    if looks_like_key_material(&out) { "(message withheld: it would show key material)".to_owned() } else { out }
+    if looks_like_key_material(&out) {
+        return "(message withheld: it would show key material)".to_owned();
+    }
+    escape_controls(&out)
 }
+
+fn escape_controls(s: &str) -> String {
+    if !s.contains(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
+/// Longest field path shown, in characters (paths are made of the user's keys).
+const FIELD_MAX: usize = 200;
 
 /// A field path without key material: a mapping key that holds some ends the path there.
 fn scrub_field(field: String) -> String {
-    if !looks_like_key_material(&field) {
-        return field;
+    let field = if looks_like_key_material(&field) {
+        let cut = field
+            .match_indices(['.', '['])
+            .map(|(i, _)| i)
+            .take_while(|i| !looks_like_key_material(&field[..*i]))
+            .last();
+        cut.map_or_else(String::new, |i| field[..i].to_owned())
+    } else {
+        field
+    };
+    let mut out = escape_controls(&field);
+    if let Some((at, _)) = out.char_indices().nth(FIELD_MAX) {
+        out.truncate(at);
+        out.push('…');
     }
-    let cut =
-        field.match_indices(['.', '[']).map(|(i, _)| i).take_while(|i| !looks_like_key_material(&field[..*i])).last();
-    cut.map_or_else(String::new, |i| field[..i].to_owned())
+    out
 }
 
 impl fmt::Display for Diagnostic {
@@ -184,6 +204,19 @@ mod tests {
         let long = format!("`{}` is long", "y".repeat(500));
         assert_eq!(scrub(long), format!("`{}…` is long", "y".repeat(64)));
         assert_eq!(scrub("plain words".into()), "plain words");
+    }
+
+    #[test]
+    fn long_values_and_control_characters_are_cut_in_any_message_and_path() {
+        let serde = format!("unknown field `{}\u{1b}[31m`, expected one of `kind`", "k".repeat(300));
+        let out = scrub(serde);
+        assert_eq!(out, format!("unknown field `{}…`, expected one of `kind`", "k".repeat(64)));
+        let d = Diagnostic::new("m.yaml", Pos::default(), format!("metadata.labels.a\u{1b}{}", "b".repeat(300)), "x");
+        assert!(
+            d.field.starts_with("metadata.labels.a\\u{1b}b") && d.field.chars().count() == FIELD_MAX + 1,
+            "{}",
+            d.field
+        );
     }
 
     #[test]

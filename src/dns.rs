@@ -124,6 +124,19 @@ pub fn plan_zone(want: &ZoneWant, zone: &[RecordSet], owner: &str, service: &str
     for name in names {
         let owned = txt_owned_by(zone, name, owner, service);
         let live: Vec<&RecordSet> = zone.iter().filter(|r| r.name == name && r.set_identifier.is_none()).collect();
+        let other_installation = live
+            .iter()
+            .filter(|r| r.kind == "TXT")
+            .flat_map(|r| &r.values)
+            .find_map(|v| codec::parse_txt_owner(v).filter(|o| o.owner != owner));
+        if let (false, Some(other)) = (owned, other_installation) {
+            // Another operator installation's record: never adopted.
+            plan.conflicts.push((
+                name.to_owned(),
+                format!("{name} is owned by another installation (owner id `{}`); left untouched", other.owner),
+            ));
+            continue;
+        }
         if !owned {
             let foreign: Vec<String> =
                 live.iter().filter(|r| MANAGED_TYPES.contains(&r.kind.as_str())).map(|r| r.kind.clone()).collect();
@@ -261,6 +274,17 @@ mod tests {
         assert_eq!(p.conflicts.len(), 1);
         let adopted = plan_zone(&w, &zone, "o", "s", true);
         assert_eq!(adopted.changes.len(), 2, "adopt upserts the A record and adds the TXT");
+    }
+
+    #[test]
+    fn another_installations_record_is_never_adopted() {
+        let w = want(vec![rs("sftp.example.edu", "A", &["10.0.1.4"]), rs("sftp.example.edu", "TXT", &[TXT])]);
+        let theirs = codec::txt_owner_value("other", "s");
+        let zone = vec![rs("sftp.example.edu", "A", &["192.0.2.1"]), rs("sftp.example.edu", "TXT", &[&theirs])];
+        let p = plan_zone(&w, &zone, "o", "s", true);
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert_eq!(p.conflicts.len(), 1);
+        assert!(p.conflicts[0].1.contains("owner id `other`"), "{:?}", p.conflicts);
     }
 
     #[test]

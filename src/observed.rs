@@ -18,13 +18,16 @@ pub type Tags = BTreeMap<String, String>;
 pub enum Ownership {
     /// Ours: tagged with our owner id; `service` names the SftpService it belongs to.
     Owned { service: String },
-    /// Another installation's (another owner id) or nobody's.
+    /// Another installation's: tagged with another owner id. Never adopted.
+    OtherOwner { owner: String },
+    /// Nobody's (no owner tag): `--adopt` may take it over.
     Foreign,
 }
 
 pub fn ownership(tags: &Tags, owner: &str) -> Ownership {
     match (tags.get(names::OWNER_TAG), tags.get(names::SERVICE_TAG)) {
         (Some(o), Some(s)) if o == owner => Ownership::Owned { service: s.clone() },
+        (Some(o), _) if o != owner => Ownership::OtherOwner { owner: o.clone() },
         _ => Ownership::Foreign,
     }
 }

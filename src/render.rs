@@ -106,10 +106,18 @@ pub struct PortMapping {
     pub protocol: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KeyValue {
     pub name: String,
     pub value: String,
+}
+
+/// A password hash's value never reaches a `{:?}` (of a Desired, a Plan's ops, a log line).
+impl std::fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.name.starts_with(PASSWORD_HASH_ENV) { "<redacted>" } else { self.value.as_str() };
+        f.debug_struct("KeyValue").field("name", &self.name).field("value", &value).finish()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -713,6 +721,14 @@ mod tests {
         let shown = render_for_display(&s, OWNER);
         assert_eq!(env(container(&shown.task_definition), "SFTP_PASSWORD_HASH_2"), Some("<redacted>"));
         assert_eq!(shown.task_definition_hash, render(&s, OWNER).task_definition_hash, "the hash is of the real one");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password_hash() {
+        let s = service(MANIFEST);
+        let desired = render(&s, OWNER);
+        assert!(env(container(&desired.task_definition), "SFTP_PASSWORD_HASH_2").is_some_and(|v| v.starts_with("$6$")));
+        assert!(!format!("{desired:?}").contains("$6$"));
     }
 
     #[test]

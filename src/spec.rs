@@ -73,7 +73,7 @@ pub struct Spec {
     pub logging: Logging,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct User {
     /// atmoz user name: `[A-Za-z0-9._][A-Za-z0-9._-]{0,31}`, not starting with '.', not all
@@ -94,6 +94,20 @@ pub struct User {
     /// crypt(3) hash (`$6$...`, `$y$...`); plaintext passwords are refused.
     #[serde(default)]
     pub password_hash: Option<String>,
+}
+
+/// The password hash never reaches a `{:?}`.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("directories", &self.directories)
+            .field("keys", &self.keys)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Exactly one of `efs`, `hostPath`, `s3`.

@@ -1,6 +1,6 @@
 //! Bytes → text: UTF-8 (a byte-order mark is dropped), or UTF-16 as YAML allows it (with a
-//! byte-order mark, or recognised by the zero byte of an ASCII first character, as Windows
-//! PowerShell's `>` writes files). Anything else is a located problem (file left for the caller).
+//! byte-order mark, as Windows PowerShell's `>` writes files, or recognised by the zero bytes of
+//! its ASCII first characters). Anything else is a located problem (file left for the caller).
 
 use crate::diagnostic::{Diagnostic, Pos};
 
@@ -14,8 +14,24 @@ pub fn text(bytes: &[u8]) -> Result<String, Diagnostic> {
         [0xEF, 0xBB, 0xBF, rest @ ..] => utf8(rest),
         [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
         [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
-        [0, b, ..] if *b != 0 => utf16(bytes, u16::from_be_bytes),
-        [b, 0, ..] if *b != 0 => utf16(bytes, u16::from_le_bytes),
+        _ if ascii_as_utf16(bytes, 0) => guess_utf16(bytes, u16::from_be_bytes),
+        _ if ascii_as_utf16(bytes, 1) => guess_utf16(bytes, u16::from_le_bytes),
+        _ => utf8(bytes),
+    }
+}
+
+/// Whether the first characters read as ASCII in UTF-16 without a mark: a zero byte (at
+/// `zero` = 0 big-endian, 1 little-endian) beside a non-zero one, for up to four characters.
+fn ascii_as_utf16(bytes: &[u8], zero: usize) -> bool {
+    let head = &bytes[..bytes.len().min(8) & !1];
+    !head.is_empty() && head.chunks(2).all(|c| c[zero] == 0 && c[1 - zero] != 0)
+}
+
+/// Without a byte-order mark, UTF-16 only if it decodes to text without NUL characters;
+/// otherwise the bytes are what they say (and the YAML parser locates the NUL).
+fn guess_utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, Diagnostic> {
+    match utf16(bytes, unit) {
+        Ok(text) if !text.contains('\0') => Ok(text),
         _ => utf8(bytes),
     }
 }
@@ -108,6 +124,12 @@ mod tests {
         let mut odd = utf16le("a: 1", true);
         odd.push(b'x');
         assert_eq!(text(&odd).unwrap_err().pos, Pos { line: 1, column: 5 });
+    }
+
+    #[test]
+    fn a_nul_byte_is_not_taken_for_utf16() {
+        assert_eq!(text(b"\0a: 1\n").unwrap(), "\0a: 1\n");
+        assert_eq!(text(b"a\0: 1\n").unwrap(), "a\0: 1\n");
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub struct SourceFile {
 
 /// Reads every path: `-` is standard input, a directory contributes its `*.yaml`/`*.yml`
 /// files in name order (not recursive; hidden entries such as a ConfigMap's `..data` are skipped).
-/// Text is UTF-8, or UTF-16 with a byte-order mark; undecodable or oversized input is a located
+/// Text is UTF-8, or UTF-16 (with a byte-order mark, or ASCII first characters); undecodable or oversized input is a located
 /// problem, reported for every file.
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
@@ -230,6 +230,8 @@ fn split_documents(
                 }
             }
             Event::Scalar(ref value, ..) if walk.expects_key() => walk.key(value, pos)?,
+            // An alias as a key (`*a: v`): its text is not at hand; recorded as the key `*`.
+            Event::Alias(_) if walk.expects_key() => walk.key("*", pos)?,
             Event::Scalar(..) | Event::Alias(_) | Event::MappingStart(..) | Event::SequenceStart(..) => {
                 walk.node(&event, pos)?;
             }
@@ -298,6 +300,14 @@ impl Walk {
         self.stack.clear();
         self.first_line = start.line() as u64;
         self.start_byte = line_start(text, start.byte_offset().unwrap_or(0));
+        // `%TAG`/`%YAML` directives stand before `---` and belong to the document.
+        while self.start_byte > 0 {
+            let previous = line_start(text, self.start_byte - 1);
+            if !text[previous..self.start_byte].starts_with('%') {
+                break;
+            }
+            (self.start_byte, self.first_line) = (previous, self.first_line - 1);
+        }
     }
 
     /// The document that ends at byte `end`, unless it had no content.
@@ -490,6 +500,14 @@ mod tests {
         parse_sources(&[SourceFile { path: PathBuf::from("m.yaml"), text: text.to_owned() }])
     }
 
+    /// The index of a document that need not be a manifest.
+    fn parse_index(text: &str) -> PathIndex {
+        let mut left = limits::MAX_DOCUMENTS;
+        let mut out = None;
+        split_documents(text, &mut left, |d| out = Some(d.index)).unwrap();
+        out.unwrap()
+    }
+
     fn problems(text: &str) -> Vec<Diagnostic> {
         match parse(text) {
             Err(LoadError::Invalid(d)) => d.0,
@@ -520,6 +538,18 @@ mod tests {
         let docs = parse(&format!("{CAMPUS}---\n{CAMPUS}")).unwrap();
         assert_eq!(docs[1].origin.doc, 1);
         assert_eq!(docs[1].index.locate("metadata.name").line, CAMPUS.lines().count() as u64 + 1 + 8);
+    }
+
+    #[test]
+    fn directives_stay_with_their_document_and_alias_keys_keep_paths_aligned() {
+        let tagged = CAMPUS.replace("kind: SftpService", "kind: !e!kind SftpService");
+        let text = format!("{CAMPUS}...\n%TAG !e! tag:example.edu,2026:\n---\n{tagged}");
+        let docs = parse(&text).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].index.locate("metadata.name").line, CAMPUS.lines().count() as u64 + 3 + 8);
+        let ix = parse_index("a: &k x\nmap:\n  *k : 1\n  after: 2\n");
+        assert_eq!(ix.field_at(Pos { line: 4, column: 10 }), "map.after");
+        assert_eq!(ix.locate("map.after"), Pos { line: 4, column: 10 });
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(super) trait Deletable {
 pub(super) fn owned_service(tags: &Tags, owner: &str) -> Option<String> {
     match observed::ownership(tags, owner) {
         Ownership::Owned { service } => Some(service),
-        Ownership::Foreign => None,
+        Ownership::Foreign | Ownership::OtherOwner { .. } => None,
     }
 }
 

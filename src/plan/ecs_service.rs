@@ -249,6 +249,21 @@ mod tests {
     }
 
     #[test]
+    fn another_installations_service_is_a_conflict_even_with_adopt() {
+        let d = mk_desired(SERVICE);
+        let mut theirs = live(&d);
+        theirs.tags = std::collections::BTreeMap::from([
+            (crate::names::OWNER_TAG.to_owned(), "other".to_owned()),
+            (crate::names::SERVICE_TAG.to_owned(), SERVICE.to_owned()),
+        ]);
+        for adopt in [false, true] {
+            let c = changes(plan_against(&d, Some(theirs.clone()), false, adopt));
+            assert_eq!(summary(&c), [(Kind::EcsService, Action::Conflict, "campus".into())], "adopt {adopt}");
+            assert!(c[0].ops.is_empty());
+        }
+    }
+
+    #[test]
     fn an_owned_service_is_deleted_unless_already_inactive() {
         let d = mk_desired(SERVICE);
         let mut s = live(&d);

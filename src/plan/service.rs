@@ -77,6 +77,7 @@ impl Ctx<'_> {
         }
         let (whose, hint) = match &other {
             Ownership::Owned { service } => (format!("owned by service `{service}`"), ""),
+            Ownership::OtherOwner { owner } => (format!("owned by another installation (owner id `{owner}`)"), ""),
             Ownership::Foreign => ("not owned by this operator".to_owned(), " (use --adopt to take it over)"),
         };
         let reason = format!("{} `{name}` exists but is {whose}; it is left untouched{hint}", kind.as_str());
