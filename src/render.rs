@@ -598,10 +598,15 @@ fn ecs_service(s: &Service) -> EcsService {
 }
 
 fn target_group(s: &Service) -> TargetGroup {
+    tcp_target_group(s.names.target_group.clone(), s.port)
+}
+
+/// The TCP target group every service gets: instance targets on the host port, TCP checks.
+pub(crate) fn tcp_target_group(name: String, port: u16) -> TargetGroup {
     TargetGroup {
-        name: s.names.target_group.clone(),
+        name,
         protocol: "TCP".into(),
-        port: s.port,
+        port,
         target_type: "instance".into(),
         health_check: HealthCheck {
             protocol: "TCP".into(),
