@@ -4,7 +4,8 @@
 //!
 //! | format                     | written to                                  | carries           |
 //! |----------------------------|---------------------------------------------|-------------------|
-//! | [`rule_description`]       | security-group rules, Cloud Map services    | owner, service    |
+//! | [`rule_description`]       | Cloud Map services (and older rules)        | owner, service    |
+//! | [`shared_rule_description`]| security-group rules (merged, per group)    | owner             |
 //! | [`txt_owner_value`]        | the TXT record beside each managed record   | owner, service    |
 //! | [`host_key_description`]   | the generated host-key secret's description | public host keys  |
 
@@ -37,6 +38,20 @@ pub fn parse_rule_description(d: &str) -> Option<Owner> {
     let rest = d.strip_prefix(RULE_DESCRIPTION_PREFIX)?.strip_prefix(" owner=")?;
     let (owner, service) = rest.split_once(" service=")?;
     Some(Owner { owner: owner.to_owned(), service: service.to_owned() })
+}
+
+/// Description on the merged security-group rules: shared by every service on a group, they
+/// belong to the installation (owner id), not to one service.
+pub fn shared_rule_description(owner: &str) -> String {
+    format!("{RULE_DESCRIPTION_PREFIX} owner={owner}")
+}
+
+/// The owner a rule description names, in either format ([`shared_rule_description`], or
+/// [`rule_description`] on rules from releases that kept one rule per service).
+pub fn rule_owner(d: &str) -> Option<&str> {
+    let rest = d.strip_prefix(RULE_DESCRIPTION_PREFIX)?.strip_prefix(" owner=")?;
+    let owner = rest.split_once(" service=").map_or(rest, |(owner, _)| owner);
+    (!owner.is_empty() && !owner.contains(' ')).then_some(owner)
 }
 
 /// TXT ownership value beside each managed record, in the external-dns manner.
@@ -82,6 +97,18 @@ mod tests {
         assert_eq!(parse_rule_description(&d), Some(Owner { owner: "o-1".into(), service: "campus-sftp".into() }));
         assert_eq!(parse_rule_description(&d).unwrap().tags()[OWNER_TAG], "o-1");
         assert_eq!(parse_rule_description("someone else's rule"), None);
+    }
+
+    #[test]
+    fn shared_rule_descriptions_round_trip_and_older_ones_still_name_their_owner() {
+        let d = shared_rule_description("o-1");
+        assert_eq!(d, "sftp-operator owner=o-1");
+        assert_eq!(rule_owner(&d), Some("o-1"));
+        assert_eq!(rule_owner(&rule_description("o-1", "campus")), Some("o-1"));
+        assert_eq!(parse_rule_description(&d), None, "no service in a shared rule");
+        assert_eq!(rule_owner("sftp-operator owner="), None);
+        assert_eq!(rule_owner("sftp-operator owner=a b"), None);
+        assert_eq!(rule_owner("hand-made"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::observe::IDLE_TIMEOUT_ATTRIBUTE;
 use super::{AwsError, Clients, aws};
 use crate::dns::{RecordAction, RecordChange};
 use crate::observed::{Observed, Tags};
-use crate::plan::{Change, Kind, Op, Plan};
+use crate::plan::{Change, Kind, Op, Plan, PortRange};
 use crate::render::{self, TaskDefinition};
 
 type Result<T, E = AwsError> = std::result::Result<T, E>;
@@ -262,8 +262,10 @@ async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
             modify_listener(c, arn, listener, &tg).await
         }
         Op::DeleteListener { arn } => delete_listener(c, arn).await,
-        Op::AuthorizeIngress { group_id, rule, tags } => authorize(c, group_id, rule, tags).await,
-        Op::RevokeIngress { group_id, rule_id } => revoke(c, group_id, rule_id).await,
+        Op::AuthorizeIngress { group_id, rules, description, tags } => {
+            authorize(c, group_id, rules, description, tags).await
+        }
+        Op::RevokeIngress { group_id, rule_ids } => revoke(c, group_id, rule_ids).await,
         Op::CreateCloudMapService { namespace_id, service, tags } => {
             let arn = create_cloud_map_service(c, namespace_id, service, tags).await?;
             refs.registries.insert(service.name.clone(), arn);
@@ -313,18 +315,23 @@ async fn delete_listener(c: &Clients, arn: &str) -> Result<()> {
     ignore(c.elb.delete_listener().listener_arn(arn).send().await.map_err(aws("DeleteListener")), &["ListenerNotFound"])
 }
 
-async fn revoke(c: &Clients, group_id: &str, rule_id: &str) -> Result<()> {
-    ignore(
-        c.ec2
-            .revoke_security_group_ingress()
-            .group_id(group_id)
-            .security_group_rule_ids(rule_id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(aws("RevokeSecurityGroupIngress")),
-        &["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"],
-    )
+/// Revokes rules by id in one call; when one of them is already gone the call fails whole,
+/// so each is then revoked on its own (gone counts as done).
+async fn revoke(c: &Clients, group_id: &str, rule_ids: &[String]) -> Result<()> {
+    const GONE: [&str; 2] = ["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"];
+    let call = |ids: &[String]| {
+        c.ec2.revoke_security_group_ingress().group_id(group_id).set_security_group_rule_ids(Some(ids.to_vec())).send()
+    };
+    match call(rule_ids).await.map_err(aws("RevokeSecurityGroupIngress")) {
+        Ok(_) => Ok(()),
+        Err(e) if rule_ids.len() > 1 && GONE.iter().any(|g| e.is(g)) => {
+            for id in rule_ids {
+                ignore(call(std::slice::from_ref(id)).await.map_err(aws("RevokeSecurityGroupIngress")), &GONE)?;
+            }
+            Ok(())
+        }
+        r => ignore(r, &GONE),
+    }
 }
 
 async fn update_cloud_map_service(c: &Clients, id: &str, service: &render::CloudMapService) -> Result<()> {
@@ -410,10 +417,8 @@ async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags, descripti
         }
         // DNS ownership is the TXT record the plan writes, not a tag.
         Kind::DnsRecord => {}
-        Kind::IngressRule => {
-            let t = tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect();
-            c.ec2.create_tags().resources(arn).set_tags(Some(t)).send().await.map_err(aws("CreateTags"))?;
-        }
+        // Shared rules are never adopted: a hand-made rule stays hand-made (plan never asks).
+        Kind::IngressRule => return Err(AwsError::other("CreateTags", "security-group rules are never adopted")),
     }
     Ok(())
 }
@@ -666,32 +671,43 @@ async fn set_idle_timeout(c: &Clients, listener_arn: &str, seconds: u32) -> Resu
     Ok(())
 }
 
-async fn authorize(c: &Clients, group_id: &str, rule: &render::IngressRule, tags: &Tags) -> Result<()> {
-    let range = if rule.cidr.contains(':') {
-        aws_sdk_ec2::types::IpPermission::builder().ipv6_ranges(
-            aws_sdk_ec2::types::Ipv6Range::builder().cidr_ipv6(&rule.cidr).description(&rule.description).build(),
-        )
-    } else {
-        aws_sdk_ec2::types::IpPermission::builder().ip_ranges(
-            aws_sdk_ec2::types::IpRange::builder().cidr_ip(&rule.cidr).description(&rule.description).build(),
-        )
+/// Authorizes rules in one call (tagged as they are created); when one already exists the
+/// call fails whole, so each is then authorized on its own (existing counts as done).
+async fn authorize(c: &Clients, group_id: &str, rules: &[PortRange], description: &str, tags: &Tags) -> Result<()> {
+    use aws_sdk_ec2::types as ec2;
+    let permission = |r: &PortRange| {
+        let b = if r.cidr.contains(':') {
+            ec2::IpPermission::builder()
+                .ipv6_ranges(ec2::Ipv6Range::builder().cidr_ipv6(&r.cidr).description(description).build())
+        } else {
+            ec2::IpPermission::builder()
+                .ip_ranges(ec2::IpRange::builder().cidr_ip(&r.cidr).description(description).build())
+        };
+        b.ip_protocol("tcp").from_port(i32::from(r.from_port)).to_port(i32::from(r.to_port)).build()
     };
-    let perm = range.ip_protocol(&rule.protocol).from_port(i32::from(rule.port)).to_port(i32::from(rule.port)).build();
-    let spec = aws_sdk_ec2::types::TagSpecification::builder()
-        .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroupRule)
-        .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()))
+    let spec = ec2::TagSpecification::builder()
+        .resource_type(ec2::ResourceType::SecurityGroupRule)
+        .set_tags(Some(tags.iter().map(|(k, v)| ec2::Tag::builder().key(k).value(v).build()).collect()))
         .build();
-    let r = c
-        .ec2
-        .authorize_security_group_ingress()
-        .group_id(group_id)
-        .ip_permissions(perm)
-        .tag_specifications(spec)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(aws("AuthorizeSecurityGroupIngress"));
-    ignore(r, &["InvalidPermission.Duplicate"])
+    let call = |rs: &[PortRange]| {
+        c.ec2
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .set_ip_permissions(Some(rs.iter().map(permission).collect()))
+            .tag_specifications(spec.clone())
+            .send()
+    };
+    const EXISTS: [&str; 1] = ["InvalidPermission.Duplicate"];
+    match call(rules).await.map_err(aws("AuthorizeSecurityGroupIngress")) {
+        Ok(_) => Ok(()),
+        Err(e) if rules.len() > 1 && e.is(EXISTS[0]) => {
+            for r in rules {
+                ignore(call(std::slice::from_ref(r)).await.map_err(aws("AuthorizeSecurityGroupIngress")), &EXISTS)?;
+            }
+            Ok(())
+        }
+        r => ignore(r, &EXISTS),
+    }
 }
 
 fn srv_record(ttl: i64) -> aws_sdk_servicediscovery::types::DnsRecord {

@@ -7,7 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
-use super::{Action, Change, Kind, Op, Plan, dns_record, ingress};
+use super::{Action, Change, Kind, Op, Options, Plan, dns_record, ingress, plan_groups};
 use crate::observed::{self, Observed, Ownership, Tags};
 use crate::render::Desired;
 
@@ -48,7 +48,6 @@ fn owned_deletes(o: &Observed, owner: &str, select: &dyn Fn(&str) -> bool) -> Ve
     let mut out = deletes(&o.ecs_services, owner, select);
     out.extend(deletes(&o.listeners, owner, select));
     out.extend(deletes(&o.target_groups, owner, select));
-    out.extend(deletes(&ingress::group_rules(o), owner, select));
     out.extend(deletes(&dns_record::owned_records(o, owner, select), owner, select));
     out.extend(deletes(&o.cloud_map_services, owner, select));
     out
@@ -66,7 +65,8 @@ pub(super) fn orphans(o: &Observed, owner: &str, known: &BTreeSet<&str>) -> Vec<
     v
 }
 
-/// Deletes every owned resource of the given services, in reverse dependency order.
+/// Deletes every owned resource of the given services, in reverse dependency order, and closes
+/// their ports in the shared security-group rules (narrowing or splitting merged ranges).
 pub fn plan_delete(desired: &[Desired], observed: &Observed, owner: &str) -> Plan {
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.service.as_str()).collect();
     let mut changes = owned_deletes(observed, owner, &|s| wanted.contains(s));
@@ -79,7 +79,12 @@ pub fn plan_delete(desired: &[Desired], observed: &Observed, owner: &str) -> Pla
         }
     }
     sort_deletes(&mut changes);
-    Plan { changes, ..Plan::default() }
+    let mut plan = Plan { changes, ..Plan::default() };
+    let opts = Options { owner: owner.to_owned(), adopt: false, prune: false };
+    plan_groups(&mut plan, ingress::closing(desired, observed, owner), observed, &opts);
+    // Other services' ports are not this delete's business: not reported as orphans here.
+    plan.orphans.clear();
+    plan
 }
 
 #[cfg(test)]
@@ -107,15 +112,24 @@ mod tests {
             [
                 (Kind::EcsService, Action::Delete, "campus".into()),
                 (Kind::CloudMapService, Action::Delete, "campus".into()),
-                (Kind::IngressRule, Action::Delete, format!("{SG} sgr-1 tcp/30020 from 192.0.2.0/24")),
-                (Kind::IngressRule, Action::Delete, format!("{SG} sgr-2 tcp/30020 from 10.0.1.0/24")),
                 (Kind::Listener, Action::Delete, "sftp:2220".into()),
                 (Kind::TargetGroup, Action::Delete, "sftp-campus".into()),
+                (Kind::IngressRule, Action::Delete, format!("{SG} tcp/30020 from 10.0.1.0/24")),
+                (Kind::IngressRule, Action::Delete, format!("{SG} tcp/30020 from 192.0.2.0/24")),
             ],
-            "reverse dependency order; the host-key secret and task definition stay"
+            "reverse dependency order, then the group's unclaimed ports; the host-key secret and task \
+             definition stay"
         );
         let pruned = plan(&[], &o, &Options { prune: true, ..mk_options(false) });
-        assert_eq!(pruned.changes, p.orphans);
+        assert_eq!(pruned.changes[..4], p.orphans[..4]);
+        assert_eq!(
+            summary(&pruned.changes[4..]),
+            [(
+                Kind::IngressRule,
+                Action::Delete,
+                format!("{SG} sgr-1 tcp/30020 from 192.0.2.0/24, sgr-2 tcp/30020 from 10.0.1.0/24")
+            )]
+        );
         assert!(pruned.orphans.is_empty());
     }
 
@@ -145,15 +159,20 @@ mod tests {
             [
                 Kind::EcsService,
                 Kind::CloudMapService,
-                Kind::IngressRule,
-                Kind::IngressRule,
                 Kind::Listener,
                 Kind::TargetGroup,
                 Kind::TaskDefinition,
+                Kind::IngressRule,
             ]
         );
-        assert!(p.changes.iter().all(|c| c.service == SERVICE && c.action == Action::Delete));
-        assert_eq!(p.changes[6].ops, [Op::DeregisterTaskDefinitions { family: d.names.task_family.clone() }]);
+        assert!(p.changes[..5].iter().all(|c| c.service == SERVICE && c.action == Action::Delete));
+        assert_eq!(p.changes[4].ops, [Op::DeregisterTaskDefinitions { family: d.names.task_family.clone() }]);
+        let rules = &p.changes[5];
+        assert_eq!((rules.service.as_str(), rules.action), (crate::plan::group_scope(SG).as_str(), Action::Delete));
+        assert_eq!(
+            rules.ops,
+            [Op::RevokeIngress { group_id: SG.into(), rule_ids: vec!["sgr-1".into(), "sgr-2".into()] }]
+        );
     }
 
     #[test]

@@ -1,253 +1,622 @@
-//! Security-group ingress: the allowed CIDRs plus the NLB's subnets, as a set difference over
-//! the rules we own. A plan that would take the group over its rule quota is a problem.
+//! Security-group ingress, planned per group from every service on it.
+//!
+//! Each service wants its host port open to its allowed CIDRs and to its load balancer's
+//! subnets (health checks come from there). Per group, those wants are merged the way the
+//! hand-written playbooks did: per CIDR, the ports collapse into contiguous ranges; CIDRs with
+//! the same ranges aggregate where that is exact. Twenty services allowing the same five
+//! networks cost five rules, not a hundred. Merged rules belong to the installation (owner
+//! id), not to one service.
+//!
+//! A port changes only when this pass *claims* it: a manifest service wants it, or a service
+//! used it and moved (its owned target group says so), or it is being deleted, or `--prune`
+//! closes the ports no manifest service claims. Every other port keeps exactly what our rules
+//! allow today (and is reported as an orphan). Hand-made rules are never touched. Changes are
+//! ordered so that access is never lost in between: a rule goes only once what it allowed and
+//! is still wanted is allowed by another rule, and the group never holds more rules than its
+//! quota, at any step.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::delete::Deletable;
-use super::service::{Ctx, Step};
-use super::{Action, Change, Kind, Op};
-use crate::observed::{self, LoadBalancer, Observed, Ownership};
-use crate::render::IngressRule;
+use ipnet::IpNet;
+
+use super::{Action, Change, Kind, Op, Options, PortRange, Problem};
+use crate::names::OWNER_TAG;
+use crate::observed::{self, Observed, Ownership, Tags};
+use crate::render::Desired;
 
 /// Inbound rules a security group holds by default.
 pub const SG_INBOUND_QUOTA: usize = 60;
 
-/// What identifies a rule to EC2: protocol, port, source.
-type Key = (String, i32, String);
-
-fn key(proto: &str, port: i32, cidr: &str) -> Key {
-    (proto.to_owned(), port, cidr.to_owned())
+/// The `service` of a group's changes and problems: the rules are shared by every service on
+/// it. Service names never hold a `/`, so this never names a service.
+pub fn group_scope(group: &str) -> String {
+    format!("security-group/{group}")
 }
 
-pub(super) fn plan(ctx: &Ctx, lb: &LoadBalancer) -> Step {
-    let group = &ctx.d.security_group_id;
-    let rules = ctx.o.security_groups.get(group).cloned().flatten().unwrap_or_default();
-    let want = wanted(ctx, lb);
-    let (owned, foreign): (Vec<&observed::IngressRule>, Vec<_>) =
-        rules.iter().partition(|r| rule_owned_by(r, &ctx.opts.owner, &ctx.d.service));
-    let mut changes = authorizations(ctx, &want, &owned, &foreign);
-    changes.extend(revocations(ctx, &want, &owned));
-    let adds = changes.iter().filter(|c| c.action == Action::Create).count();
-    let revokes = changes.iter().filter(|c| c.action == Action::Delete).count();
-    let after = rules.len() + adds - revokes;
+/// Addresses allowed per port.
+type Allowed = BTreeMap<u16, BTreeSet<IpNet>>;
+
+/// One TCP rule: a CIDR allowed on a port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Rule {
+    cidr: IpNet,
+    from: u16,
+    to: u16,
+}
+
+impl Rule {
+    /// A TCP rule as EC2 reports it; `None` for anything else (other protocols, all ports).
+    fn of(r: &observed::IngressRule) -> Option<Rule> {
+        let (from, to) = (u16::try_from(r.from_port).ok()?, u16::try_from(r.to_port).ok()?);
+        let cidr: IpNet = r.cidr.parse().ok()?;
+        (r.protocol == "tcp" && from <= to).then_some(Rule { cidr: cidr.trunc(), from, to })
+    }
+
+    fn covers(&self, port: u16, net: &IpNet) -> bool {
+        self.from <= port && port <= self.to && self.cidr.contains(net)
+    }
+
+    fn range(&self) -> PortRange {
+        PortRange { cidr: self.cidr.to_string(), from_port: self.from, to_port: self.to }
+    }
+
+    fn label(&self) -> String {
+        self.range().to_string()
+    }
+}
+
+/// What one pass decides on a group: for each claimed port, the CIDRs it should allow (none:
+/// close it); and the services on the group (a group problem blocks them all).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct GroupClaims {
+    ports: Allowed,
+    pub(super) services: BTreeSet<String>,
+}
+
+impl GroupClaims {
+    fn want(&mut self, port: u16, nets: impl IntoIterator<Item = IpNet>) {
+        self.ports.entry(port).or_default().extend(nets.into_iter().map(|n| n.trunc()));
+    }
+
+    /// Closes `port` unless a service wants it.
+    fn close(&mut self, port: u16) {
+        self.ports.entry(port).or_default();
+    }
+}
+
+/// Ports of `d`'s owned target groups: where its tasks listened before a port change.
+fn used_ports<'o>(d: &'o Desired, o: &'o Observed, owner: &'o str) -> impl Iterator<Item = u16> + 'o {
+    let mine = Ownership::Owned { service: d.service.clone() };
+    o.target_groups
+        .iter()
+        .filter(move |tg| observed::ownership(&tg.tags, owner) == mine)
+        .filter_map(|tg| u16::try_from(tg.port?).ok())
+}
+
+/// What the manifests' services claim, per group: each service's host port for its allowed
+/// CIDRs and its load balancer's subnets; ports it used before and no longer wants close. A
+/// service whose load balancer is not found claims nothing (it is blocked anyway).
+pub(super) fn claims(desired: &[Desired], o: &Observed, owner: &str) -> BTreeMap<String, GroupClaims> {
+    let mut out: BTreeMap<String, GroupClaims> = BTreeMap::new();
+    for d in desired {
+        let group = out.entry(d.security_group_id.clone()).or_default();
+        group.services.insert(d.service.clone());
+        let Some(Some(lb)) = o.load_balancers.get(&d.load_balancer_arn) else { continue };
+        for r in &d.ingress {
+            group.want(r.port, r.cidr.parse().ok());
+        }
+        group.want(d.target_group.port, lb.subnet_cidrs.iter().filter_map(|c| c.parse().ok()));
+        for port in used_ports(d, o, owner) {
+            group.close(port);
+        }
+    }
+    out
+}
+
+/// What deleting `desired` closes, per group: each service's host port and every port its
+/// owned target groups use.
+pub(super) fn closing(desired: &[Desired], o: &Observed, owner: &str) -> BTreeMap<String, GroupClaims> {
+    let mut out: BTreeMap<String, GroupClaims> = BTreeMap::new();
+    for d in desired {
+        let group = out.entry(d.security_group_id.clone()).or_default();
+        group.services.insert(d.service.clone());
+        group.close(d.target_group.port);
+        for port in used_ports(d, o, owner) {
+            group.close(port);
+        }
+    }
+    out
+}
+
+/// Ours: our owner tag, or (untagged) a description naming our owner id, either format.
+fn owned(r: &observed::IngressRule, owner: &str) -> bool {
+    match r.tags.get(OWNER_TAG) {
+        Some(o) => o == owner,
+        None => r.description.as_deref().and_then(crate::codec::rule_owner) == Some(owner),
+    }
+}
+
+/// What allowed-per-port the rules add up to.
+fn allowed_by(rules: impl IntoIterator<Item = Rule>) -> Allowed {
+    let mut out = Allowed::new();
+    for r in rules {
+        for port in r.from..=r.to {
+            out.entry(port).or_default().insert(r.cidr);
+        }
+    }
+    out
+}
+
+/// The fewest rules this merge finds for `allowed`, exactly: per CIDR its ports as contiguous
+/// ranges, then per range its CIDRs aggregated (contained ones dropped, siblings joined).
+fn merge(allowed: &Allowed) -> BTreeSet<Rule> {
+    let mut ports_by_net: BTreeMap<IpNet, Vec<u16>> = BTreeMap::new();
+    for (port, nets) in allowed {
+        for net in nets {
+            ports_by_net.entry(*net).or_default().push(*port);
+        }
+    }
+    let mut nets_by_range: BTreeMap<(u16, u16), Vec<IpNet>> = BTreeMap::new();
+    for (net, ports) in ports_by_net {
+        let mut ranges: Vec<(u16, u16)> = Vec::new();
+        for p in ports {
+            match ranges.last_mut() {
+                Some((_, to)) if u32::from(*to) + 1 == u32::from(p) => *to = p,
+                _ => ranges.push((p, p)),
+            }
+        }
+        for range in ranges {
+            nets_by_range.entry(range).or_default().push(net);
+        }
+    }
+    let mut out = BTreeSet::new();
+    for ((from, to), nets) in nets_by_range {
+        out.extend(IpNet::aggregate(&nets).into_iter().map(|cidr| Rule { cidr, from, to }));
+    }
+    out
+}
+
+/// What one group's plan holds: changes in the order they must run, and owned ports no
+/// service claims (reported; closed only with `--prune`).
+#[derive(Debug, Default)]
+pub(super) struct GroupPlan {
+    pub changes: Vec<Change>,
+    pub orphans: Vec<Change>,
+}
+
+/// One step of a group's change sequence.
+enum Step<'r> {
+    Authorize(Vec<Rule>),
+    Revoke(Vec<&'r observed::IngressRule>),
+}
+
+/// The group's plan: the wanted rules (owned rules for unclaimed ports kept as they are, the
+/// claimed ports as claimed), minus what owned rules already say, sequenced within the quota.
+pub(super) fn plan_group(
+    group: &str,
+    rules: &[observed::IngressRule],
+    claims: &GroupClaims,
+    opts: &Options,
+) -> Result<GroupPlan, Problem> {
+    let scope = group_scope(group);
+    let (owned, foreign): (Vec<&observed::IngressRule>, Vec<_>) = rules.iter().partition(|r| owned(r, &opts.owner));
+    let current = allowed_by(owned.iter().filter_map(|r| Rule::of(r)));
+    let mut target = current.clone();
+    for (port, nets) in &claims.ports {
+        if nets.is_empty() {
+            target.remove(port);
+        } else {
+            target.insert(*port, nets.clone());
+        }
+    }
+    let unclaimed: Allowed = current.into_iter().filter(|(p, _)| !claims.ports.contains_key(p)).collect();
+    let mut plan = GroupPlan::default();
+    if opts.prune {
+        target.retain(|p, _| !unclaimed.contains_key(p));
+    } else {
+        let reason = "no service in the manifests uses this port; closed with --prune";
+        plan.orphans = merge(&unclaimed)
+            .iter()
+            .map(|r| Change::new(&scope, Kind::IngressRule, &format!("{group} {}", r.label()), Action::Delete, vec![]))
+            .map(|c| c.because(reason))
+            .collect();
+    }
+    let want = merge(&target);
+    // The first owned rule saying exactly a wanted rule stays; every other owned rule goes.
+    let mut kept = BTreeSet::new();
+    let mut revokes = Vec::new();
+    for r in &owned {
+        match Rule::of(r) {
+            Some(rule) if want.contains(&rule) && kept.insert(rule) => {}
+            _ => revokes.push(*r),
+        }
+    }
+    let foreign_rules: BTreeSet<Rule> = foreign.iter().filter_map(|r| Rule::of(r)).collect();
+    let mut authorizations = Vec::new();
+    for rule in want.difference(&kept) {
+        if foreign_rules.contains(rule) {
+            // AWS refuses a second rule with the same protocol, ports and source.
+            let reason = "an identical rule not owned by this operator already allows this; it is left as it is";
+            let name = format!("{group} {}", rule.label());
+            plan.changes.push(Change::new(&scope, Kind::IngressRule, &name, Action::Conflict, vec![]).because(reason));
+        } else {
+            authorizations.push(*rule);
+        }
+    }
+    let after = rules.len() + authorizations.len() - revokes.len();
+    let problem = |message: String| Problem { service: scope.clone(), message };
     if after > SG_INBOUND_QUOTA {
-        return Err(ctx.problem(format!(
+        return Err(problem(format!(
             "security group {group} would hold {after} inbound rules, over the quota of {SG_INBOUND_QUOTA}; \
-             merge CIDRs, use a prefix list, or raise the quota"
+             allow fewer or wider networks, or raise the quota"
         )));
     }
-    Ok(changes)
+    let standing: Vec<Rule> = kept.iter().chain(&foreign_rules).copied().collect();
+    let steps = sequence(rules.len(), authorizations, revokes, &target, standing).ok_or_else(|| {
+        problem(format!(
+            "security group {group} is too full to change its rules without cutting access (it needs \
+             a free rule slot of its {SG_INBOUND_QUOTA}); raise the quota or remove a hand-made rule"
+        ))
+    })?;
+    plan.changes.extend(steps.into_iter().map(|s| step_change(group, &scope, s, &opts.owner)));
+    Ok(plan)
 }
 
-/// The allowed CIDRs plus the NLB's subnets (health checks come from there).
-fn wanted(ctx: &Ctx, lb: &LoadBalancer) -> BTreeSet<IngressRule> {
-    let d = ctx.d;
-    let description = crate::codec::rule_description(&ctx.opts.owner, &d.service);
-    let mut want: BTreeSet<IngressRule> = d.ingress.iter().cloned().collect();
-    for cidr in &lb.subnet_cidrs {
-        want.insert(IngressRule {
-            protocol: "tcp".into(),
-            port: d.target_group.port,
-            cidr: cidr.clone(),
-            description: description.clone(),
-        });
-    }
-    want
-}
-
-/// Wanted rules we do not own yet; one identical to a rule someone else owns is a conflict.
-fn authorizations(
-    ctx: &Ctx,
-    want: &BTreeSet<IngressRule>,
-    owned: &[&observed::IngressRule],
-    foreign: &[&observed::IngressRule],
-) -> Vec<Change> {
-    let group = &ctx.d.security_group_id;
-    let owned_keys: BTreeSet<Key> = owned.iter().map(|r| key(&r.protocol, r.from_port, &r.cidr)).collect();
-    let foreign_keys: BTreeSet<Key> =
-        foreign.iter().filter(|r| r.from_port == r.to_port).map(|r| key(&r.protocol, r.from_port, &r.cidr)).collect();
-    let mut out = Vec::new();
-    for r in want {
-        let k = key(&r.protocol, i32::from(r.port), &r.cidr);
-        if owned_keys.contains(&k) {
-            continue;
+/// Orders the changes: a revoke as soon as it takes no wanted access away (what it allows and
+/// is still wanted is allowed by a standing rule), an authorization whenever a rule slot is
+/// free. `None` when neither can move.
+fn sequence<'r>(
+    present: usize,
+    mut authorizations: Vec<Rule>,
+    mut revokes: Vec<&'r observed::IngressRule>,
+    target: &Allowed,
+    mut standing: Vec<Rule>,
+) -> Option<Vec<Step<'r>>> {
+    let mut count = present;
+    let mut steps = Vec::new();
+    loop {
+        let (ready, waiting): (Vec<_>, Vec<_>) = revokes.into_iter().partition(|r| harmless(r, target, &standing));
+        revokes = waiting;
+        if !ready.is_empty() {
+            count -= ready.len();
+            steps.push(Step::Revoke(ready));
         }
-        let name = format!("{} tcp/{} from {}", group, r.port, r.cidr);
-        if foreign_keys.contains(&k) {
-            // AWS refuses a second rule with the same protocol, port and source.
-            let reason = "an identical rule not owned by this operator already allows this; it is left as it is";
-            out.push(ctx.change(Kind::IngressRule, &name, Action::Conflict, vec![]).because(reason));
-            continue;
+        if authorizations.is_empty() {
+            break;
         }
-        let mut tags = ctx.d.tags.clone();
-        tags.insert("Name".into(), crate::codec::rule_description(&ctx.opts.owner, &ctx.d.service));
-        let op = Op::AuthorizeIngress { group_id: group.clone(), rule: r.clone(), tags };
-        out.push(ctx.change(Kind::IngressRule, &name, Action::Create, vec![op]));
+        let free = SG_INBOUND_QUOTA.saturating_sub(count);
+        if free == 0 {
+            return None;
+        }
+        let batch: Vec<Rule> = authorizations.drain(..free.min(authorizations.len())).collect();
+        count += batch.len();
+        standing.extend(&batch);
+        steps.push(Step::Authorize(batch));
     }
-    out
+    // Every wanted address is allowed by a wanted rule by now; anything left is safe to go.
+    if !revokes.is_empty() {
+        steps.push(Step::Revoke(revokes));
+    }
+    Some(steps)
 }
 
-/// Stale owned rules go (a set difference over owned rules only), and so does an owned port
-/// range: ours are always a single port.
-fn revocations(ctx: &Ctx, want: &BTreeSet<IngressRule>, owned: &[&observed::IngressRule]) -> Vec<Change> {
-    let group = &ctx.d.security_group_id;
-    let want_keys: BTreeSet<Key> = want.iter().map(|r| key(&r.protocol, i32::from(r.port), &r.cidr)).collect();
-    let stale = owned
-        .iter()
-        .filter(|r| !(want_keys.contains(&key(&r.protocol, r.from_port, &r.cidr)) && r.from_port == r.to_port));
-    stale
-        .map(|r| {
-            let name = format!("{} {} tcp/{}-{} from {}", group, r.rule_id, r.from_port, r.to_port, r.cidr);
-            let op = Op::RevokeIngress { group_id: group.clone(), rule_id: r.rule_id.clone() };
-            ctx.change(Kind::IngressRule, &name, Action::Delete, vec![op])
+/// Whether revoking `r` keeps every wanted address on its ports allowed by `standing`.
+fn harmless(r: &observed::IngressRule, target: &Allowed, standing: &[Rule]) -> bool {
+    let Some(rule) = Rule::of(r) else { return true };
+    target.range(rule.from..=rule.to).all(|(port, nets)| {
+        nets.iter().all(|net| {
+            // CIDR blocks overlap only when one holds the other: the smaller must stay allowed.
+            let needed = if rule.cidr.contains(net) {
+                *net
+            } else if net.contains(&rule.cidr) {
+                rule.cidr
+            } else {
+                return true;
+            };
+            standing.iter().any(|s| s.covers(*port, &needed))
         })
-        .collect()
+    })
 }
 
-/// Owned = our description, or our tags; `service` narrows to one SftpService.
-fn rule_owned_by(r: &observed::IngressRule, owner: &str, service: &str) -> bool {
-    r.description.as_deref() == Some(crate::codec::rule_description(owner, service).as_str())
-        || observed::ownership(&r.tags, owner) == (Ownership::Owned { service: service.to_owned() })
-}
-
-/// The service an owned rule belongs to, if it is ours at all.
-fn rule_service(r: &observed::IngressRule, owner: &str) -> Option<String> {
-    if let Ownership::Owned { service } = observed::ownership(&r.tags, owner) {
-        return Some(service);
+fn step_change(group: &str, scope: &str, step: Step, owner: &str) -> Change {
+    match step {
+        Step::Authorize(rules) => {
+            let description = crate::codec::shared_rule_description(owner);
+            let tags: Tags =
+                [(OWNER_TAG.to_owned(), owner.to_owned()), ("Name".to_owned(), description.clone())].into();
+            let labels: Vec<String> = rules.iter().map(Rule::label).collect();
+            let op = Op::AuthorizeIngress {
+                group_id: group.to_owned(),
+                rules: rules.iter().map(Rule::range).collect(),
+                description,
+                tags,
+            };
+            Change::new(scope, Kind::IngressRule, &format!("{group} {}", labels.join(", ")), Action::Create, vec![op])
+        }
+        Step::Revoke(rules) => {
+            let labels: Vec<String> = rules.iter().map(|r| format!("{} {}", r.rule_id, live_label(r))).collect();
+            let op = Op::RevokeIngress {
+                group_id: group.to_owned(),
+                rule_ids: rules.iter().map(|r| r.rule_id.clone()).collect(),
+            };
+            Change::new(scope, Kind::IngressRule, &format!("{group} {}", labels.join(", ")), Action::Delete, vec![op])
+        }
     }
-    crate::codec::parse_rule_description(r.description.as_deref()?).filter(|o| o.owner == owner).map(|o| o.service)
 }
 
-/// A rule with the group that holds it: what `delete` and `--prune` revoke.
-pub(super) struct GroupRule<'o> {
-    group: &'o str,
-    rule: &'o observed::IngressRule,
-}
-
-/// Every rule of every observed group.
-pub(super) fn group_rules(o: &Observed) -> Vec<GroupRule<'_>> {
-    let mut out = Vec::new();
-    for (group, rules) in &o.security_groups {
-        out.extend(rules.iter().flatten().map(|rule| GroupRule { group, rule }));
-    }
-    out
-}
-
-impl Deletable for GroupRule<'_> {
-    const KIND: Kind = Kind::IngressRule;
-
-    fn service(&self, owner: &str) -> Option<String> {
-        rule_service(self.rule, owner)
-    }
-
-    fn delete(&self) -> (String, Op) {
-        let r = self.rule;
-        let name = format!("{} {} tcp/{} from {}", self.group, r.rule_id, r.from_port, r.cidr);
-        (name, Op::RevokeIngress { group_id: self.group.to_owned(), rule_id: r.rule_id.clone() })
-    }
+/// A live rule as plans print it.
+fn live_label(r: &observed::IngressRule) -> String {
+    let ports =
+        if r.from_port == r.to_port { r.from_port.to_string() } else { format!("{}-{}", r.from_port, r.to_port) };
+    format!("{}/{ports} from {}", r.protocol, r.cidr)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testkit::*;
     use super::*;
-    use crate::render::Desired;
 
-    fn plan_against(d: &Desired, rules: Vec<observed::IngressRule>) -> Step {
-        let mut o = mk_world();
-        o.security_groups.insert(SG.into(), Some(rules));
-        plan(&ctx(d, &o, &mk_options(false)), &mk_lb())
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn rule(cidr: &str, from: u16, to: u16) -> Rule {
+        Rule { cidr: net(cidr), from, to }
+    }
+
+    /// An owned merged rule as EC2 reports it.
+    fn live(id: &str, cidr: &str, from: i32, to: i32) -> observed::IngressRule {
+        observed::IngressRule {
+            rule_id: id.into(),
+            protocol: "tcp".into(),
+            from_port: from,
+            to_port: to,
+            cidr: cidr.into(),
+            description: Some(crate::codec::shared_rule_description(OWNER)),
+            tags: [(OWNER_TAG.to_owned(), OWNER.to_owned())].into(),
+        }
+    }
+
+    fn claims_of(wants: &[(u16, &[&str])]) -> GroupClaims {
+        let mut c = GroupClaims::default();
+        for (port, nets) in wants {
+            if nets.is_empty() {
+                c.close(*port);
+            } else {
+                c.want(*port, nets.iter().map(|n| net(n)));
+            }
+        }
+        c
+    }
+
+    fn names(changes: &[Change]) -> Vec<(Action, String)> {
+        changes.iter().map(|c| (c.action, c.name.clone())).collect()
+    }
+
+    fn plan_of(rules: &[observed::IngressRule], claims: &GroupClaims, prune: bool) -> Result<GroupPlan, Problem> {
+        plan_group(SG, rules, claims, &Options { prune, ..mk_options(false) })
     }
 
     #[test]
-    fn allowed_cidrs_and_nlb_subnets_are_authorized_with_our_tags() {
-        let d = mk_desired(SERVICE);
-        let c = plan_against(&d, vec![]).unwrap();
+    fn ports_collapse_into_ranges_and_exact_cidr_siblings_aggregate() {
+        let mut allowed = Allowed::new();
+        for port in [20000, 20001, 20002, 20005] {
+            allowed.insert(port, [net("192.0.2.0/25"), net("192.0.2.128/25"), net("10.0.0.0/16")].into());
+        }
+        allowed.insert(20006, [net("10.0.1.0/24")].into());
+        let rules: Vec<String> = merge(&allowed).iter().map(Rule::label).collect();
         assert_eq!(
-            summary(&c),
+            rules,
             [
-                (Kind::IngressRule, Action::Create, format!("{SG} tcp/30020 from 10.0.1.0/24")),
-                (Kind::IngressRule, Action::Create, format!("{SG} tcp/30020 from 192.0.2.0/24")),
+                "tcp/20000-20002 from 10.0.0.0/16",
+                "tcp/20005 from 10.0.0.0/16",
+                "tcp/20006 from 10.0.1.0/24",
+                "tcp/20000-20002 from 192.0.2.0/24",
+                "tcp/20005 from 192.0.2.0/24",
             ]
         );
-        let Op::AuthorizeIngress { tags, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
-        assert_eq!(tags["Name"], crate::codec::rule_description(OWNER, SERVICE));
+        assert_eq!(addresses(&allowed_by(merge(&allowed))), addresses(&allowed), "exactly the same access");
+    }
+
+    /// Per port, the addresses as the fewest blocks: equal exactly when the access is.
+    fn addresses(allowed: &Allowed) -> BTreeMap<u16, Vec<IpNet>> {
+        allowed.iter().map(|(p, nets)| (*p, IpNet::aggregate(&nets.iter().copied().collect()))).collect()
     }
 
     #[test]
-    fn owned_rules_in_place_change_nothing() {
-        let d = mk_desired(SERVICE);
-        assert!(plan_against(&d, mk_live_rules(&d)).unwrap().is_empty());
+    fn twenty_services_with_the_same_networks_need_one_rule_per_network() {
+        let nets = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "10.0.1.0/24", "10.0.2.0/24"];
+        let wants: Vec<(u16, &[&str])> = (0..20).map(|i| (20000 + i, &nets[..])).collect();
+        let plan = plan_of(&[], &claims_of(&wants), false).unwrap();
+        assert_eq!(
+            names(&plan.changes),
+            [(
+                Action::Create,
+                format!(
+                    "{SG} tcp/20000-20019 from 10.0.1.0/24, tcp/20000-20019 from 10.0.2.0/24, \
+                     tcp/20000-20019 from 192.0.2.0/24, tcp/20000-20019 from 198.51.100.0/24, \
+                     tcp/20000-20019 from 203.0.113.0/24"
+                )
+            )],
+            "one batch: the group has room for all"
+        );
+        let Op::AuthorizeIngress { rules, tags, description, .. } = &plan.changes[0].ops[0] else { panic!() };
+        assert_eq!(rules.len(), 5);
+        assert_eq!(description, &crate::codec::shared_rule_description(OWNER));
+        assert_eq!(tags.get(crate::names::SERVICE_TAG), None, "owned by the installation, not one service");
+        assert_eq!(plan.changes[0].service, group_scope(SG));
+    }
+
+    #[test]
+    fn rules_in_place_change_nothing_and_unclaimed_ports_are_orphans_kept_until_prune() {
+        let rules = [live("sgr-1", "192.0.2.0/24", 20000, 20002)];
+        let claims = claims_of(&[(20000, &["192.0.2.0/24"]), (20001, &["192.0.2.0/24"])]);
+        let plan = plan_of(&rules, &claims, false).unwrap();
+        assert!(plan.changes.is_empty(), "{:?}", names(&plan.changes));
+        assert_eq!(names(&plan.orphans), [(Action::Delete, format!("{SG} tcp/20002 from 192.0.2.0/24"))]);
+        assert!(plan.orphans[0].ops.is_empty());
+        let pruned = plan_of(&rules, &claims, true).unwrap();
+        assert_eq!(
+            names(&pruned.changes),
+            [
+                (Action::Create, format!("{SG} tcp/20000-20001 from 192.0.2.0/24")),
+                (Action::Delete, format!("{SG} sgr-1 tcp/20000-20002 from 192.0.2.0/24")),
+            ],
+            "the narrower rule goes in before the wider one goes"
+        );
+    }
+
+    #[test]
+    fn closing_a_port_in_the_middle_splits_the_range_and_never_opens_another_port() {
+        let rules = [live("sgr-1", "192.0.2.0/24", 20000, 20002), live("sgr-2", "10.0.1.0/24", 20000, 20002)];
+        let plan = plan_of(&rules, &claims_of(&[(20001, &[])]), false).unwrap();
+        assert_eq!(
+            names(&plan.changes),
+            [
+                (
+                    Action::Create,
+                    format!(
+                        "{SG} tcp/20000 from 10.0.1.0/24, tcp/20002 from 10.0.1.0/24, \
+                         tcp/20000 from 192.0.2.0/24, tcp/20002 from 192.0.2.0/24"
+                    )
+                ),
+                (
+                    Action::Delete,
+                    format!("{SG} sgr-1 tcp/20000-20002 from 192.0.2.0/24, sgr-2 tcp/20000-20002 from 10.0.1.0/24")
+                ),
+            ]
+        );
+        let Op::RevokeIngress { rule_ids, .. } = &plan.changes[1].ops[0] else { panic!() };
+        assert_eq!(rule_ids, &["sgr-1", "sgr-2"]);
+    }
+
+    #[test]
+    fn a_pure_narrowing_revokes_at_once() {
+        let rules = [live("sgr-1", "192.0.2.0/24", 20000, 20000), live("sgr-2", "198.51.100.0/24", 20000, 20000)];
+        let plan = plan_of(&rules, &claims_of(&[(20000, &["192.0.2.0/24"])]), false).unwrap();
+        assert_eq!(names(&plan.changes), [(Action::Delete, format!("{SG} sgr-2 tcp/20000 from 198.51.100.0/24"))]);
+    }
+
+    #[test]
+    fn hand_made_rules_are_never_touched_and_an_identical_one_is_a_conflict() {
+        let mut theirs = live("sgr-9", "192.0.2.0/24", 20000, 20000);
+        (theirs.description, theirs.tags) = (Some("hand-made".into()), foreign_tags());
+        let mut other_owner = live("sgr-8", "10.0.0.0/8", 22, 22);
+        other_owner.tags = [(OWNER_TAG.to_owned(), "another".to_owned())].into();
+        let claims = claims_of(&[(20000, &["192.0.2.0/24", "198.51.100.0/24"])]);
+        let plan = plan_of(&[theirs, other_owner], &claims, true).unwrap();
+        assert_eq!(
+            names(&plan.changes),
+            [
+                (Action::Conflict, format!("{SG} tcp/20000 from 192.0.2.0/24")),
+                (Action::Create, format!("{SG} tcp/20000 from 198.51.100.0/24")),
+            ]
+        );
+        assert!(plan.changes[0].ops.is_empty());
+    }
+
+    #[test]
+    fn rules_of_releases_with_one_rule_per_service_are_replaced_by_merged_ones() {
+        let old = [
+            mk_live_rule("a", "sgr-1", 20000, "192.0.2.0/24"),
+            mk_live_rule("b", "sgr-2", 20001, "192.0.2.0/24"),
+            mk_live_rule("c", "sgr-3", 20003, "192.0.2.0/24"),
+        ];
+        let claims = claims_of(&[(20000, &["192.0.2.0/24"]), (20001, &["192.0.2.0/24"]), (20003, &["192.0.2.0/24"])]);
+        let plan = plan_of(&old, &claims, false).unwrap();
+        assert_eq!(
+            names(&plan.changes),
+            [
+                (Action::Create, format!("{SG} tcp/20000-20001 from 192.0.2.0/24")),
+                (Action::Delete, format!("{SG} sgr-1 tcp/20000 from 192.0.2.0/24, sgr-2 tcp/20001 from 192.0.2.0/24")),
+            ],
+            "sgr-3 already says exactly a wanted rule and stays"
+        );
+    }
+
+    #[test]
+    fn over_the_quota_after_the_pass_is_a_problem_and_nothing_is_planned() {
+        let foreign: Vec<observed::IngressRule> = (0..SG_INBOUND_QUOTA - 2)
+            .map(|i| observed::IngressRule {
+                tags: foreign_tags(),
+                description: None,
+                ..live(&format!("sgr-{i}"), &format!("10.9.{i}.0/24"), 22, 22)
+            })
+            .collect();
+        let two = claims_of(&[(20000, &["192.0.2.0/24", "198.51.100.0/24"])]);
+        assert_eq!(plan_of(&foreign, &two, false).unwrap().changes.len(), 1, "58 + 2 rules fit");
+        let three = claims_of(&[(20000, &["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"])]);
+        let problem = plan_of(&foreign, &three, false).unwrap_err();
+        assert_eq!(problem.service, group_scope(SG));
+        assert!(problem.message.contains("would hold 61 inbound rules, over the quota of 60"), "{}", problem.message);
+    }
+
+    #[test]
+    fn a_full_group_is_rearranged_one_slot_at_a_time_without_cutting_access() {
+        // 59 hand-made rules and one old per-service rule: merging needs the last slot twice.
+        let mut rules: Vec<observed::IngressRule> = (0..SG_INBOUND_QUOTA - 2)
+            .map(|i| observed::IngressRule {
+                tags: foreign_tags(),
+                description: None,
+                ..live(&format!("sgr-{i}"), &format!("10.9.{i}.0/24"), 22, 22)
+            })
+            .collect();
+        rules.push(mk_live_rule("a", "sgr-a", 20000, "192.0.2.0/24"));
+        rules.push(mk_live_rule("b", "sgr-b", 20001, "198.51.100.0/24"));
+        let claims =
+            claims_of(&[(20000, &["192.0.2.0/24", "198.51.100.0/24"]), (20001, &["192.0.2.0/24", "198.51.100.0/24"])]);
+        let err = plan_of(&rules, &claims, false).unwrap_err();
+        assert!(err.message.contains("too full to change its rules without cutting access"), "{}", err.message);
+        rules.remove(0);
+        let plan = plan_of(&rules, &claims, false).unwrap();
+        assert_eq!(
+            names(&plan.changes),
+            [
+                (Action::Create, format!("{SG} tcp/20000-20001 from 192.0.2.0/24")),
+                (Action::Delete, format!("{SG} sgr-a tcp/20000 from 192.0.2.0/24")),
+                (Action::Create, format!("{SG} tcp/20000-20001 from 198.51.100.0/24")),
+                (Action::Delete, format!("{SG} sgr-b tcp/20001 from 198.51.100.0/24")),
+            ]
+        );
+    }
+
+    #[test]
+    fn claims_come_from_every_service_and_a_moved_port_closes() {
+        let a = mk_desired("a");
+        let mut b = mk_desired("b");
+        b.target_group.port = 30021;
+        b.ingress.iter_mut().for_each(|r| r.port = 30021);
+        let mut o = mk_world();
+        let mut old_tg = mk_live_target_group(&b);
+        old_tg.port = Some(30019);
+        o.target_groups.push(old_tg);
+        let claims = claims(&[a, b], &o, OWNER);
+        let g = &claims[SG];
+        assert_eq!(g.services, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+        let ports: Vec<(u16, Vec<String>)> =
+            g.ports.iter().map(|(p, n)| (*p, n.iter().map(ToString::to_string).collect())).collect();
+        assert_eq!(
+            ports,
+            [
+                (30019, vec![]),
+                (30020, vec!["10.0.1.0/24".to_owned(), "192.0.2.0/24".to_owned()]),
+                (30021, vec!["10.0.1.0/24".to_owned(), "192.0.2.0/24".to_owned()]),
+            ]
+        );
+        let closing = closing(&[mk_desired("a")], &o, OWNER);
+        assert_eq!(closing[SG].ports, Allowed::from([(30020, BTreeSet::new())]));
     }
 
     #[test]
     fn a_rule_owned_only_by_its_description_counts_as_ours() {
-        let d = mk_desired(SERVICE);
-        let mut rules = mk_live_rules(&d);
-        rules[0].tags.clear();
-        assert!(plan_against(&d, rules).unwrap().is_empty());
-    }
-
-    #[test]
-    fn stale_owned_rules_and_owned_port_ranges_are_revoked_others_are_kept() {
-        let d = mk_desired(SERVICE);
-        let mut rules = mk_live_rules(&d);
-        rules.push(mk_live_rule(SERVICE, "sgr-3", 30020, "198.51.100.0/24"));
-        let mut range = mk_live_rule(SERVICE, "sgr-4", 30020, "192.0.2.0/24");
-        range.to_port = 30030;
-        rules.push(range);
-        let mut theirs = mk_live_rule(SERVICE, "sgr-5", 22, "0.0.0.0/0");
-        (theirs.description, theirs.tags) = (None, foreign_tags());
-        rules.push(theirs);
-        rules.push(mk_live_rule("other", "sgr-6", 30021, "203.0.113.0/24"));
-        let c = plan_against(&d, rules).unwrap();
-        assert_eq!(
-            summary(&c),
-            [
-                (Kind::IngressRule, Action::Delete, format!("{SG} sgr-3 tcp/30020-30020 from 198.51.100.0/24")),
-                (Kind::IngressRule, Action::Delete, format!("{SG} sgr-4 tcp/30020-30030 from 192.0.2.0/24")),
-            ]
-        );
-        assert_eq!(c[0].ops, [Op::RevokeIngress { group_id: SG.into(), rule_id: "sgr-3".into() }]);
-    }
-
-    #[test]
-    fn an_identical_unowned_rule_is_a_conflict() {
-        let d = mk_desired(SERVICE);
-        let mut theirs = mk_live_rule(SERVICE, "sgr-9", 30020, "192.0.2.0/24");
-        (theirs.description, theirs.tags) = (Some("hand-made".into()), foreign_tags());
-        let c = plan_against(&d, vec![theirs]).unwrap();
-        assert_eq!(c[1].action, Action::Conflict);
-        assert_eq!(c[1].name, format!("{SG} tcp/30020 from 192.0.2.0/24"));
-        assert!(c[1].ops.is_empty());
-    }
-
-    #[test]
-    fn going_over_the_quota_is_a_problem_instead_of_changes() {
-        let d = mk_desired(SERVICE);
-        let mut rules: Vec<observed::IngressRule> = (0..SG_INBOUND_QUOTA - 1)
-            .map(|i| mk_live_rule("other", &format!("sgr-{i}"), 22, &format!("10.9.{i}.0/24")))
-            .collect();
-        assert!(plan_against(&d, rules.clone()).is_err(), "59 + 2 rules");
-        rules.pop();
-        assert_eq!(plan_against(&d, rules).unwrap().len(), 2, "58 + 2 rules fit");
-    }
-
-    #[test]
-    fn owned_rules_are_revoked_by_id_in_their_group() {
-        let mut o = mk_world();
-        let mut by_description = mk_live_rule("old", "sgr-1", 30020, "192.0.2.0/24");
-        by_description.tags.clear();
-        let mut theirs = mk_live_rule("old", "sgr-2", 30020, "192.0.2.0/24");
-        (theirs.description, theirs.tags) = (None, foreign_tags());
-        o.security_groups.insert(SG.into(), Some(vec![by_description, theirs]));
-        o.security_groups.insert("sg-gone".into(), None);
-        let rules = group_rules(&o);
-        assert_eq!(rules.len(), 2);
-        assert_eq!(rules[0].service(OWNER).as_deref(), Some("old"));
-        assert_eq!(rules[1].service(OWNER), None);
-        let (name, op) = rules[0].delete();
-        assert_eq!(name, format!("{SG} sgr-1 tcp/30020 from 192.0.2.0/24"));
-        assert_eq!(op, Op::RevokeIngress { group_id: SG.into(), rule_id: "sgr-1".into() });
+        let mut r = live("sgr-1", "192.0.2.0/24", 1, 1);
+        r.tags.clear();
+        assert!(owned(&r, OWNER));
+        r.description = Some(crate::codec::rule_description(OWNER, "x"));
+        assert!(owned(&r, OWNER));
+        r.tags.insert(OWNER_TAG.into(), "another".into());
+        assert!(!owned(&r, OWNER), "the owner tag decides");
+        assert!(Rule::of(&observed::IngressRule { protocol: "-1".into(), ..r.clone() }).is_none());
+        assert_eq!(rule("192.0.2.0/24", 1, 2).label(), "tcp/1-2 from 192.0.2.0/24");
     }
 }

@@ -30,17 +30,17 @@ mod task_definition;
 #[cfg(test)]
 mod testkit;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::observed::{Observed, Tags};
-use crate::render::{self, Desired, IngressRule, TaskDefinition};
+use crate::render::{self, Desired, TaskDefinition};
 
 pub use delete::plan_delete;
 pub use diff::diff_values;
-pub use ingress::SG_INBOUND_QUOTA;
+pub use ingress::{SG_INBOUND_QUOTA, group_scope};
 pub use task_definition::{HASH_TAG, redact_atmoz_users};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -135,14 +135,16 @@ pub enum Op {
     DeleteListener {
         arn: String,
     },
+    /// Several rules in one call, each with the description; the tags go on every rule.
     AuthorizeIngress {
         group_id: String,
-        rule: IngressRule,
+        rules: Vec<PortRange>,
+        description: String,
         tags: Tags,
     },
     RevokeIngress {
         group_id: String,
-        rule_id: String,
+        rule_ids: Vec<String>,
     },
     CreateCloudMapService {
         namespace_id: String,
@@ -176,6 +178,24 @@ pub enum Op {
         zone_id: String,
         change: crate::dns::RecordChange,
     },
+}
+
+/// One security-group rule: TCP on a port range from one CIDR.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortRange {
+    pub cidr: String,
+    pub from_port: u16,
+    pub to_port: u16,
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from_port == self.to_port {
+            write!(f, "tcp/{} from {}", self.from_port, self.cidr)
+        } else {
+            write!(f, "tcp/{}-{} from {}", self.from_port, self.to_port, self.cidr)
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -249,9 +269,10 @@ pub struct Options {
     pub prune: bool,
 }
 
-/// Plans every service, then orphans. Per service the order is the dependency order of
-/// [`Kind`]: secret and task definition before the service, target group and Cloud Map
-/// service before the ECS service that points at them.
+/// Plans every service, then each security group's shared rules from all the services on it,
+/// then orphans. Per service the order is the dependency order of [`Kind`]: secret and task
+/// definition before the service, target group and Cloud Map service before the ECS service
+/// that points at them. A group's rules are their own sequence (see [`ingress`]).
 pub fn plan(desired: &[Desired], observed: &Observed, opts: &Options) -> Plan {
     let mut plan = Plan::default();
     for d in desired {
@@ -264,5 +285,33 @@ pub fn plan(desired: &[Desired], observed: &Observed, opts: &Options) -> Plan {
     if opts.prune {
         plan.changes.append(&mut plan.orphans);
     }
+    let mut claims = ingress::claims(desired, observed, &opts.owner);
+    // Groups no manifest service uses any more still hold our rules: orphans (or, pruned, gone).
+    for group in observed.security_groups.keys() {
+        claims.entry(group.clone()).or_default();
+    }
+    plan_groups(&mut plan, claims, observed, opts);
     plan
+}
+
+/// Each claimed group's rules into `plan`. A group that cannot be planned (its quota) blocks
+/// every service on it: nothing of theirs is written.
+fn plan_groups(plan: &mut Plan, claims: BTreeMap<String, ingress::GroupClaims>, o: &Observed, opts: &Options) {
+    for (group, claims) in claims {
+        // A missing group is already a problem of every service on it.
+        let Some(Some(rules)) = o.security_groups.get(&group) else { continue };
+        match ingress::plan_group(&group, rules, &claims, opts) {
+            Ok(group_plan) => {
+                plan.changes.extend(group_plan.changes);
+                plan.orphans.extend(group_plan.orphans);
+            }
+            // Said once per service on the group (once for the group when none is left on it).
+            Err(problem) if claims.services.is_empty() => plan.problems.push(problem),
+            Err(problem) => {
+                for service in &claims.services {
+                    plan.problems.push(Problem { service: service.clone(), message: problem.message.clone() });
+                }
+            }
+        }
+    }
 }

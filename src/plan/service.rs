@@ -3,7 +3,7 @@
 //! planned kind by kind, each kind with its changes or the problem that stopped it.
 
 use super::{Action, Change, FieldDiff, Kind, Op, Options, Problem};
-use super::{cloud_map, dns_record, ecs_service, ingress, listener, secret, target_group, task_definition};
+use super::{cloud_map, dns_record, ecs_service, listener, secret, target_group, task_definition};
 use crate::observed::{self, LoadBalancer, Namespace, Observed, Ownership, Tags};
 use crate::render::Desired;
 
@@ -146,7 +146,8 @@ fn in_conflict(steps: &[Step], kind: Kind) -> bool {
     steps.iter().flatten().flatten().any(|c| c.kind == kind && c.action == Action::Conflict)
 }
 
-/// Plans one service, kind by kind in dependency order.
+/// Plans one service, kind by kind in dependency order. Its security-group rules are planned
+/// per group, from every service on it (see [`super::ingress`]).
 pub(super) fn plan(ctx: &Ctx) -> ServicePlan {
     let Found { lb, namespace } = match preconditions(ctx) {
         Ok(found) => found,
@@ -161,7 +162,6 @@ pub(super) fn plan(ctx: &Ctx) -> ServicePlan {
     if tg_ok {
         steps.push(Ok(listener::plan(ctx, lb)));
     }
-    steps.push(ingress::plan(ctx, lb));
     if let Some(ns) = namespace {
         steps.push(Ok(cloud_map::plan(ctx, ns)));
     }
@@ -196,13 +196,13 @@ mod tests {
                 Kind::TaskDefinition,
                 Kind::TargetGroup,
                 Kind::Listener,
-                Kind::IngressRule,
-                Kind::IngressRule,
                 Kind::CloudMapService,
                 Kind::EcsService,
+                Kind::IngressRule,
             ]
         );
-        assert!(c.iter().all(|c| c.action == Action::Create && c.service == SERVICE));
+        assert!(c.iter().all(|c| c.action == Action::Create));
+        assert!(c[..6].iter().all(|c| c.service == SERVICE), "the rules are the group's");
     }
 
     #[test]
@@ -253,7 +253,6 @@ mod tests {
             [
                 (Kind::TaskDefinition, Action::Create),
                 (Kind::TargetGroup, Action::Conflict),
-                (Kind::IngressRule, Action::Create),
                 (Kind::IngressRule, Action::Create),
             ]
         );
