@@ -139,12 +139,19 @@ pub enum LogFormat {
 
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
-    /// Periodic resync of every service (jittered up to 10%).
+    /// Periodic resync of every service, in one batched pass (jittered up to 10%).
     #[arg(long, env = "SFTP_OPERATOR_RESYNC", default_value = "60s", value_parser = humantime::parse_duration)]
     pub resync: std::time::Duration,
-    /// Services reconciled in parallel.
+    /// Services reconciled in parallel one by one (ECS events, retries); the resync is one batched pass.
     #[arg(long, env = "SFTP_OPERATOR_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+    /// How often the batched pass (resync, manifest change) is a deep one. Shallow passes trust
+    /// the rendering hash each ECS service carries and skip re-reading task-definition contents,
+    /// listener attributes and the tags of resources that hash vouches for; deep passes read
+    /// everything, catching hand edits to those. The first pass is deep; per-service passes (ECS
+    /// events, retries) are shallow, unless --deep makes every pass deep.
+    #[arg(long, env = "SFTP_OPERATOR_DEEP_CHECK_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub deep_check_interval: std::time::Duration,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SFTP_OPERATOR_METRICS_ADDR", default_value = "127.0.0.1:9090")]
     pub metrics_addr: std::net::SocketAddr,
@@ -181,6 +188,10 @@ pub struct AwsArgs {
     /// Delete owned resources whose manifest is gone (otherwise they are only reported).
     #[arg(long)]
     pub prune: bool,
+    /// Read everything: also task-definition contents, listener attributes and the tags that a
+    /// service's rendering hash vouches for (catches hand edits to those; more AWS calls).
+    #[arg(long)]
+    pub deep: bool,
     /// Write the AWS calls this run made (service, operation, outcome, count) as JSON to FILE.
     #[arg(long, value_name = "FILE", hide = true)]
     pub calls_out: Option<PathBuf>,
@@ -190,6 +201,11 @@ impl AwsArgs {
     /// The reconcile options: built here, from the flags, and nowhere else.
     pub fn options(&self) -> crate::reconcile::Options {
         crate::reconcile::Options { owner: self.owner.owner_id.clone(), adopt: self.adopt, prune: self.prune }
+    }
+
+    /// How far observe reads, from the flags.
+    pub fn reach(&self) -> crate::reconcile::Reach {
+        crate::reconcile::Reach { deep: self.deep, ..crate::reconcile::Reach::default() }
     }
 }
 

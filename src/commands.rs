@@ -27,7 +27,7 @@ fn say(text: &str) -> Result<(), CliError> {
 
 pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let Prepared { plan, .. } = reconcile::prepare(&clients, services, &args.options(), Reach::default()).await?;
+    let Prepared { plan, .. } = reconcile::prepare(&clients, services, &args.options(), args.reach()).await?;
     match format {
         PlanFormat::Text => say(&report::plan_text(&plan, color()))?,
         PlanFormat::Json => crate::cli::print_value(&plan, crate::cli::Format::Json)?,
@@ -48,7 +48,7 @@ pub async fn converge(
     let c = color();
     let clients = Clients::from_env(args.region.clone()).await;
     let options = args.options();
-    let prepared = reconcile::prepare(&clients, services, &options, Reach::default()).await?;
+    let prepared = reconcile::prepare(&clients, services, &options, args.reach()).await?;
     say(&report::plan_text(&prepared.plan, c))?;
     let applied = reconcile::apply(&clients, services, &options, &prepared).await?;
     let Prepared { desired, plan, .. } = prepared;
@@ -149,7 +149,7 @@ fn write_calls(clients: &Clients, args: &AwsArgs) -> Result<(), CliError> {
 
 pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
-    let reach = Reach { cloud_map_instances: true, ..Reach::default() };
+    let reach = Reach { cloud_map_instances: true, deep: true, ..Reach::default() };
     let Prepared { desired, observed, plan } = reconcile::prepare(&clients, services, &args.options(), reach).await?;
     let mut out = String::new();
     for d in &desired {

@@ -11,6 +11,9 @@ const TARGET_GROUP_MAX: usize = 32;
 pub const TAG_PREFIX: &str = "sftp-operator/";
 pub const OWNER_TAG: &str = "sftp-operator/owner";
 pub const SERVICE_TAG: &str = "sftp-operator/service";
+/// On each ECS service: the hash of the whole rendering last applied in full. While it matches,
+/// a shallow pass trusts the resources it vouches for (see `aws::observe::Vouch`).
+pub const RENDERING_TAG: &str = "sftp-operator/rendering";
 pub const CONTAINER_NAME: &str = "sftp";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

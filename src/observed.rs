@@ -191,7 +191,9 @@ pub struct TaskDefinitionRevision {
     pub arn: String,
     pub family: String,
     pub revision: i32,
-    pub definition: TaskDefinition,
+    /// `None` when not read: its ECS service carries the current rendering hash, which
+    /// vouches for it (a deep pass reads it).
+    pub definition: Option<TaskDefinition>,
     pub tags: Tags,
 }
 

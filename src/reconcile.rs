@@ -28,6 +28,9 @@ pub struct Reach {
     pub every_service: bool,
     /// Read Cloud Map's registered instances too (`status` cross-checks them).
     pub cloud_map_instances: bool,
+    /// Read everything, trusting no rendering hash: task-definition contents, listener
+    /// attributes and every tag, also for services whose ECS service says they are in sync.
+    pub deep: bool,
 }
 
 /// Everything known before the first mutating call.
@@ -47,6 +50,7 @@ async fn observe(clients: &Clients, desired: &[Desired], reach: Reach) -> Result
     let mut scope = Scope::of(desired);
     scope.list_all_services = reach.every_service;
     scope.cloud_map_instances = reach.cloud_map_instances;
+    scope.deep = reach.deep;
     observe::observe(clients, &scope).await
 }
 
@@ -67,13 +71,14 @@ pub async fn prepare(
 /// Like [`prepare`], but plans the deletion of everything the services own.
 pub async fn prepare_delete(clients: &Clients, services: &[Service], options: &Options) -> Result<Prepared, AwsError> {
     let desired = render(services, &options.owner);
-    let observed = observe(clients, &desired, Reach { every_service: true, cloud_map_instances: false }).await?;
+    let observed =
+        observe(clients, &desired, Reach { every_service: true, cloud_map_instances: false, deep: true }).await?;
     let plan = plan::plan_delete(&desired, &observed, &options.owner);
     Ok(Prepared { desired, observed, plan })
 }
 
-/// Applies a prepared plan; when that generated host keys, observes and plans once more so
-/// records that depend on the new keys (SSHFP) land in the same run.
+/// Applies a prepared plan; when that generated host keys for a service with SSHFP records,
+/// observes and plans once more so the records that depend on the new keys land in the same run.
 pub async fn apply(
     clients: &Clients,
     services: &[Service],
@@ -81,9 +86,14 @@ pub async fn apply(
     prepared: &Prepared,
 ) -> Result<Vec<Applied>, AwsError> {
     let mut applied = apply::apply(clients, &prepared.plan, &prepared.observed).await;
-    let new_keys =
-        applied.iter().any(|a| a.kind == Kind::HostKeySecret && a.action == Action::Create && a.error.is_none());
-    if new_keys {
+    let new_keys: Vec<&str> = applied
+        .iter()
+        .filter(|a| a.kind == Kind::HostKeySecret && a.action == Action::Create && a.error.is_none())
+        .map(|a| a.service.as_str())
+        .collect();
+    // Only SSHFP records depend on the new keys' public halves.
+    let sshfp = |d: &Desired| d.dns.as_ref().is_some_and(|dns| dns.sshfp);
+    if prepared.desired.iter().any(|d| new_keys.contains(&d.service.as_str()) && sshfp(d)) {
         let desired = render(services, &options.owner);
         let observed = observe(clients, &desired, Reach::default()).await?;
         let plan = plan::plan(&desired, &observed, options);

@@ -36,6 +36,10 @@ pub struct Desired {
     pub cloud_map: Option<CloudMapService>,
     /// The owned host-key secret, when the operator generates the keys.
     pub host_key_secret: Option<String>,
+    /// RSA size of the keys generated when `host_key_secret` is created. Not serialised (nor in
+    /// any hash): it changes nothing once the secret exists, as host keys are never regenerated.
+    #[serde(skip)]
+    pub host_key_rsa_bits: u32,
     /// Records known without AWS: ownership TXT and SSHFP. A records need live placement.
     pub dns_records: Vec<DnsRecord>,
     /// The `dns` block, for the planner (A records follow live placement).
@@ -44,6 +48,12 @@ pub struct Desired {
     #[serde(skip)]
     pub host_public_keys: Vec<crate::sshkeys::ParsedKey>,
     pub key_fingerprints: Vec<KeyFingerprint>,
+    /// SHA-256 of what the ECS service vouches for once it is applied (the task definition,
+    /// target group, listener, Cloud Map service, the service itself and the tags): carried as
+    /// [`crate::names::RENDERING_TAG`]. Rules and records are read in full on every pass and
+    /// are not part of it.
+    #[serde(skip)]
+    pub rendering_hash: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -388,7 +398,7 @@ fn arn_parts(arn: &str) -> (&str, &str, &str) {
 pub fn host_key_secret_arn(s: &Service) -> String {
     match &s.host_keys {
         HostKeySource::Secret(arn) => arn.clone(),
-        HostKeySource::Generate => {
+        HostKeySource::Generate { .. } => {
             let (partition, region, account) = arn_parts(&s.load_balancer_arn);
             format!("arn:{partition}:secretsmanager:{region}:{account}:secret:{}", s.names.host_key_secret)
         }
@@ -556,7 +566,7 @@ pub fn task_definition_hash(td: &TaskDefinition) -> String {
 pub fn render(s: &Service, owner: &str) -> Desired {
     let td = task_definition(s, false);
     let task_definition_hash = task_definition_hash(&td);
-    Desired {
+    let mut d = Desired {
         service: s.name.clone(),
         names: s.names.clone(),
         tags: tags(s, owner),
@@ -573,12 +583,35 @@ pub fn render(s: &Service, owner: &str) -> Desired {
             namespace: ns.clone(),
             srv_ttl: 10,
         }),
-        host_key_secret: (s.host_keys == HostKeySource::Generate).then(|| s.names.host_key_secret.clone()),
+        host_key_secret: matches!(s.host_keys, HostKeySource::Generate { .. }).then(|| s.names.host_key_secret.clone()),
+        host_key_rsa_bits: match s.host_keys {
+            HostKeySource::Generate { rsa_bits } => rsa_bits,
+            HostKeySource::Secret(_) => crate::sshkeys::DEFAULT_RSA_HOST_KEY_BITS,
+        },
         dns_records: dns_records(s, owner),
         dns: s.dns.clone(),
         host_public_keys: s.host_public_keys.clone(),
         key_fingerprints: key_fingerprints(s),
-    }
+        rendering_hash: String::new(),
+    };
+    d.rendering_hash = rendering_hash(&d);
+    d
+}
+
+/// See [`Desired::rendering_hash`].
+fn rendering_hash(d: &Desired) -> String {
+    let vouched = serde_json::json!([
+        d.names,
+        d.tags,
+        d.task_definition_hash,
+        d.ecs_service,
+        d.target_group,
+        d.listener,
+        d.load_balancer_arn,
+        d.cloud_map,
+        d.host_key_secret,
+    ]);
+    hex::encode(&Sha256::digest(vouched.to_string().as_bytes())[..16])
 }
 
 fn ecs_service(s: &Service) -> EcsService {
@@ -787,6 +820,16 @@ mod tests {
         ]);
         assert_eq!(d.tags, want);
         assert_eq!(d.host_key_secret.as_deref(), Some("sftp-operator/drop/host-keys"));
+    }
+
+    #[test]
+    fn the_rsa_size_reaches_the_secret_and_nothing_already_applied() {
+        let d = render(&service(MANIFEST), OWNER);
+        assert_eq!(d.host_key_rsa_bits, 3072);
+        let text = MANIFEST.replace("  access:\n", "  hostKeys:\n    rsaBits: 4096\n  access:\n");
+        let d4096 = render(&service(&text), OWNER);
+        assert_eq!(d4096.host_key_rsa_bits, 4096);
+        assert_eq!(serde_json::to_value(&d4096).unwrap(), serde_json::to_value(&d).unwrap());
     }
 
     #[test]

@@ -152,9 +152,13 @@ pub struct S3 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostKeys {
-    /// Generate Ed25519 + RSA-4096 host keys once and keep them in Secrets Manager.
+    /// Generate Ed25519 + RSA host keys once and keep them in Secrets Manager.
     #[serde(default = "default_true")]
     pub generate: bool,
+    /// Size of the generated RSA host key: 3072 (OpenSSH's default) or 4096. Only a new secret
+    /// uses it: existing host keys are never regenerated.
+    #[serde(default = "default_rsa_bits")]
+    pub rsa_bits: u32,
     /// Use an existing secret instead (JSON object of OpenSSH private keys).
     #[serde(default)]
     pub secret_arn: Option<String>,
@@ -165,7 +169,7 @@ pub struct HostKeys {
 
 impl Default for HostKeys {
     fn default() -> Self {
-        HostKeys { generate: true, secret_arn: None, public_keys: Vec::new() }
+        HostKeys { generate: true, rsa_bits: default_rsa_bits(), secret_arn: None, public_keys: Vec::new() }
     }
 }
 
@@ -257,6 +261,9 @@ fn default_root_directory() -> String {
 }
 fn default_true() -> bool {
     true
+}
+fn default_rsa_bits() -> u32 {
+    crate::sshkeys::DEFAULT_RSA_HOST_KEY_BITS
 }
 fn default_idle_timeout() -> u32 {
     3600

@@ -157,17 +157,25 @@ pub struct GeneratedHostKeys {
 pub enum KeygenError {
     #[error("RSA key generation failed")]
     Rsa,
+    #[error("RSA host keys are 3072 or 4096 bits, not {0}")]
+    RsaBits(u32),
     #[error("RSA key encoding: {0}")]
     Der(pkcs1::der::Error),
     #[error(transparent)]
     Ssh(#[from] ssh_key::Error),
 }
 
-pub fn generate_host_keys(comment: &str) -> Result<GeneratedHostKeys, KeygenError> {
+/// The RSA host-key sizes `spec.hostKeys.rsaBits` takes.
+pub const RSA_HOST_KEY_BITS: [u32; 2] = [3072, 4096];
+/// OpenSSH's default RSA size, and ours.
+pub const DEFAULT_RSA_HOST_KEY_BITS: u32 = 3072;
+
+/// An Ed25519 key and an RSA key of `rsa_bits` (one of [`RSA_HOST_KEY_BITS`]).
+pub fn generate_host_keys(comment: &str, rsa_bits: u32) -> Result<GeneratedHostKeys, KeygenError> {
     use ssh_key::private::Ed25519Keypair;
     use ssh_key::{LineEnding, PrivateKey};
     let mut ed = PrivateKey::from(Ed25519Keypair::random(&mut rand_core::OsRng));
-    let mut rsa = PrivateKey::from(rsa_4096()?);
+    let mut rsa = PrivateKey::from(rsa_keypair(rsa_bits)?);
     ed.set_comment(comment);
     rsa.set_comment(comment);
     let json = serde_json::json!({
@@ -180,14 +188,20 @@ pub fn generate_host_keys(comment: &str) -> Result<GeneratedHostKeys, KeygenErro
     })
 }
 
-/// RSA-4096 from AWS-LC (already linked for TLS): the pure-Rust `rsa` crate takes 2–18 s per
+/// RSA from AWS-LC (already linked for TLS): the pure-Rust `rsa` crate takes 2–18 s per 4096-bit
 /// key here, and carries RUSTSEC-2023-0071. AWS-LC hands out PKCS#8; OpenSSH wants the
 /// PKCS#1 components.
-fn rsa_4096() -> Result<ssh_key::private::RsaKeypair, KeygenError> {
+fn rsa_keypair(bits: u32) -> Result<ssh_key::private::RsaKeypair, KeygenError> {
     use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use aws_lc_rs::rsa::KeySize;
     use pkcs1::der::Decode;
     use ssh_key::Mpint;
-    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa4096).map_err(|_| KeygenError::Rsa)?;
+    let size = match bits {
+        3072 => KeySize::Rsa3072,
+        4096 => KeySize::Rsa4096,
+        other => return Err(KeygenError::RsaBits(other)),
+    };
+    let pair = aws_lc_rs::rsa::KeyPair::generate(size).map_err(|_| KeygenError::Rsa)?;
     let der: Pkcs8V1Der = pair.as_der().map_err(|_| KeygenError::Rsa)?;
     let der_err = KeygenError::Der;
     let info = pkcs8::PrivateKeyInfo::from_der(der.as_ref()).map_err(der_err)?;
@@ -266,13 +280,13 @@ mod tests {
     /// The generated private keys load in OpenSSH and derive the published public halves.
     #[test]
     fn generated_host_keys_are_what_ssh_keygen_derives() {
-        let keys = generate_host_keys("test").unwrap();
+        let keys = generate_host_keys("test", DEFAULT_RSA_HOST_KEY_BITS).unwrap();
         let secret: serde_json::Value = serde_json::from_str(&keys.secret_json).unwrap();
         let dir = tempfile::tempdir().unwrap();
         for (name, public) in [("ed25519", &keys.public_keys[0]), ("rsa", &keys.public_keys[1])] {
             let parsed = parse_public_key(public).unwrap();
             if name == "rsa" {
-                assert_eq!(parsed.bits, Some(4096));
+                assert_eq!(parsed.bits, Some(3072));
             }
             let Ok(_) = std::process::Command::new("ssh-keygen").arg("-?").output() else {
                 assert!(std::env::var_os("CI").is_none(), "ssh-keygen is missing: .ci/run installs openssh-client");
@@ -285,5 +299,12 @@ mod tests {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             assert_eq!(parse_public_key(&String::from_utf8_lossy(&out.stdout)).unwrap().blob, parsed.blob);
         }
+    }
+
+    #[test]
+    fn the_rsa_size_is_the_one_asked_for_and_only_the_supported_ones_are() {
+        let keys = generate_host_keys("test", 4096).unwrap();
+        assert_eq!(parse_public_key(&keys.public_keys[1]).unwrap().bits, Some(4096));
+        assert!(matches!(generate_host_keys("test", 2048), Err(KeygenError::RsaBits(2048))));
     }
 }

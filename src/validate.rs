@@ -418,16 +418,23 @@ fn check_host_keys(c: &mut Checker<'_>, k: &spec::HostKeys) -> (HostKeySource, V
             c.pattern("spec.hostKeys.secretArn", arn, &SECRET_ARN, "a Secrets Manager secret ARN");
             HostKeySource::Secret(arn.clone())
         }
-        (None, true) => HostKeySource::Generate,
+        (None, true) => HostKeySource::Generate { rsa_bits: k.rsa_bits },
         (None, false) => {
             c.hint(
                 "spec.hostKeys",
                 "host keys must persist across tasks",
                 "set `generate: true` (the default) or `secretArn` to an existing secret, or clients will see \"host key changed\" after every failover",
             );
-            HostKeySource::Generate
+            HostKeySource::Generate { rsa_bits: k.rsa_bits }
         }
     };
+    if !sshkeys::RSA_HOST_KEY_BITS.contains(&k.rsa_bits) {
+        c.hint(
+            "spec.hostKeys.rsaBits",
+            format!("{} is not a supported RSA host-key size", k.rsa_bits),
+            "use 3072 (the default, as in OpenSSH) or 4096",
+        );
+    }
     let mut public_keys = Vec::new();
     for (i, key) in k.public_keys.iter().enumerate() {
         match sshkeys::parse_public_key(key) {
@@ -478,7 +485,7 @@ fn check_discovery(c: &mut Checker<'_>, d: &spec::Discovery) -> String {
 
 /// SSHFP records need the host public keys: known for generated keys, listed for a user's secret.
 fn check_sshfp(c: &mut Checker<'_>, d: &Dns, host_keys: &HostKeySource, host_public_keys: &[ParsedKey]) {
-    if d.sshfp && *host_keys != HostKeySource::Generate && host_public_keys.is_empty() {
+    if d.sshfp && !matches!(host_keys, HostKeySource::Generate { .. }) && host_public_keys.is_empty() {
         c.hint(
             "spec.dns.sshfp",
             "SSHFP needs the host public keys",
@@ -1000,12 +1007,22 @@ spec:
         assert_eq!(s.origin, Origin { file: "test.yaml".into(), doc: 0 });
         let cidrs: Vec<String> = s.allowed_cidrs.iter().map(ToString::to_string).collect();
         assert_eq!(cidrs, ["192.0.2.0/24", "198.51.100.0/24"], "sorted");
-        assert_eq!(s.host_keys, HostKeySource::Generate);
+        assert_eq!(s.host_keys, HostKeySource::Generate { rsa_bits: 3072 });
         assert_eq!(s.storage, Storage::HostPath { path: "/srv/sftp".into() });
         assert_eq!(s.users.len(), 2);
         assert_eq!((s.users[0].keys.len(), s.users[0].password_hash.is_none()), (1, true));
         assert_eq!(s.users[1].password_hash.as_ref().map(PasswordHash::expose), Some("$6$salt$hash"));
         assert_eq!(s.users[1].gid, Some(100));
+    }
+
+    #[test]
+    fn the_rsa_host_key_size_is_3072_or_4096() {
+        let with_bits =
+            |bits: &str| MANIFEST.replace("  access:\n", &format!("  hostKeys:\n    rsaBits: {bits}\n  access:\n"));
+        assert_eq!(service(&with_bits("4096")).host_keys, HostKeySource::Generate { rsa_bits: 4096 });
+        let text = with_bits("2048");
+        let d = problem(&text);
+        assert_eq!((d.field.as_str(), d.pos), ("spec.hostKeys.rsaBits", at(&text, "2048")));
     }
 
     #[test]

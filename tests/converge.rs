@@ -95,9 +95,10 @@ fn a_key_change_registers_one_revision_and_updates_only_the_service() {
     assert!(out.contains("SFTP_AUTHORIZED_KEYS"), "{out}");
     let (code, out, err, ops) = w.run(&["converge", "-f", &f]);
     assert_eq!(code, 0, "{out}{err}");
+    // TagResource: the service records the rendering it now runs.
     assert_eq!(
         set(&Proxy::mutating(&ops)),
-        BTreeSet::from(["RegisterTaskDefinition".to_owned(), "UpdateService".to_owned()])
+        BTreeSet::from(["RegisterTaskDefinition".into(), "UpdateService".into(), "TagResource".into()])
     );
     let svc = aws_cli(&w.endpoint, &["ecs", "describe-services", "--cluster", "sftp", "--services", "efs-drop"]);
     assert!(svc["services"][0]["taskDefinition"].as_str().unwrap().ends_with("sftp-efs-drop:2"));
@@ -126,7 +127,7 @@ fn removing_a_cidr_revokes_exactly_that_rule_and_adding_a_user_rolls_the_service
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         set(&Proxy::mutating(&ops)),
-        BTreeSet::from(["RegisterTaskDefinition".to_owned(), "UpdateService".to_owned()])
+        BTreeSet::from(["RegisterTaskDefinition".into(), "UpdateService".into(), "TagResource".into()])
     );
 }
 
@@ -139,7 +140,7 @@ fn a_listener_port_change_modifies_the_listener_in_place() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         set(&Proxy::mutating(&ops)),
-        BTreeSet::from(["ModifyListener".to_owned(), "ModifyListenerAttributes".to_owned()])
+        BTreeSet::from(["ModifyListener".into(), "ModifyListenerAttributes".into(), "TagResource".into()])
     );
     let lb = w.ids["loadBalancerArn"].as_str().unwrap();
     let ls = aws_cli(&w.endpoint, &["elbv2", "describe-listeners", "--load-balancer-arn", lb]);

@@ -50,7 +50,7 @@ fn keys() -> &'static Keys {
 /// The host-key secret's value, as the operator generates it (same JSON shape, same generator).
 fn host_keys() -> &'static sshkeys::GeneratedHostKeys {
     static HOST: OnceLock<sshkeys::GeneratedHostKeys> = OnceLock::new();
-    HOST.get_or_init(|| sshkeys::generate_host_keys("dataplane-test").unwrap())
+    HOST.get_or_init(|| sshkeys::generate_host_keys("dataplane-test", sshkeys::DEFAULT_RSA_HOST_KEY_BITS).unwrap())
 }
 
 fn user(name: &str, uid: u32, dir: &str, keys: &[&str]) -> String {
@@ -208,7 +208,7 @@ fn the_host_key_is_the_secrets_and_stays_the_same_on_the_next_task() {
         assert!(s.ok, "{round}: {}\n{}", s.stdout, s.stderr);
     }
     // The check could fail: a task with other host keys is refused by the same known_hosts.
-    let other = sshkeys::generate_host_keys("other").unwrap();
+    let other = sshkeys::generate_host_keys("other", sshkeys::DEFAULT_RSA_HOST_KEY_BITS).unwrap();
     let task = Task::start(image, &d, &other.secret_json, Some(home.path()), Options::default());
     let s = task.sftp("alice", key(&keys().alice_ed25519), strict, "ls\n");
     assert!(!s.ok && s.stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"), "{}", s.stderr);

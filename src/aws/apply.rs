@@ -238,8 +238,13 @@ fn ecs_tags(tags: &Tags) -> Vec<ecs::Tag> {
 /// Executes one operation of a change.
 async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
     match op {
-        Op::CreateSecret { name, tags } => create_secret(c, name, tags).await,
+        Op::CreateSecret { name, rsa_bits, tags } => create_secret(c, name, *rsa_bits, tags).await,
         Op::TagResource { kind, arn, tags, description } => tag_resource(c, *kind, arn, tags, description).await,
+        Op::TagEcsService { arn, rendering_hash } => {
+            let tag = ecs::Tag::builder().key(crate::names::RENDERING_TAG).value(rendering_hash).build();
+            c.ecs.tag_resource().resource_arn(arn).tags(tag).send().await.map_err(aws("TagResource"))?;
+            Ok(())
+        }
         Op::RegisterTaskDefinition { definition, tags } => {
             let arn = register_task_definition(c, definition, tags).await?;
             refs.task_definitions.insert(definition.family.clone(), arn);
@@ -360,10 +365,10 @@ fn ignore(r: Result<impl Sized>, codes: &[&str]) -> Result<()> {
     }
 }
 
-async fn create_secret(c: &Clients, name: &str, tags: &Tags) -> Result<()> {
-    // RSA-4096 generation is CPU-bound: off the async workers, so services generate in parallel.
+async fn create_secret(c: &Clients, name: &str, rsa_bits: u32, tags: &Tags) -> Result<()> {
+    // RSA generation is CPU-bound: off the async workers, so services generate in parallel.
     let comment = name.to_owned();
-    let keys = tokio::task::spawn_blocking(move || crate::sshkeys::generate_host_keys(&comment))
+    let keys = tokio::task::spawn_blocking(move || crate::sshkeys::generate_host_keys(&comment, rsa_bits))
         .await
         .map_err(|e| AwsError::other("CreateSecret", e.to_string()))?
         .map_err(|e| AwsError::other("CreateSecret", e.to_string()))?;

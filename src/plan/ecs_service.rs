@@ -2,11 +2,13 @@
 //! registers in Cloud Map when asked. One still draining from a delete is a problem.
 
 use serde::Serialize;
+use serde_json::json;
 
 use super::delete::{Deletable, owned_service};
 use super::diff::diff;
 use super::service::{Ctx, Step};
-use super::{Action, Kind, Op};
+use super::{Action, FieldDiff, Kind, Op};
+use crate::names::RENDERING_TAG;
 use crate::observed::{self, name_from_arn};
 
 /// The fields compared.
@@ -86,14 +88,20 @@ impl Fields {
 }
 
 /// `new_revision`: the task-definition changes register a revision, so the service rolls.
-pub(super) fn plan(ctx: &Ctx, new_revision: bool) -> Step {
+/// `vouch`: nothing before the service conflicts, so once its changes are applied the service
+/// may carry the rendering hash (created with it, or tagged after its other changes).
+pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool) -> Step {
     let d = ctx.d;
     let want = &d.ecs_service;
     let (family, tg) = (d.names.task_family.clone(), d.target_group.name.clone());
     let live =
         ctx.o.ecs_services.iter().find(|s| s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE");
     let Some(live) = live else {
-        let op = Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags: d.tags.clone() };
+        let mut tags = d.tags.clone();
+        if vouch {
+            tags.insert(RENDERING_TAG.into(), d.rendering_hash.clone());
+        }
+        let op = Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags };
         return Ok(vec![ctx.change(Kind::EcsService, &want.name, Action::Create, vec![op])]);
     };
     if live.status == "DRAINING" {
@@ -108,7 +116,23 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool) -> Step {
     };
     let diff = diff(&Fields::wanted(ctx, new_revision), &Fields::live(ctx, live));
     let op = Op::UpdateEcsService { service: want.clone(), family, target_group: tg };
-    Ok(ctx.update(Kind::EcsService, &want.name, ops, diff, op))
+    let mut changes = ctx.update(Kind::EcsService, &want.name, ops, diff, op);
+    let carried = live.tags.get(RENDERING_TAG);
+    if vouch && carried != Some(&d.rendering_hash) {
+        // Last, after everything the hash stands for: a failure before it leaves the old hash.
+        let op = Op::TagEcsService { arn: live.arn.clone(), rendering_hash: d.rendering_hash.clone() };
+        let path = format!("tags.{RENDERING_TAG}");
+        let tag_diff = FieldDiff { path, from: json!(carried), to: json!(d.rendering_hash) };
+        match changes.first_mut() {
+            Some(c) => {
+                c.ops.push(op);
+                c.diff.push(tag_diff);
+            }
+            None => changes
+                .push(ctx.change(Kind::EcsService, &want.name, Action::Update, vec![op]).with_diff(vec![tag_diff])),
+        }
+    }
+    Ok(changes)
 }
 
 impl Deletable for observed::EcsService {
@@ -148,7 +172,7 @@ mod tests {
 
     fn plan_against(d: &Desired, live: Option<observed::EcsService>, new_revision: bool, adopt: bool) -> Step {
         let o = mk_world_with(d, live);
-        plan(&ctx(d, &o, &mk_options(adopt)), new_revision)
+        plan(&ctx(d, &o, &mk_options(adopt)), new_revision, true)
     }
 
     fn live(d: &Desired) -> observed::EcsService {
@@ -245,7 +269,33 @@ mod tests {
         let c = changes(plan_against(&d, Some(theirs.clone()), false, false));
         assert_eq!(summary(&c), [(Kind::EcsService, Action::Conflict, "campus".into())]);
         let c = changes(plan_against(&d, Some(theirs), false, true));
-        assert!(matches!(&c[0].ops[..], [Op::TagResource { kind: Kind::EcsService, .. }]), "{:?}", c[0].ops);
+        assert!(
+            matches!(&c[0].ops[..], [Op::TagResource { kind: Kind::EcsService, .. }, Op::TagEcsService { .. }]),
+            "adopted, then it carries the rendering: {:?}",
+            c[0].ops
+        );
+    }
+
+    #[test]
+    fn a_service_carries_the_rendering_hash_only_when_its_plan_vouches_for_it() {
+        let d = mk_desired(SERVICE);
+        let o = mk_world();
+        let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, true) else { panic!() };
+        let Op::CreateEcsService { tags, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
+        assert_eq!(tags.get(RENDERING_TAG), Some(&d.rendering_hash), "created with it");
+        let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, false) else { panic!() };
+        let Op::CreateEcsService { tags, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
+        assert_eq!(tags.get(RENDERING_TAG), None, "a conflict before it: not vouched");
+
+        let mut older = live(&d);
+        older.tags.insert(RENDERING_TAG.into(), "older".into());
+        let c = changes(plan_against(&d, Some(older.clone()), false, false));
+        assert_eq!(c[0].ops, [Op::TagEcsService { arn: older.arn.clone(), rendering_hash: d.rendering_hash.clone() }]);
+        assert_eq!(c[0].diff[0].path, format!("tags.{RENDERING_TAG}"));
+        older.desired_count = Some(3);
+        let c = changes(plan_against(&d, Some(older), false, false));
+        assert!(matches!(&c[0].ops[..], [Op::UpdateEcsService { .. }, Op::TagEcsService { .. }]), "tagged last");
+        assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty(), "in sync, hash and all");
     }
 
     #[test]

@@ -91,8 +91,10 @@ pub struct FieldDiff {
 /// same run (those come from apply's per-service context).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
+    /// New host keys (never replacing existing ones), the RSA key of `rsa_bits`.
     CreateSecret {
         name: String,
+        rsa_bits: u32,
         tags: Tags,
     },
     /// Adoption: our tags (and, where ownership reads a description, our description).
@@ -172,6 +174,11 @@ pub enum Op {
     DeleteEcsService {
         cluster: String,
         name: String,
+    },
+    /// The rendering hash on an ECS service (the only tag ever changed after creation).
+    TagEcsService {
+        arn: String,
+        rendering_hash: String,
     },
     /// Batched per zone by apply, across services.
     ChangeRecord {

@@ -9,9 +9,10 @@ pub(super) fn plan(ctx: &Ctx) -> Vec<Change> {
         return vec![];
     };
     let Some(live) = ctx.o.secrets.iter().find(|s| &s.name == name) else {
-        let ops = vec![Op::CreateSecret { name: name.clone(), tags: ctx.d.tags.clone() }];
+        let rsa_bits = ctx.d.host_key_rsa_bits;
+        let ops = vec![Op::CreateSecret { name: name.clone(), rsa_bits, tags: ctx.d.tags.clone() }];
         let create = ctx.change(Kind::HostKeySecret, name, Action::Create, ops);
-        return vec![create.because("generate Ed25519 and RSA-4096 host keys")];
+        return vec![create.because(format!("generate Ed25519 and RSA-{rsa_bits} host keys"))];
     };
     match ctx.claim(Kind::HostKeySecret, name, &live.arn, &live.tags) {
         Err(conflict) => vec![*conflict],
@@ -38,8 +39,27 @@ mod tests {
         let (o, opts) = (mk_world(), mk_options(false));
         let c = plan(&ctx(&d, &o, &opts));
         assert_eq!(summary(&c), [(Kind::HostKeySecret, Action::Create, d.names.host_key_secret.clone())]);
-        assert_eq!(c[0].ops, [Op::CreateSecret { name: d.names.host_key_secret.clone(), tags: d.tags.clone() }]);
-        assert!(c[0].reason.as_deref().unwrap().contains("host keys"));
+        let op = Op::CreateSecret { name: d.names.host_key_secret.clone(), rsa_bits: 3072, tags: d.tags.clone() };
+        assert_eq!(c[0].ops, [op]);
+        assert_eq!(c[0].reason.as_deref(), Some("generate Ed25519 and RSA-3072 host keys"));
+    }
+
+    #[test]
+    fn a_new_secret_gets_the_rsa_size_asked_for() {
+        let mut d = mk_desired_with_secret();
+        d.host_key_rsa_bits = 4096;
+        let c = plan(&ctx(&d, &mk_world(), &mk_options(false)));
+        assert!(matches!(&c[0].ops[..], [Op::CreateSecret { rsa_bits: 4096, .. }]), "{:?}", c[0].ops);
+        assert_eq!(c[0].reason.as_deref(), Some("generate Ed25519 and RSA-4096 host keys"));
+    }
+
+    #[test]
+    fn an_existing_secret_is_kept_whatever_the_rsa_size() {
+        let mut d = mk_desired_with_secret();
+        let mut o = mk_world();
+        o.secrets.push(mk_live_secret(&d));
+        d.host_key_rsa_bits = 4096;
+        assert!(plan(&ctx(&d, &o, &mk_options(false))).is_empty());
     }
 
     #[test]

@@ -166,7 +166,8 @@ pub(super) fn plan(ctx: &Ctx) -> ServicePlan {
         steps.push(Ok(cloud_map::plan(ctx, ns)));
     }
     if tg_ok && !in_conflict(&steps, Kind::TaskDefinition) && !in_conflict(&steps, Kind::CloudMapService) {
-        steps.push(ecs_service::plan(ctx, new_revision));
+        let vouch = steps.iter().all(|s| s.as_ref().is_ok_and(|c| c.iter().all(|c| c.action != Action::Conflict)));
+        steps.push(ecs_service::plan(ctx, new_revision, vouch));
     }
     steps.extend(dns_record::plan(ctx, lb));
     ServicePlan::Planned(steps)

@@ -50,13 +50,16 @@ pub(super) fn registers(changes: &[Change]) -> bool {
 fn same(d: &Desired, live: &TaskDefinitionRevision) -> bool {
     match live.tags.get(HASH_TAG) {
         Some(h) => h == &d.task_definition_hash,
-        None => live.definition == d.task_definition,
+        None => live.definition.as_ref() == Some(&d.task_definition),
     }
 }
 
 /// The readable diff of a new revision; a change only in password hashes shows as one field.
 fn revision_diff(d: &Desired, live: &TaskDefinitionRevision) -> Vec<FieldDiff> {
-    let mut diff = diff_values(&redacted_json(&d.task_definition), &redacted_json(&live.definition));
+    let Some(definition) = &live.definition else {
+        return vec![FieldDiff { path: "(revision)".into(), from: json!("(not read)"), to: json!("(changed)") }];
+    };
+    let mut diff = diff_values(&redacted_json(&d.task_definition), &redacted_json(definition));
     if diff.is_empty() {
         diff.push(FieldDiff { path: "passwordHash".into(), from: json!("(hidden)"), to: json!("(changed)") });
     }
@@ -157,7 +160,7 @@ mod tests {
         let mut live = mk_live_task_definition(&d);
         live.tags.remove(HASH_TAG);
         assert!(plan_against(&d, Some(live.clone()), false).is_empty());
-        live.definition.container_definitions[0].memory = 1024;
+        live.definition.as_mut().unwrap().container_definitions[0].memory = 1024;
         let c = plan_against(&d, Some(live), false);
         assert_eq!(c[0].diff[0].path, "containerDefinitions[0].memory");
     }
@@ -198,7 +201,7 @@ mod tests {
         assert_eq!(c[0].action, Action::Conflict);
         assert!(!registers(&c));
         // Adopted: tagged first; no hash tag, different content, so a new revision too.
-        live.definition = render::TaskDefinition::default();
+        live.definition = Some(render::TaskDefinition::default());
         let c = plan_against(&d, Some(live), true);
         assert_eq!(c[0].action, Action::Update);
         assert!(matches!(&c[0].ops[..], [Op::TagResource { .. }, Op::RegisterTaskDefinition { .. }]));

@@ -81,10 +81,12 @@ pub fn mk_desired(service: &str) -> Desired {
         }],
         cloud_map: None,
         host_key_secret: None,
+        host_key_rsa_bits: crate::sshkeys::DEFAULT_RSA_HOST_KEY_BITS,
         dns_records: vec![],
         dns: None,
         host_public_keys: vec![],
         key_fingerprints: vec![],
+        rendering_hash: format!("{service}-rendering"),
         names,
     }
 }
@@ -136,7 +138,7 @@ pub fn mk_live_task_definition(d: &Desired) -> observed::TaskDefinitionRevision 
         arn: format!("arn:aws:ecs:us-east-1:1:task-definition/{family}:4"),
         family,
         revision: 4,
-        definition: d.task_definition.clone(),
+        definition: Some(d.task_definition.clone()),
         tags,
     }
 }
@@ -232,7 +234,7 @@ pub fn mk_live_ecs_service(d: &Desired, revision: &observed::TaskDefinitionRevis
         circuit_breaker_rollback: Some(true),
         distinct_instance: Some(false),
         health_check_grace_period_seconds: Some(30),
-        tags: d.tags.clone(),
+        tags: d.tags.clone().into_iter().chain([(names::RENDERING_TAG.to_owned(), d.rendering_hash.clone())]).collect(),
         ..Default::default()
     }
 }

@@ -85,12 +85,15 @@ async fn describe_services(
 }
 
 /// The latest ACTIVE revision of each family in scope (families without one are left out).
+/// Families a vouching service runs are not read (see [`super::Vouch`]).
 pub(super) async fn task_definitions(
     c: &Clients,
     scope: &Scope,
+    vouched: &super::Vouched<'_>,
 ) -> Result<BTreeMap<String, observed::TaskDefinitionRevision>> {
-    let mut out = BTreeMap::new();
-    for family in &scope.families {
+    let mut out = vouched.task_definitions();
+    let unread: Vec<&String> = scope.families.iter().filter(|f| !out.contains_key(*f)).collect();
+    for family in unread {
         if let Some(revision) = latest_revision(c, family).await? {
             out.insert(family.clone(), revision);
         }
@@ -289,7 +292,7 @@ fn revision(td: &ecs::types::TaskDefinition, tags: &[ecs::types::Tag]) -> Option
         arn: td.task_definition_arn().unwrap_or_default().to_owned(),
         family: td.family().unwrap_or_default().to_owned(),
         revision: td.revision(),
-        definition: task_definition(td),
+        definition: Some(task_definition(td)),
         tags: tag_map(tags.iter().map(|t| (t.key(), t.value()))),
     })
 }
@@ -452,11 +455,11 @@ mod tests {
         let tags = [Tag::builder().key("k").value("v").build()];
         let r = revision(&td, &tags).unwrap();
         assert_eq!((r.family.as_str(), r.revision, r.tags.len()), ("sftp-campus", 3, 1));
-        let c = &r.definition.container_definitions[0];
+        let c = &r.definition.as_ref().unwrap().container_definitions[0];
         assert_eq!((c.name.as_str(), c.cpu, c.memory, c.essential), ("sftp", 256, 0, true));
         assert_eq!(c.environment.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["A", "B"], "sorted");
         assert_eq!((c.port_mappings[0].host_port, c.port_mappings[0].protocol.as_str()), (30020, "tcp"));
-        let v = &r.definition.volumes[0];
+        let v = &r.definition.as_ref().unwrap().volumes[0];
         let e = v.efs.as_ref().unwrap();
         assert_eq!((e.root_directory.as_str(), e.transit_encryption, v.host_source_path.as_ref()), ("/", false, None));
         let inactive =

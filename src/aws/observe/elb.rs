@@ -19,7 +19,9 @@ const TAGS_PER_CALL: usize = 20;
 pub(super) type LbPart =
     (BTreeMap<String, Option<observed::LoadBalancer>>, Vec<observed::TargetGroup>, Vec<observed::Listener>);
 
-pub(super) async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart> {
+/// Target groups and listeners a vouching ECS service stands for take its ownership tags and
+/// are not read further (see [`super::Vouch`]).
+pub(super) async fn load_balancers(c: &Clients, scope: &Scope, vouched: &super::Vouched<'_>) -> Result<LbPart> {
     if scope.load_balancers.is_empty() {
         return Ok((BTreeMap::new(), vec![], vec![]));
     }
@@ -32,18 +34,32 @@ pub(super) async fn load_balancers(c: &Clients, scope: &Scope) -> Result<LbPart>
     let mut target_groups: Vec<observed::TargetGroup> =
         describe_target_groups(c).await?.iter().map(target_group).collect();
     let mut listeners: Vec<observed::Listener> = describe_listeners(c, &found).await?.iter().map(listener).collect();
+    let mut vouched_arns = BTreeSet::new();
+    for t in &mut target_groups {
+        if let Some(tags) = vouched.target_group(&t.name) {
+            t.tags = tags.clone();
+            vouched_arns.insert(t.arn.clone());
+        }
+    }
+    for l in &mut listeners {
+        if let Some(tags) = vouched.listener(l) {
+            l.tags = tags.clone();
+            vouched_arns.insert(l.arn.clone());
+        }
+    }
     // Tags only for target groups that may be ours, and for our load balancers' listeners.
     let tag_arns: Vec<String> = target_groups
         .iter()
         .filter(|t| scope.reads_target_group_tags(t))
         .map(|t| t.arn.clone())
         .chain(listeners.iter().map(|l| l.arn.clone()))
+        .filter(|arn| !vouched_arns.contains(arn))
         .collect();
     let mut tags = describe_tags(c, &tag_arns).await?;
-    for t in &mut target_groups {
+    for t in target_groups.iter_mut().filter(|t| !vouched_arns.contains(&t.arn)) {
         t.tags = tags.remove(&t.arn).unwrap_or_default();
     }
-    for l in &mut listeners {
+    for l in listeners.iter_mut().filter(|l| !vouched_arns.contains(&l.arn)) {
         l.tags = tags.get(&l.arn).cloned().unwrap_or_default();
         // Attributes only for listeners some operator manages (any owner tag).
         if l.tags.contains_key(names::OWNER_TAG) {

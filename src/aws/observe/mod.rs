@@ -44,6 +44,108 @@ pub struct Scope {
     pub cloud_map_instances: bool,
     /// List every ECS service in the clusters (to find orphans for prune/delete).
     pub list_all_services: bool,
+    /// Trust no rendering hash: read every task definition, listener attribute and tag.
+    pub deep: bool,
+    /// What each desired service's ECS service vouches for when it carries the rendering hash.
+    pub vouches: Vec<Vouch>,
+}
+
+/// What an ECS service carrying the current rendering hash vouches for: everything that hash
+/// stands for was applied in full and was ours, so a shallow pass takes the task definition it
+/// runs, its target group's and listener's ownership from it, and skips reading the task
+/// definition's contents, those tags and the listener's attributes. A deep pass (or a hash that
+/// does not match) reads them all; hand edits to them wait for the next deep pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vouch {
+    pub cluster: String,
+    pub ecs_service: String,
+    pub rendering_hash: String,
+    pub task_definition_hash: String,
+    /// The owner and service tags the ECS service must carry (and the vouched ones inherit).
+    pub ownership: Tags,
+    pub target_group: String,
+    pub load_balancer_arn: String,
+    pub listener_port: i32,
+}
+
+impl Vouch {
+    fn of(d: &Desired) -> Vouch {
+        let ownership = [names::OWNER_TAG, names::SERVICE_TAG]
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), d.tags.get(*k)?.clone())))
+            .collect();
+        Vouch {
+            cluster: d.ecs_service.cluster.clone(),
+            ecs_service: d.ecs_service.name.clone(),
+            rendering_hash: d.rendering_hash.clone(),
+            task_definition_hash: d.task_definition_hash.clone(),
+            ownership,
+            target_group: d.target_group.name.clone(),
+            load_balancer_arn: d.load_balancer_arn.clone(),
+            listener_port: i32::from(d.listener.port),
+        }
+    }
+
+    /// Whether `s` is this vouch's service, owned as it should be, carrying the hash.
+    fn holds(&self, s: &observed::EcsService) -> bool {
+        s.cluster == self.cluster
+            && s.name == self.ecs_service
+            && s.status == "ACTIVE"
+            && s.tags.get(names::RENDERING_TAG) == Some(&self.rendering_hash)
+            && self.ownership.iter().all(|(k, v)| s.tags.get(k) == Some(v))
+    }
+}
+
+/// The vouches that hold, with the task definition each service runs.
+#[derive(Debug, Default)]
+pub(super) struct Vouched<'a> {
+    held: Vec<(&'a Vouch, &'a str)>,
+}
+
+impl<'a> Vouched<'a> {
+    fn of(scope: &'a Scope, services: &'a [observed::EcsService]) -> Vouched<'a> {
+        if scope.deep {
+            return Vouched::default();
+        }
+        let held = scope
+            .vouches
+            .iter()
+            .filter_map(|v| {
+                let s = services.iter().find(|s| v.holds(s))?;
+                Some((v, s.task_definition.as_deref()?))
+            })
+            .collect();
+        Vouched { held }
+    }
+
+    /// The ownership tags of a vouched target group, by name.
+    pub(super) fn target_group(&self, name: &str) -> Option<&'a Tags> {
+        self.held.iter().find(|(v, _)| v.target_group == name).map(|(v, _)| &v.ownership)
+    }
+
+    /// The ownership tags of a vouched listener, by load balancer and port.
+    pub(super) fn listener(&self, l: &observed::Listener) -> Option<&'a Tags> {
+        let at = |v: &Vouch| v.load_balancer_arn == l.load_balancer_arn && l.port == Some(v.listener_port);
+        self.held.iter().find(|(v, _)| at(v)).map(|(v, _)| &v.ownership)
+    }
+
+    /// Task-definition revisions known from the services running them, by family.
+    pub(super) fn task_definitions(&self) -> BTreeMap<String, observed::TaskDefinitionRevision> {
+        let mut out = BTreeMap::new();
+        for (v, arn) in &self.held {
+            let Some((family, revision)) = observed::name_from_arn(arn).rsplit_once(':') else { continue };
+            let Ok(revision) = revision.parse() else { continue };
+            let mut tags = v.ownership.clone();
+            tags.insert(crate::plan::HASH_TAG.into(), v.task_definition_hash.clone());
+            let arn = (*arn).to_owned();
+            let family = family.to_owned();
+            out.insert(
+                family.clone(),
+                observed::TaskDefinitionRevision { arn, family, revision, definition: None, tags },
+            );
+        }
+        out
+    }
 }
 
 impl Scope {
@@ -57,6 +159,7 @@ impl Scope {
                 s.namespaces.insert(cm.namespace.clone());
             }
             s.families.insert(d.names.task_family.clone());
+            s.vouches.push(Vouch::of(d));
             s.ecs_services.entry(d.ecs_service.cluster.clone()).or_default().insert(d.ecs_service.name.clone());
             if let Some(name) = &d.host_key_secret {
                 s.secrets.insert(name.clone());
@@ -100,20 +203,21 @@ fn tag_map<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>
 }
 
 pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
+    // The ECS services first: the rendering hash they carry decides what else must be read.
+    let (clusters, ecs_services) = ecs::ecs_services(c, scope).await?;
+    let vouched = Vouched::of(scope, &ecs_services);
     // Independent reads run concurrently; each is one (paginated) call per container.
-    let (lbs, sgs, ns, ecs, tds, secrets, (zones, record_sets), placements) = tokio::try_join!(
-        elb::load_balancers(c, scope),
+    let (lbs, sgs, ns, tds, secrets, (zones, record_sets), placements) = tokio::try_join!(
+        elb::load_balancers(c, scope, &vouched),
         ec2::security_groups(c, scope),
         cloud_map::cloud_map(c, scope),
-        ecs::ecs_services(c, scope),
-        ecs::task_definitions(c, scope),
+        ecs::task_definitions(c, scope, &vouched),
         secrets::secrets(c, scope),
         route53::route53(c, scope),
         ecs::placements(c, scope),
     )?;
     let (load_balancers, target_groups, listeners) = lbs;
     let (namespaces, cloud_map_services) = ns;
-    let (clusters, ecs_services) = ecs;
     let placements = if scope.cloud_map_instances {
         cloud_map::with_instances(c, placements, &scope.placement_services(), &cloud_map_services).await?
     } else {
@@ -174,6 +278,70 @@ mod tests {
         s.list_all_services = true;
         assert!(s.reads_cloud_map_tags(&svc("other", None)));
         assert!(!s.reads_cloud_map_tags(&svc("other", ours)));
+    }
+
+    fn vouch() -> Vouch {
+        Vouch {
+            cluster: "sftp".into(),
+            ecs_service: "campus".into(),
+            rendering_hash: "r1".into(),
+            task_definition_hash: "t1".into(),
+            ownership: [
+                (names::OWNER_TAG.to_owned(), "o".to_owned()),
+                (names::SERVICE_TAG.to_owned(), "campus".to_owned()),
+            ]
+            .into(),
+            target_group: "sftp-campus".into(),
+            load_balancer_arn: "arn:lb/ours".into(),
+            listener_port: 22,
+        }
+    }
+
+    fn carrying(hash: &str) -> observed::EcsService {
+        let mut tags = vouch().ownership;
+        tags.insert(names::RENDERING_TAG.into(), hash.into());
+        observed::EcsService {
+            name: "campus".into(),
+            cluster: "sftp".into(),
+            status: "ACTIVE".into(),
+            task_definition: Some("arn:aws:ecs:us-east-1:1:task-definition/sftp-campus:7".into()),
+            tags,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_service_carrying_the_current_rendering_vouches_for_its_task_definition_and_load_balancing() {
+        let scope = Scope { vouches: vec![vouch()], ..scope() };
+        let services = [carrying("r1")];
+        let v = Vouched::of(&scope, &services);
+        let tds = v.task_definitions();
+        let td = &tds["sftp-campus"];
+        assert_eq!((td.revision, td.definition.as_ref()), (7, None), "known, not read");
+        assert_eq!(td.tags[crate::plan::HASH_TAG], "t1");
+        assert_eq!(v.target_group("sftp-campus"), Some(&vouch().ownership));
+        assert_eq!(v.target_group("sftp-other"), None);
+        let listener = |port| observed::Listener {
+            load_balancer_arn: "arn:lb/ours".into(),
+            port: Some(port),
+            ..observed::Listener::default()
+        };
+        assert!(v.listener(&listener(22)).is_some());
+        assert!(v.listener(&listener(23)).is_none());
+    }
+
+    #[test]
+    fn an_old_hash_another_owner_or_a_deep_pass_vouches_for_nothing() {
+        let scope = Scope { vouches: vec![vouch()], ..scope() };
+        assert!(Vouched::of(&scope, &[carrying("r0")]).held.is_empty(), "older rendering");
+        let mut theirs = carrying("r1");
+        theirs.tags.insert(names::OWNER_TAG.into(), "another".into());
+        assert!(Vouched::of(&scope, &[theirs]).held.is_empty(), "not ours");
+        let mut draining = carrying("r1");
+        draining.status = "DRAINING".into();
+        assert!(Vouched::of(&scope, &[draining]).held.is_empty());
+        let deep = Scope { deep: true, ..scope.clone() };
+        assert!(Vouched::of(&deep, &[carrying("r1")]).held.is_empty(), "deep reads everything");
     }
 
     #[test]
