@@ -117,12 +117,14 @@ fn run_command(manifests: ManifestArgs, aws: AwsArgs, run: RunArgs) -> Result<Ex
     let cfg = crate::run::RunConfig {
         paths: manifests.filename,
         options: aws.options(),
+        reach: aws.reach(),
         region: aws.region,
         metrics_addr: run.metrics_addr,
         events_queue_url: run.events_queue_url,
         lease_table: run.lease_table,
         lease_duration: run.lease_duration,
         manifest_poll: run.manifest_poll,
+        deep_check_interval: run.deep_check_interval,
         loop_config: crate::controller::LoopConfig {
             resync: run.resync,
             concurrency: run.concurrency.max(1),

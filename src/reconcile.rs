@@ -105,12 +105,6 @@ pub async fn apply(
     Ok(applied)
 }
 
-/// The failed changes of an apply, as one error (none failed: `Ok`).
-pub fn failures(applied: &[Applied]) -> Result<(), ReconcileError> {
-    let failed: Vec<ApplyError> = applied.iter().filter_map(|a| a.error.clone()).collect();
-    if failed.is_empty() { Ok(()) } else { Err(ReconcileError::Apply(failed)) }
-}
-
 /// Why a reconcile failed: for the error policy (throttling backs off further), the logs and
 /// the `sftp_operator_reconcile_errors_total{category}` label.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //! resync ───────────────────────────┘            └─▶ metrics, logs
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,13 +18,16 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::Instrument;
 
+use crate::aws::apply::{Applied, ApplyError};
 use crate::aws::lease::Lease;
 use crate::aws::{Clients, Outcome};
-use crate::controller::{self, LoopConfig, Reconciler, Trigger};
+use crate::controller::{self, LoopConfig, Outcomes, Reconciler, Trigger};
 use crate::load::LoadError;
 use crate::metrics::{self, Metrics};
 use crate::model::Service;
+use crate::plan::{Kind, Problem, group_scope};
 use crate::reconcile::{self, ALL_KINDS, Label, Options, Prepared, Reach, ReconcileError};
+use crate::render::Desired;
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -37,10 +40,75 @@ pub struct RunConfig {
     pub lease_table: Option<String>,
     pub lease_duration: Duration,
     pub manifest_poll: Duration,
+    /// What every pass reads at least (`--deep`: everything, every pass).
+    pub reach: Reach,
+    /// How often the batched pass reads everything, trusting no rendering hash.
+    pub deep_check_interval: Duration,
     pub loop_config: LoopConfig,
 }
 
-/// The real reconciler: one service's observe → plan → apply, with metrics.
+/// When the batched pass reads everything ([`Reach::deep`]): on the first pass, then whenever
+/// the last deep pass is older than the interval. Per-service passes never do.
+#[derive(Debug)]
+struct DeepCheck {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl DeepCheck {
+    fn due(&self, now: Instant) -> bool {
+        self.last.is_none_or(|last| now.saturating_duration_since(last) >= self.interval)
+    }
+}
+
+/// What one service's part of a pass came to: `success` or `skipped` (not leading, or gone
+/// from the manifests), or why it failed.
+type Passed = Result<&'static str, ReconcileError>;
+
+/// A service with a problem is blocked (its first problem says why); the others are not.
+fn blocked(outcomes: &mut BTreeMap<String, Passed>, problems: &[Problem]) {
+    for p in problems {
+        match outcomes.get_mut(&p.service) {
+            Some(o @ Ok(_)) => *o = Err(ReconcileError::Blocked(p.clone())),
+            Some(Err(_)) => {}
+            // A security group no manifest service uses any more.
+            None => tracing::warn!(scope = %p.service, problem = %p.message, "blocked"),
+        }
+    }
+}
+
+/// The services on each security group, by the group's scope (`security-group/ID`).
+fn groups(desired: &[Desired]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in desired {
+        out.entry(group_scope(&d.security_group_id)).or_default().push(d.service.clone());
+    }
+    out
+}
+
+/// A service with failed changes fails with all of them. A security group's rules are shared:
+/// a failed change of them fails every service on the group.
+fn failed(outcomes: &mut BTreeMap<String, Passed>, groups: &BTreeMap<String, Vec<String>>, applied: &[Applied]) {
+    let mut errors: BTreeMap<&str, Vec<ApplyError>> = BTreeMap::new();
+    for a in applied {
+        let Some(e) = &a.error else { continue };
+        let owners = groups
+            .get(&a.service)
+            .map(|on| on.iter().map(String::as_str).collect())
+            .unwrap_or_else(|| vec![a.service.as_str()]);
+        for s in owners {
+            errors.entry(s).or_default().push(e.clone());
+        }
+    }
+    for (s, errors) in errors {
+        if let Some(o @ Ok(_)) = outcomes.get_mut(s) {
+            *o = Err(ReconcileError::Apply(errors));
+        }
+    }
+}
+
+/// The real reconciler: observe → plan → apply, for every service in one batched pass or for
+/// one service, with metrics per service.
 pub struct OperatorReconciler {
     clients: Clients,
     services: watch::Receiver<Arc<Vec<Service>>>,
@@ -49,12 +117,14 @@ pub struct OperatorReconciler {
     lease: Option<Arc<Lease>>,
     ready: Arc<AtomicBool>,
     attempted: Mutex<HashSet<String>>,
+    reach: Reach,
+    deep: Mutex<DeepCheck>,
 }
 
 impl OperatorReconciler {
-    async fn mark_attempted(&self, name: &str) {
+    async fn mark_attempted(&self, names: impl IntoIterator<Item = &str>) {
         let mut seen = self.attempted.lock().await;
-        seen.insert(name.to_owned());
+        seen.extend(names.into_iter().map(str::to_owned));
         let all = self.services.borrow().iter().all(|s| seen.contains(&s.name));
         if all {
             self.ready.store(true, Ordering::Relaxed);
@@ -68,56 +138,126 @@ impl OperatorReconciler {
         }
     }
 
-    async fn reconcile_inner(&self, name: &str) -> Result<&'static str, ReconcileError> {
-        let Some(service) = self.services.borrow().iter().find(|s| s.name == name).cloned() else {
-            return Ok("skipped");
-        };
-        if !self.leading().await {
-            return Ok("skipped");
+    /// The named services of the current manifest set, in its order.
+    fn current(&self, names: &[String]) -> Vec<Service> {
+        self.services.borrow().iter().filter(|s| names.contains(&s.name)).cloned().collect()
+    }
+
+    /// One observe → plan → apply over `services`: each one's outcome, or `Err` when the pass
+    /// failed as a whole (observe, or the follow-up observe after new host keys). A service with
+    /// a problem is blocked on its own; the others are still applied.
+    async fn pass(&self, services: &[Service], reach: Reach) -> Result<BTreeMap<String, Passed>, ReconcileError> {
+        let mut outcomes: BTreeMap<String, Passed> = services.iter().map(|s| (s.name.clone(), Ok("skipped"))).collect();
+        if services.is_empty() || !self.leading().await {
+            return Ok(outcomes);
         }
-        let m = &self.metrics;
-        let services = [service];
-        let prepared = reconcile::prepare(&self.clients, &services, &self.options, Reach::default()).await?;
-        let [service] = &services;
-        let Prepared { observed, plan, .. } = &prepared;
-        for kind in ALL_KINDS {
-            let n = plan.conflicts().filter(|c| c.kind == kind).count();
-            m.conflicts.with_label_values(&[name, kind.label()]).set(n as i64);
+        let observing = Instant::now();
+        let prepared = reconcile::prepare(&self.clients, services, &self.options, reach).await?;
+        if reach.deep {
+            self.deep.lock().await.last = Some(observing);
         }
-        for c in plan.actionable() {
-            m.drift_detected_total.with_label_values(&[name, c.kind.label()]).inc();
-        }
-        m.desired_tasks.with_label_values(&[name]).set(i64::from(service.desired_count));
-        let running =
-            observed.ecs_services.iter().find(|s| s.name == service.name).and_then(|s| s.running_count).unwrap_or(0);
-        m.running_tasks.with_label_values(&[name]).set(i64::from(running));
-        if let Some(p) = observed.placements.get(name) {
-            m.dns_records_published.with_label_values(&[name]).set(p.host_ips.len() as i64);
-        }
-        if let Some(p) = plan.problems.first() {
-            return Err(ReconcileError::Blocked(p.clone()));
-        }
+        self.observed_metrics(services, &prepared);
+        let plan = &prepared.plan;
+        outcomes.values_mut().for_each(|o| *o = Ok("success"));
+        blocked(&mut outcomes, &plan.problems);
         if !plan.has_changes() {
-            return Ok("success");
+            return Ok(outcomes);
         }
         // Leadership is checked again right before mutating: a lost lease stops us at once.
         if !self.leading().await {
-            return Ok("skipped");
+            outcomes.values_mut().filter(|o| o.is_ok()).for_each(|o| *o = Ok("skipped"));
+            return Ok(outcomes);
         }
-        let applied = reconcile::apply(&self.clients, &services, &self.options, &prepared).await?;
+        let applied = reconcile::apply(&self.clients, services, &self.options, &prepared).await?;
         for a in &applied {
             match &a.error {
                 None => {
-                    tracing::info!(kind = a.kind.as_str(), name = %a.name, action = ?a.action, "applied");
-                    m.changes_applied_total.with_label_values(&[name, a.kind.label(), a.action.label()]).inc();
+                    tracing::info!(service = %a.service, kind = a.kind.as_str(), name = %a.name, action = ?a.action, "applied");
+                    let labels = [a.service.as_str(), a.kind.label(), a.action.label()];
+                    self.metrics.changes_applied_total.with_label_values(&labels).inc();
                 }
                 Some(e) => {
-                    tracing::warn!(kind = a.kind.as_str(), name = %a.name, error = %e, "change failed");
+                    tracing::warn!(service = %a.service, kind = a.kind.as_str(), name = %a.name, error = %e, "change failed");
                 }
             }
         }
-        reconcile::failures(&applied)?;
-        Ok("success")
+        failed(&mut outcomes, &groups(&prepared.desired), &applied);
+        Ok(outcomes)
+    }
+
+    /// Per-service gauges and drift from what a pass observed and planned. A security group's
+    /// changes count under its own label (`security-group/ID`), toward no service.
+    fn observed_metrics(&self, services: &[Service], prepared: &Prepared) {
+        let m = &self.metrics;
+        let Prepared { observed, plan, desired } = prepared;
+        for service in services {
+            let name = service.name.as_str();
+            for kind in ALL_KINDS {
+                let n = plan.conflicts().filter(|c| c.service == name && c.kind == kind).count();
+                m.conflicts.with_label_values(&[name, kind.label()]).set(n as i64);
+            }
+            m.desired_tasks.with_label_values(&[name]).set(i64::from(service.desired_count));
+            let running = observed
+                .ecs_services
+                .iter()
+                .find(|s| s.name == service.name)
+                .and_then(|s| s.running_count)
+                .unwrap_or(0);
+            m.running_tasks.with_label_values(&[name]).set(i64::from(running));
+            if let Some(p) = observed.placements.get(name) {
+                m.dns_records_published.with_label_values(&[name]).set(p.host_ips.len() as i64);
+            }
+        }
+        let groups: BTreeSet<String> = desired.iter().map(|d| group_scope(&d.security_group_id)).collect();
+        for group in &groups {
+            let n = plan.conflicts().filter(|c| &c.service == group).count();
+            m.conflicts.with_label_values(&[group, Kind::IngressRule.label()]).set(n as i64);
+        }
+        for c in plan.actionable() {
+            m.drift_detected_total.with_label_values(&[&c.service, c.kind.label()]).inc();
+        }
+    }
+
+    /// Per-service metrics and the readiness flag for the outcomes of a pass.
+    async fn record(&self, outcomes: &BTreeMap<String, Passed>, took: Duration) {
+        let m = &self.metrics;
+        for (service, outcome) in outcomes {
+            let service = service.as_str();
+            m.reconcile_duration_seconds.with_label_values(&[service]).observe(took.as_secs_f64());
+            match outcome {
+                Ok(result) => {
+                    m.reconcile_total.with_label_values(&[service, result]).inc();
+                    if *result == "success" {
+                        m.last_successful_reconcile_timestamp_seconds
+                            .with_label_values(&[service])
+                            .set(metrics::now_seconds());
+                    }
+                }
+                Err(e) => {
+                    m.reconcile_total.with_label_values(&[service, "error"]).inc();
+                    m.reconcile_errors_total.with_label_values(&[service, e.category()]).inc();
+                }
+            }
+        }
+        self.mark_attempted(outcomes.keys().map(String::as_str)).await;
+    }
+
+    /// A pass over `names` with its metrics: each one's outcome, the whole pass's error given to
+    /// each when it failed as a whole.
+    async fn run_pass(&self, names: &[String], reach: Reach) -> (BTreeMap<String, Passed>, Option<ReconcileError>) {
+        let started = Instant::now();
+        let services = self.current(names);
+        let result = self.pass(&services, reach).await;
+        let (mut outcomes, whole) = match result {
+            Ok(outcomes) => (outcomes, None),
+            Err(e) => (services.iter().map(|s| (s.name.clone(), Err(e.clone()))).collect(), Some(e)),
+        };
+        // Named, but gone from the manifests since: nothing to do.
+        for n in names {
+            outcomes.entry(n.clone()).or_insert(Ok("skipped"));
+        }
+        self.record(&outcomes, started.elapsed()).await;
+        (outcomes, whole)
     }
 }
 
@@ -125,26 +265,26 @@ impl Reconciler for OperatorReconciler {
     async fn reconcile(&self, service: String) -> Result<(), ReconcileError> {
         let span = tracing::info_span!("reconcile", service = %service);
         async {
-            let started = Instant::now();
-            let result = self.reconcile_inner(&service).await;
-            let m = &self.metrics;
-            m.reconcile_duration_seconds.with_label_values(&[&service]).observe(started.elapsed().as_secs_f64());
-            match &result {
-                Ok(outcome) => {
-                    m.reconcile_total.with_label_values(&[service.as_str(), outcome]).inc();
-                    if *outcome == "success" {
-                        m.last_successful_reconcile_timestamp_seconds
-                            .with_label_values(&[&service])
-                            .set(metrics::now_seconds());
-                    }
-                }
-                Err(e) => {
-                    m.reconcile_total.with_label_values(&[&service, "error"]).inc();
-                    m.reconcile_errors_total.with_label_values(&[&service, e.category()]).inc();
-                }
+            let names = [service];
+            let (mut outcomes, _) = self.run_pass(&names, self.reach).await;
+            outcomes.remove(&names[0]).unwrap_or(Ok("skipped")).map(|_| ())
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn reconcile_all(&self, services: Vec<String>) -> Result<Outcomes, ReconcileError> {
+        let started = Instant::now();
+        let deep = self.reach.deep || self.deep.lock().await.due(started);
+        let span = tracing::info_span!("reconcile_all", services = services.len(), deep);
+        async {
+            let (outcomes, whole) = self.run_pass(&services, Reach { deep, ..self.reach }).await;
+            if let Some(e) = whole {
+                return Err(e);
             }
-            self.mark_attempted(&service).await;
-            result.map(|_| ())
+            let failed = outcomes.values().filter(|o| o.is_err()).count();
+            tracing::debug!(services = outcomes.len(), failed, took = ?started.elapsed(), "batched pass done");
+            Ok(outcomes.into_iter().map(|(s, o)| (s, o.map(|_| ()))).collect())
         }
         .instrument(span)
         .await
@@ -291,6 +431,8 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
         lease: lease.clone(),
         ready: ready.clone(),
         attempted: Mutex::new(HashSet::new()),
+        reach: cfg.reach,
+        deep: Mutex::new(DeepCheck { interval: cfg.deep_check_interval, last: None }),
     });
     let signals = shut_down_on_signal(&shutdown_tx)?;
     controller::run_loop(reconciler, cfg.loop_config.clone(), names_rx, trigger_rx, shutdown_rx, Some(metrics.clone()))
@@ -394,4 +536,61 @@ fn shut_down_on_signal(shutdown: &watch::Sender<bool>) -> Result<tokio::task::Jo
         tracing::info!("shutting down: finishing in-flight work");
         let _ = tx.send(true);
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::AwsError;
+    use crate::plan::Action;
+
+    fn outcomes(names: &[&str]) -> BTreeMap<String, Passed> {
+        names.iter().map(|n| (n.to_string(), Ok("success"))).collect()
+    }
+
+    fn applied(service: &str, kind: Kind, error: bool) -> Applied {
+        let error = error.then(|| ApplyError::Aws(AwsError::other("AuthorizeSecurityGroupIngress", "boom")));
+        Applied { service: service.into(), kind, name: "x".into(), action: Action::Create, error }
+    }
+
+    fn summary(o: &BTreeMap<String, Passed>) -> Vec<(&str, &str)> {
+        o.iter().map(|(s, r)| (s.as_str(), r.as_ref().map_or_else(|e| e.category(), |r| *r))).collect()
+    }
+
+    #[test]
+    fn the_first_batched_pass_is_deep_then_one_per_interval() {
+        let t0 = Instant::now();
+        let mut d = DeepCheck { interval: Duration::from_secs(3600), last: None };
+        assert!(d.due(t0));
+        d.last = Some(t0);
+        assert!(!d.due(t0 + Duration::from_secs(60)));
+        assert!(d.due(t0 + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_problem_blocks_only_its_service() {
+        let mut o = outcomes(&["a", "b"]);
+        let problem = |s: &str| Problem { service: s.into(), message: "quota".into() };
+        blocked(&mut o, &[problem("a"), problem("a"), problem("security-group/sg-gone")]);
+        assert_eq!(summary(&o), [("a", "blocked"), ("b", "success")]);
+    }
+
+    #[test]
+    fn a_failed_change_fails_its_service_and_a_failed_group_change_every_service_on_the_group() {
+        let groups: BTreeMap<String, Vec<String>> =
+            [(group_scope("sg-1"), vec!["a".to_owned(), "b".to_owned()]), (group_scope("sg-2"), vec!["c".to_owned()])]
+                .into();
+        let mut o = outcomes(&["a", "b", "c", "d"]);
+        failed(
+            &mut o,
+            &groups,
+            &[
+                applied(&group_scope("sg-1"), Kind::IngressRule, true),
+                applied(&group_scope("sg-2"), Kind::IngressRule, false),
+                applied("c", Kind::EcsService, false),
+                applied("d", Kind::EcsService, true),
+            ],
+        );
+        assert_eq!(summary(&o), [("a", "apply"), ("b", "apply"), ("c", "success"), ("d", "apply")]);
+    }
 }

@@ -258,3 +258,32 @@ fn sigterm_exits_zero_and_releases_the_lease() {
     let items = aws_cli(&w.endpoint, &["dynamodb", "scan", "--table-name", "lease"]);
     assert_eq!(items["Count"], 0, "lease released: {items}");
 }
+
+/// A resync is one batched pass: over one resync period, exactly the AWS operations of one
+/// no-op `converge` of the same services (one observe for all of them), not one observe per
+/// service.
+#[test]
+fn a_resync_issues_the_calls_of_one_batched_converge() {
+    let w = World::new();
+    let dir = w.manifests(&["campus.yaml", "efs.yaml", "hostpath.yaml", "s3.yaml"]);
+    let d = dir.to_str().unwrap();
+    let (code, out, err, _) = w.run(&["converge", "-f", d]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err, mut converge) = w.run(&["converge", "-f", d]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(Proxy::mutating(&converge), Vec::<String>::new(), "in sync");
+
+    let run = RunProc::start(&w.proxy.url, &["-f", d, "--resync", "3s"]);
+    let passes = || run.metric("sftp_operator_reconcile_total{result=\"success\",service=\"efs-drop\"}").unwrap_or(0.0);
+    // The first pass (a deep one) is done once ready; the next one is the first resync.
+    eventually("readyz", || run.get("/readyz").is_some_and(|(s, _)| s == 200));
+    let first = passes();
+    w.proxy.take();
+    eventually("one resync", || passes() > first);
+    let mut resync = w.proxy.take();
+    let count = |ops: &[String], op: &str| ops.iter().filter(|o| *o == op).count();
+    assert_eq!(count(&resync, "DescribeServices"), count(&converge, "DescribeServices"), "{resync:?}");
+    converge.sort();
+    resync.sort();
+    assert_eq!(resync, converge);
+}
