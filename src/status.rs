@@ -48,7 +48,9 @@ pub fn target_group_arn<'a>(d: &Desired, o: &'a Observed) -> Option<&'a str> {
 /// `d`'s state from the observed world, the plan, and its target group's health (empty when
 /// the target group does not exist).
 pub fn service_status(d: &Desired, o: &Observed, plan: &Plan, targets: &[TargetHealth]) -> ServiceStatus {
-    let mine: Vec<&Change> = plan.changes.iter().filter(|ch| ch.service == d.service).collect();
+    // The security group's rules are shared: their pending changes are every service's on it.
+    let group = crate::plan::group_scope(&d.security_group_id);
+    let mine: Vec<&Change> = plan.changes.iter().filter(|ch| ch.service == d.service || ch.service == group).collect();
     let (synced, synced_reason) = synced(d, plan, &mine);
     let live = o.ecs_services.iter().find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name);
     let running = live.and_then(|s| s.running_count).unwrap_or(0);
@@ -238,6 +240,15 @@ mod tests {
         theirs.service = "other".into();
         let s = service_status(&d, &Observed::default(), &Plan { changes: vec![theirs], ..Plan::default() }, &[]);
         assert!(s.synced, "{s:?}");
+    }
+
+    #[test]
+    fn pending_rule_changes_on_the_services_group_count() {
+        let d = desired();
+        let mut rules = change(&d, Action::Create, None);
+        (rules.service, rules.kind) = (crate::plan::group_scope(&d.security_group_id), Kind::IngressRule);
+        let s = service_status(&d, &Observed::default(), &Plan { changes: vec![rules], ..Plan::default() }, &[]);
+        assert!(!s.synced, "{s:?}");
     }
 
     #[test]
