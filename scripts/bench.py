@@ -2,6 +2,7 @@
 """Benchmarks against the AWS emulator (moto), printing figures; not a test.
 
   scripts/bench.sh            # builds the binary, creates the venv, runs this
+  scripts/bench.sh scale      # the scale table only (scale() below); BENCH_SCALE_NS=1,20 to pick N
 
 Figures: converge from empty and no-op (wall, calls, mutating); Route 53 calls per pass for 1
 and 50 services in one zone; event → A record latency over 100 ECS events (p50, p99); reconcile
@@ -35,10 +36,12 @@ def free_port():
 
 
 class Moto:
-    def __init__(self):
+    def __init__(self, paged=False):
+        """paged: page the lists moto returns whole as AWS does (moto_paged below)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([os.path.join(ROOT, ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+        server = [sys.executable, os.path.abspath(__file__), "moto-paged"] if paged else [os.path.join(ROOT, ".venv/bin/moto_server")]
+        self.proc = subprocess.Popen([*server, "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for line in self.proc.stderr:
             if "Running on" in line:
@@ -61,6 +64,41 @@ class Moto:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+# (moto class, method, list key, marker in, marker out, page-size parameter, AWS's default page, maximum)
+AWS_PAGES = [
+    ("moto.ecs.responses:EC2ContainerServiceResponse", "list_services", "serviceArns", "nextToken", "nextToken", "maxResults", 10, 100),
+    ("moto.elbv2.responses:ELBV2Response", "describe_target_groups", "TargetGroups", "Marker", "NextMarker", "PageSize", 400, 400),
+    ("moto.elbv2.responses:ELBV2Response", "describe_listeners", "Listeners", "Marker", "NextMarker", "PageSize", 400, 400),
+]
+
+
+def moto_paged(argv):
+    """moto_server, but the lists in AWS_PAGES come in AWS's pages (moto 5 returns them whole), so
+    that the operator's paginators walk more than one page with hundreds of services."""
+    import importlib
+    from moto.core.responses import ActionResult
+    from moto.server import main as moto_main
+
+    def paged(orig, key, marker_in, marker_out, size_param, default, maximum):
+        def method(self):
+            whole = orig(self)
+            items = list(whole.result[key])
+            start = int(self._get_param(marker_in) or 0)
+            size = min(int(self._get_param(size_param) or default), maximum)
+            out = dict(whole.result, **{key: items[start:start + size]})
+            out.pop(marker_out, None)
+            if start + size < len(items):
+                out[marker_out] = str(start + size)
+            return ActionResult(out)
+        return method
+
+    for where, name, *rest in AWS_PAGES:
+        module, cls = where.split(":")
+        cls = getattr(importlib.import_module(module), cls)
+        setattr(cls, name, paged(getattr(cls, name), *rest))
+    moto_main(argv)
 
 
 def adapt(text, world, zone=True):
@@ -91,28 +129,33 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def many_services(moto, n, tmp, key_secret):
-    """n services in one zone: own security group each (the 60-rule quota), shared secret."""
+def many_services(moto, n, tmp, key_secret, sg=None, cidrs=("192.0.2.0/24",), key="alice", name="many"):
+    """n services in one zone, in services.yaml of a new directory.
+
+    sg None: a new security group per service (the 60-rule quota); else every service on `sg`.
+    key_secret: the shared host-key secret (hostKeys.generate false); None generates per service.
+    """
     ec2 = moto.client("ec2")
-    alice = open(os.path.join(ROOT, "tests/fixtures/keys/alice.pub")).read().strip()
+    user_key = open(os.path.join(ROOT, f"tests/fixtures/keys/{key}.pub")).read().strip()
+    host_keys = f'{{generate: false, secretArn: "{key_secret}"}}' if key_secret else "{generate: true}"
     docs = []
     for i in range(n):
-        sg = ec2.create_security_group(GroupName=f"b{i}", Description="bench", VpcId=moto.world["vpc"])["GroupId"]
+        group = sg or ec2.create_security_group(GroupName=f"b{i}", Description="bench", VpcId=moto.world["vpc"])["GroupId"]
         docs.append(f"""apiVersion: sftp-operator/v1alpha1
 kind: SftpService
 metadata: {{name: bench-{i}}}
 spec:
   cluster: sftp
   port: {20000 + i}
-  users: [{{name: u, uid: 1000, directories: [upload], keys: ["{alice}"]}}]
+  users: [{{name: u, uid: 1000, directories: [upload], keys: ["{user_key}"]}}]
   storage: {{hostPath: /mnt/sftp}}
-  hostKeys: {{generate: false, secretArn: "{key_secret}"}}
+  hostKeys: {host_keys}
   executionRoleArn: arn:aws:iam::123456789012:role/x
   loadBalancer: {{arn: "{moto.world['loadBalancerArn']}", listenerPort: {2000 + i}}}
-  access: {{securityGroupId: {sg}, allowedCidrs: [192.0.2.0/24]}}
+  access: {{securityGroupId: {group}, allowedCidrs: [{", ".join(cidrs)}]}}
   dns: {{zone: {moto.world['publicZone']}, record: bench-{i}.example.edu.}}
 """)
-    d = os.path.join(tmp, f"many-{n}")
+    d = os.path.join(tmp, f"{name}-{n}")
     os.makedirs(d, exist_ok=True)
     open(os.path.join(d, "services.yaml"), "w").write("---\n".join(docs))
     return d
@@ -156,7 +199,7 @@ def main():
     campus = os.path.join(tmp, "campus.yaml")
     open(campus, "w").write(adapt(open(os.path.join(ROOT, "manifests/examples/campus.yaml")).read(), moto.world))
     took, (calls, mut), _ = operator(moto, "converge", "-f", campus)
-    results["converge from empty (campus, incl. RSA-4096 + Ed25519 generation)"] = f"{took:.2f} s, {calls} calls, {mut} mutating"
+    results["converge from empty (campus, incl. RSA-3072 + Ed25519 generation)"] = f"{took:.2f} s, {calls} calls, {mut} mutating"
     noop = []
     for _ in range(5):
         took, (calls, mut), _ = operator(moto, "converge", "-f", campus)
@@ -281,6 +324,246 @@ def event_latency(moto, tmp, results):
     p.terminate()
     p.wait()
 
+# --- scale: N services on one security group (scripts/bench.sh scale) ---------------------------
+
+SCALE_CIDRS = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+SCALE_TIMEOUT = float(os.environ.get("BENCH_SCALE_TIMEOUT", "1800"))  # per converge, seconds
+SCALE_PAGED = os.environ.get("BENCH_SCALE_AWS_PAGES", "1") != "0"  # 0: moto's own (whole) lists
+
+
+def ns_from_env(name, default):
+    return [int(x) for x in os.environ.get(name, default).replace(" ", "").split(",") if x]
+
+
+def sample_hwm(pid, done, hwm):
+    """The child's VmHWM (KiB) from /proc, every 10 ms until `done`."""
+    while not done.is_set():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm[0] = max(hwm[0], int(line.split()[1]))
+        except OSError:
+            return
+        done.wait(0.01)
+
+
+def converge_measured(moto, d, calls_out):
+    """One `converge` as a child of ours: wall, exit code, calls, peak RSS (wait4), problems.
+
+    Never raises on a failed converge: the caller prints whatever it exited with."""
+    if os.path.exists(calls_out):
+        os.unlink(calls_out)
+    import resource
+    import threading
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = time.monotonic()
+        p = subprocess.Popen([BIN, "converge", "--calls-out", calls_out, "-f", d], env=moto.env,
+                             stdout=out, stderr=err, text=True)
+        timer = threading.Timer(SCALE_TIMEOUT, p.kill)
+        timer.start()
+        done, hwm = threading.Event(), [0]
+        sampler = threading.Thread(target=sample_hwm, args=(p.pid, done, hwm), daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(p.pid, 0)
+        took = time.monotonic() - t
+        done.set()
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        sampler.join()
+        p.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    # wait4's ru_maxrss is max(the operator's peak, this Python's peak when it spawned the child:
+    # exec records the old address space's high-water mark). Above that floor it is exact; below
+    # it, the operator's own VmHWM as last sampled (every 10 ms) is the figure.
+    rss = usage.ru_maxrss if usage.ru_maxrss > floor else max(hwm[0], 1)
+    m = re.search(r"(\d+) AWS calls \((\d+) mutating\)", stdout)
+    calls = json.load(open(calls_out)) if os.path.exists(calls_out) else None
+    # Plan problems ("  ✗ message" under the service's name) and failed applies ("  ✗ ~ svc kind name: error").
+    problems, svc = [], None
+    for line in stdout.splitlines():
+        if line and not line.startswith(" "):
+            svc = None if line.startswith(("Plan:", "Applied", "Owned", "Events")) else line
+        elif line.startswith("  ✗ "):
+            problems.append(f"{svc}: {line[4:].strip()}" if svc else line[4:].strip())
+    errors = [l for l in stderr.splitlines() if l.strip()]
+    if timed_out:
+        errors.insert(0, f"killed after {SCALE_TIMEOUT:g} s (BENCH_SCALE_TIMEOUT)")
+    return {
+        "wall": took, "exit": code, "rss": rss / 1024,
+        "calls": int(m.group(1)) if m else None, "mutating": int(m.group(2)) if m else None,
+        "by_op": calls, "problems": problems,
+        "errors": errors,
+    }
+
+
+SHORT = {"Elastic Load Balancing v2": "ELB", "Secrets Manager": "SM", "ServiceDiscovery": "CloudMap", "Route 53": "R53"}
+
+
+def top_calls(calls, k=3):
+    """Calls per AWS service, then the k most frequent operations, then failed calls if any."""
+    if calls is None:
+        return "–"
+    by_op, by_svc, failed = {}, {}, {}
+    for c in calls:
+        by_op[c["operation"]] = by_op.get(c["operation"], 0) + c["count"]
+        svc = SHORT.get(c["service"], c["service"])
+        by_svc[svc] = by_svc.get(svc, 0) + c["count"]
+        if c.get("outcome", "ok") != "ok":
+            key = f'{c["operation"]} {c["outcome"]}'
+            failed[key] = failed.get(key, 0) + c["count"]
+    if not by_op:
+        return "none"
+    desc = lambda d: sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = " ".join(f"{s} {n}" for s, n in desc(by_svc)) + "; " + ", ".join(f"{op}×{n}" for op, n in desc(by_op)[:k])
+    if failed:
+        text += "; failed: " + ", ".join(f"{k}×{n}" for k, n in desc(failed))
+    return text
+
+
+# Reads that come in pages (moto pages these itself or, in scale mode, through moto_paged).
+PAGED_OPS = ("ListServices", "DescribeTargetGroups", "DescribeListeners", "ListResourceRecordSets",
+             "DescribeLoadBalancers", "ListSecrets", "DescribeSecurityGroupRules")
+
+
+def paged_calls(calls):
+    """Calls to the paged reads, those made more than once named: the pages walked."""
+    if calls is None:
+        return "–"
+    n = {}
+    for c in calls:
+        if c["operation"] in PAGED_OPS:
+            n[c["operation"]] = n.get(c["operation"], 0) + c["count"]
+    many = ", ".join(f"{op}×{k}" for op, k in sorted(n.items()) if k > 1)
+    return many or ("1 each" if n else "none")
+
+
+def result_cell(r):
+    if r["exit"] == 0 and not r["problems"]:
+        return "ok"
+    first = r["problems"][0] if r["problems"] else (r["errors"][0] if r["errors"] else "")
+    more = len(r["problems"]) - 1 if r["problems"] else 0
+    first = first if len(first) <= 140 else first[:137] + "..."
+    cell = f"exit {r['exit']}" + (f": {first}" if first else "") + (f" (+{more} more)" if more > 0 else "")
+    return cell.replace("|", "\\|")
+
+
+def scale_rows(n, generate, tmp):
+    """One fresh moto; converge from empty, no-op, one user's key changed. Yields table rows."""
+    label = "generated" if generate else "shared secret"
+    step(f"scale N={n} ({label}): starting moto")
+    moto = Moto(paged=SCALE_PAGED)
+    try:
+        arn = None if generate else moto.client("secretsmanager").create_secret(Name="bench-keys", SecretString="{}")["ARN"]
+        d = many_services(moto, n, tmp, arn, sg=moto.world["securityGroup"], cidrs=SCALE_CIDRS,
+                          name=f"scale-{'gen' if generate else 'shared'}")
+        f = os.path.join(d, "services.yaml")
+        calls_out = os.path.join(tmp, "scale-calls.json")
+        for scenario in ("from empty", "no-op", "one-key change"):
+            if scenario == "one-key change":  # bench-0 is the first document: its user gets bob's key
+                alice = open(os.path.join(ROOT, "tests/fixtures/keys/alice.pub")).read().strip()
+                bob = open(os.path.join(ROOT, "tests/fixtures/keys/bob.pub")).read().strip()
+                text = open(f).read()
+                open(f, "w").write(text.replace(alice, bob, 1))
+            step(f"scale N={n} ({label}): converge {scenario}")
+            r = converge_measured(moto, d, calls_out)
+            step(f"scale N={n} ({label}): {scenario}: {r['wall']:.2f} s, exit {r['exit']}, "
+                 f"{r['calls']} calls ({r['mutating']} mutating), peak RSS {r['rss']:.0f} MiB"
+                 + (f", {len(r['problems'])} problem(s)" if r["problems"] else ""))
+            calls = "–" if r["calls"] is None else str(r["calls"])
+            writes = "–" if r["mutating"] is None else str(r["mutating"])
+            yield (f"| {n} | {label} | {scenario} | {result_cell(r)} | {r['wall']:.2f} | {calls} | {writes} | "
+                   f"{r['rss']:.0f} | {top_calls(r['by_op'])} | {paged_calls(r['by_op'])} |")
+        if not generate and n in ns_from_env("BENCH_SCALE_RUN_NS", "500"):
+            yield run_row(moto, d, n, label)
+    finally:
+        moto.stop()
+
+
+WRITE = re.compile(r"^(Create|Update|Delete|Register|Deregister|Modify|Authorize|Revoke|Change|Tag|Put|Send)")
+
+
+def api_calls(addr):
+    """(all, writes) from `sftp_operator_aws_api_calls_total`."""
+    total = writes = 0.0
+    for line in metrics(addr).splitlines():
+        if line.startswith("sftp_operator_aws_api_calls_total{"):
+            value = float(line.rsplit(" ", 1)[1])
+            total += value
+            if WRITE.match(re.search(r'operation="([^"]*)"', line).group(1)):
+                writes += value
+    return total, writes
+
+
+def run_row(moto, d, n, label):
+    """`run` over the converged services: CPU and RSS over resync periods, AWS calls per resync."""
+    resync = float(os.environ.get("BENCH_SCALE_RUN_RESYNC", "60"))
+    periods = int(os.environ.get("BENCH_SCALE_RUN_PERIODS", "2"))
+    addr = f"127.0.0.1:{free_port()}"
+    step(f"scale N={n} ({label}): run, resync {resync:g} s, {periods} periods")
+    p = subprocess.Popen([BIN, "run", "-f", d, "--resync", f"{resync:g}s", "--metrics-addr", addr,
+                          "--manifest-poll", "1h"], env=moto.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "sftp_operator_last_successful_reconcile_timestamp_seconds{" in metrics(addr), 600,
+                 "the first batched pass")
+        time.sleep(resync / 2)  # between passes: the window holds whole passes
+        cpu0, _ = proc_stats(p.pid)
+        calls0, writes0 = api_calls(addr)
+        t0 = time.monotonic()
+        time.sleep(resync * periods)
+        cpu1, rss = proc_stats(p.pid)
+        calls1, writes1 = api_calls(addr)
+        took = time.monotonic() - t0
+        hwm = next(int(l.split()[1]) for l in open(f"/proc/{p.pid}/status") if l.startswith("VmHWM"))
+    finally:
+        p.terminate()
+        p.wait()
+    cpu = 100 * (cpu1 - cpu0) / took
+    per = (calls1 - calls0) / periods
+    step(f"scale N={n}: run: {cpu:.1f}% of a core, RSS {rss / 1024:.0f} MiB (peak {hwm / 1024:.0f}), {per:.0f} calls per resync")
+    return (f"| {n} | {label} | `run`, resync {resync:g} s, {periods} passes | ok | {took:.0f} | {per:.0f} per resync | "
+            f"{(writes1 - writes0) / periods:.0f} | {hwm / 1024:.0f} (now {rss / 1024:.0f}) | {cpu:.1f}% of a core | |")
+
+
+def scale():
+    """N services on one security group (3 client CIDRs each + the NLB's 2 subnets), one zone."""
+    import shutil
+    tmp = tempfile.mkdtemp()
+    global BIN
+    # One binary for the whole table, even if it is rebuilt meanwhile.
+    snap = os.path.join(tmp, "sftp-operator")
+    shutil.copy2(BIN, snap)
+    built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(BIN).st_mtime))
+    BIN = snap
+    sets = [(n, False) for n in ns_from_env("BENCH_SCALE_NS", "1,20,100,500")]
+    sets += [(n, True) for n in ns_from_env("BENCH_SCALE_GENERATE_NS", "1,20")]
+    rows, started, partial = [], time.monotonic(), ""
+    try:
+        for n, generate in sets:
+            try:
+                for row in scale_rows(n, generate, tmp):
+                    rows.append(row)
+            except Exception as e:  # the emulator or the harness, not the operator: keep the other N
+                step(f"scale N={n}: {type(e).__name__}: {e}")
+                rows.append(f"| {n} | {'generated' if generate else 'shared secret'} | – | bench error: "
+                            f"{type(e).__name__}: {str(e)[:120]} | | | | | | |".replace("\n", " "))
+    except KeyboardInterrupt:
+        partial = " INTERRUPTED, partial"
+    pages = ("AWS's page sizes for ECS ListServices (10) and ELB DescribeTargetGroups/DescribeListeners (400)"
+             if SCALE_PAGED else "moto's own page sizes")
+    print(f"\nsftp-operator scale (moto on 127.0.0.1 with {pages}; debug build of {built}; this machine; "
+          f"all services on one security group, {len(SCALE_CIDRS)} client CIDRs each; {time.monotonic() - started:.0f} s in all{partial}):\n")
+    print("| N | host keys | converge | result | wall s | calls | writes | peak RSS MiB | calls per AWS service; top operations | paged reads > 1 call |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(row)
+    shutil.rmtree(tmp, ignore_errors=True)
+
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["moto-paged"]:
+        moto_paged(sys.argv[2:])
+    else:
+        scale() if sys.argv[1:] == ["scale"] else main()
