@@ -619,4 +619,118 @@ mod tests {
         assert!(Rule::of(&observed::IngressRule { protocol: "-1".into(), ..r.clone() }).is_none());
         assert_eq!(rule("192.0.2.0/24", 1, 2).label(), "tcp/1-2 from 192.0.2.0/24");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const POOL: [&str; 7] = [
+            "10.0.0.0/24",
+            "10.0.1.0/24",
+            "10.0.0.0/23",
+            "192.0.2.0/25",
+            "192.0.2.128/25",
+            "192.0.2.0/24",
+            "10.0.1.128/25",
+        ];
+        /// Every pool CIDR is a union of these /25s, so sets of them compare access exactly.
+        const UNITS: [&str; 6] =
+            ["10.0.0.0/25", "10.0.0.128/25", "10.0.1.0/25", "10.0.1.128/25", "192.0.2.0/25", "192.0.2.128/25"];
+
+        type Access = BTreeSet<(u16, usize)>;
+
+        fn access(rules: &[observed::IngressRule]) -> Access {
+            let mut out = Access::new();
+            for r in rules.iter().filter_map(Rule::of) {
+                for port in r.from..=r.to {
+                    for (i, u) in UNITS.iter().enumerate() {
+                        if r.cidr.contains(&net(u)) {
+                            out.insert((port, i));
+                        }
+                    }
+                }
+            }
+            out
+        }
+
+        fn rules_strategy(owned: bool) -> impl Strategy<Value = Vec<observed::IngressRule>> {
+            prop::collection::vec((0..POOL.len(), 1u16..10, 0u16..3), 0..6).prop_map(move |specs| {
+                specs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (c, from, len))| {
+                        let id = format!("sgr-{}{i}", if owned { "o" } else { "f" });
+                        let mut r = live(&id, POOL[c], i32::from(from), i32::from(from + len));
+                        if !owned {
+                            (r.description, r.tags) = (None, foreign_tags());
+                        }
+                        r
+                    })
+                    .collect()
+            })
+        }
+
+        fn claims_strategy() -> impl Strategy<Value = Vec<(u16, Vec<usize>)>> {
+            prop::collection::vec((1u16..12, prop::collection::vec(0..POOL.len(), 0..3)), 0..5)
+        }
+
+        proptest! {
+            /// Applied step by step, a group's plan never takes away access that stays wanted,
+            /// never allows what neither the start nor the end allows, and ends with exactly the
+            /// wanted access (owned rules, plus identical hand-made ones left as conflicts).
+            #[test]
+            fn a_group_plan_never_cuts_wanted_access_and_ends_exact(
+                owned in rules_strategy(true),
+                foreign in rules_strategy(false),
+                wants in claims_strategy(),
+                prune in any::<bool>(),
+            ) {
+                let mut claims = GroupClaims::default();
+                for (port, nets) in &wants {
+                    if nets.is_empty() { claims.close(*port) } else { claims.want(*port, nets.iter().map(|i| net(POOL[*i]))) }
+                }
+                let mut rules: Vec<observed::IngressRule> = owned.iter().chain(&foreign).cloned().collect();
+                let plan = plan_of(&rules, &claims, prune).unwrap();
+                // What the pass should end with, worked out from the claims directly.
+                let start_owned = access(&owned);
+                let mut wanted: Access = start_owned
+                    .iter()
+                    .filter(|(p, _)| !claims.ports.contains_key(p) && !prune)
+                    .copied()
+                    .collect();
+                for (port, nets) in &claims.ports {
+                    let rules: Vec<_> = nets.iter().map(|n| live("x", &n.to_string(), i32::from(*port), i32::from(*port))).collect();
+                    wanted.extend(access(&rules));
+                }
+                let start = access(&rules);
+                let kept_throughout: Access = start.intersection(&wanted).copied().collect();
+                let mut next_id = 0;
+                for change in &plan.changes {
+                    for op in &change.ops {
+                        match op {
+                            Op::AuthorizeIngress { rules: added, .. } => {
+                                for r in added {
+                                    next_id += 1;
+                                    rules.push(live(&format!("new-{next_id}"), &r.cidr, i32::from(r.from_port), i32::from(r.to_port)));
+                                }
+                            }
+                            Op::RevokeIngress { rule_ids, .. } => rules.retain(|r| !rule_ids.contains(&r.rule_id)),
+                            other => prop_assert!(false, "unexpected op {other:?}"),
+                        }
+                        let now = access(&rules);
+                        prop_assert!(kept_throughout.is_subset(&now), "wanted access cut after {}", change.name);
+                        prop_assert!(now.is_subset(&start.union(&wanted).copied().collect()), "wider than both ends after {}", change.name);
+                    }
+                }
+                let end_owned: Vec<observed::IngressRule> = rules.iter().filter(|r| owned_rule(r)).cloned().collect();
+                prop_assert!(access(&end_owned).is_subset(&wanted), "owned rules allow more than wanted");
+                prop_assert!(wanted.is_subset(&access(&rules)), "wanted access missing at the end");
+            }
+        }
+
+        fn owned_rule(r: &observed::IngressRule) -> bool {
+            owned(r, OWNER)
+        }
+    }
 }
