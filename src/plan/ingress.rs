@@ -377,6 +377,16 @@ mod tests {
         }
     }
 
+    /// `n` hand-made rules for port 22, each from its own network.
+    fn hand_made(n: usize) -> Vec<observed::IngressRule> {
+        let rule = |i| observed::IngressRule {
+            tags: foreign_tags(),
+            description: None,
+            ..live(&format!("sgr-{i}"), &format!("10.9.{i}.0/24"), 22, 22)
+        };
+        (0..n).map(rule).collect()
+    }
+
     fn claims_of(wants: &[(u16, &[&str])]) -> GroupClaims {
         let mut c = GroupClaims::default();
         for (port, nets) in wants {
@@ -536,13 +546,7 @@ mod tests {
 
     #[test]
     fn over_the_quota_after_the_pass_is_a_problem_and_nothing_is_planned() {
-        let foreign: Vec<observed::IngressRule> = (0..SG_INBOUND_QUOTA - 2)
-            .map(|i| observed::IngressRule {
-                tags: foreign_tags(),
-                description: None,
-                ..live(&format!("sgr-{i}"), &format!("10.9.{i}.0/24"), 22, 22)
-            })
-            .collect();
+        let foreign: Vec<observed::IngressRule> = hand_made(SG_INBOUND_QUOTA - 2);
         let two = claims_of(&[(20000, &["192.0.2.0/24", "198.51.100.0/24"])]);
         assert_eq!(plan_of(&foreign, &two, false).unwrap().changes.len(), 1, "58 + 2 rules fit");
         let three = claims_of(&[(20000, &["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"])]);
@@ -554,13 +558,7 @@ mod tests {
     #[test]
     fn a_full_group_is_rearranged_one_slot_at_a_time_without_cutting_access() {
         // 59 hand-made rules and one old per-service rule: merging needs the last slot twice.
-        let mut rules: Vec<observed::IngressRule> = (0..SG_INBOUND_QUOTA - 2)
-            .map(|i| observed::IngressRule {
-                tags: foreign_tags(),
-                description: None,
-                ..live(&format!("sgr-{i}"), &format!("10.9.{i}.0/24"), 22, 22)
-            })
-            .collect();
+        let mut rules: Vec<observed::IngressRule> = hand_made(SG_INBOUND_QUOTA - 2);
         rules.push(mk_live_rule("a", "sgr-a", 20000, "192.0.2.0/24"));
         rules.push(mk_live_rule("b", "sgr-b", 20001, "198.51.100.0/24"));
         let claims =
