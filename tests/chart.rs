@@ -107,6 +107,7 @@ fn the_rendered_example_is_accepted_by_kubectl_and_matches_the_template_argument
         ("{{ .Values.ownerId }}", "sftp-operator"),
         ("{{ .Values.region }}", "us-east-1"),
         ("{{ .Values.resync }}", "60s"),
+        ("{{ .Values.deepCheckInterval }}", "1h"),
         ("{{ .Values.concurrency }}", "4"),
         ("{{ .Values.logFormat }}", "json"),
     ];
