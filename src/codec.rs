@@ -8,6 +8,7 @@
 //! | [`shared_rule_description`]| security-group rules (merged, per group)    | owner             |
 //! | [`txt_owner_value`]        | the TXT record beside each managed record   | owner, service    |
 //! | [`host_key_description`]   | the generated host-key secret's description | public host keys  |
+//! | [`rendering_tag`]          | the ECS service's `sftp-operator/rendering` | hash, revision, port |
 
 use crate::names::{OWNER_TAG, SERVICE_TAG};
 
@@ -71,6 +72,32 @@ pub fn parse_txt_owner(value: &str) -> Option<Owner> {
     Some(Owner { owner: owner.to_owned(), service: service.to_owned() })
 }
 
+/// What an ECS service's rendering tag says: the rendering applied in full, the task-definition
+/// revision it was applied with, and the host port it opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendering {
+    pub hash: String,
+    pub revision: i32,
+    pub port: u16,
+}
+
+/// The rendering tag's value once withdrawn (it vouches for nothing).
+pub const RENDERING_WITHDRAWN: &str = "withdrawn";
+
+/// The value of [`crate::names::RENDERING_TAG`].
+pub fn rendering_tag(r: &Rendering) -> String {
+    format!("{} rev={} port={}", r.hash, r.revision, r.port)
+}
+
+/// Decodes [`rendering_tag`]; anything else (an older bare hash, a withdrawn tag) is `None`.
+pub fn parse_rendering_tag(v: &str) -> Option<Rendering> {
+    let mut parts = v.split(' ');
+    let hash = parts.next().filter(|h| !h.is_empty())?.to_owned();
+    let revision = parts.next()?.strip_prefix("rev=")?.parse().ok()?;
+    let port = parts.next()?.strip_prefix("port=")?.parse().ok()?;
+    parts.next().is_none().then_some(Rendering { hash, revision, port })
+}
+
 const HOST_KEYS_MARK: &str = "Public keys: ";
 const HOST_KEYS_SEPARATOR: &str = " | ";
 
@@ -109,6 +136,17 @@ mod tests {
         assert_eq!(rule_owner("sftp-operator owner="), None);
         assert_eq!(rule_owner("sftp-operator owner=a b"), None);
         assert_eq!(rule_owner("hand-made"), None);
+    }
+
+    #[test]
+    fn rendering_tags_round_trip_and_anything_else_says_nothing() {
+        let r = Rendering { hash: "0123abcd".into(), revision: 7, port: 30020 };
+        let v = rendering_tag(&r);
+        assert_eq!(v, "0123abcd rev=7 port=30020");
+        assert_eq!(parse_rendering_tag(&v), Some(r));
+        for other in ["", "0123abcd", "0123abcd rev=x port=1", "h rev=1 port=70000", "h rev=1 port=1 extra"] {
+            assert_eq!(parse_rendering_tag(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Reach {
     /// Read everything, trusting no rendering hash: task-definition contents, listener
     /// attributes and every tag, also for services whose ECS service says they are in sync.
     pub deep: bool,
+    /// How the shared security-group rules are planned: by how much of the manifest set the
+    /// pass holds.
+    pub group_rules: plan::GroupRules,
 }
 
 /// Everything known before the first mutating call.
@@ -64,15 +67,14 @@ pub async fn prepare(
     let desired = render(services, &options.owner);
     let reach = Reach { every_service: reach.every_service || options.prune, ..reach };
     let observed = observe(clients, &desired, reach).await?;
-    let plan = plan::plan(&desired, &observed, options);
+    let plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
     Ok(Prepared { desired, observed, plan })
 }
 
 /// Like [`prepare`], but plans the deletion of everything the services own.
 pub async fn prepare_delete(clients: &Clients, services: &[Service], options: &Options) -> Result<Prepared, AwsError> {
     let desired = render(services, &options.owner);
-    let observed =
-        observe(clients, &desired, Reach { every_service: true, cloud_map_instances: false, deep: true }).await?;
+    let observed = observe(clients, &desired, Reach { every_service: true, deep: true, ..Reach::default() }).await?;
     let plan = plan::plan_delete(&desired, &observed, &options.owner);
     Ok(Prepared { desired, observed, plan })
 }
@@ -96,7 +98,8 @@ pub async fn apply(
     if prepared.desired.iter().any(|d| new_keys.contains(&d.service.as_str()) && sshfp(d)) {
         let desired = render(services, &options.owner);
         let observed = observe(clients, &desired, Reach::default()).await?;
-        let plan = plan::plan(&desired, &observed, options);
+        // Only records follow the new keys; the rules were planned with the first pass.
+        let plan = plan::plan_with(&desired, &observed, options, plan::GroupRules::Leave);
         if plan.has_changes() {
             tracing::info!("follow-up pass for records that depend on the new host keys");
             applied.extend(apply::apply(clients, &plan, &observed).await);

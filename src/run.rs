@@ -25,7 +25,7 @@ use crate::controller::{self, LoopConfig, Outcomes, Reconciler, Trigger};
 use crate::load::LoadError;
 use crate::metrics::{self, Metrics};
 use crate::model::Service;
-use crate::plan::{Kind, Problem, group_scope};
+use crate::plan::{GroupRules, Kind, Problem, group_scope};
 use crate::reconcile::{self, ALL_KINDS, Label, Options, Prepared, Reach, ReconcileError};
 use crate::render::Desired;
 
@@ -266,7 +266,9 @@ impl Reconciler for OperatorReconciler {
         let span = tracing::info_span!("reconcile", service = %service);
         async {
             let names = [service];
-            let (mut outcomes, _) = self.run_pass(&names, self.reach).await;
+            // One service cannot plan a group shared with others: rules wait for the batched pass.
+            let reach = Reach { group_rules: GroupRules::Leave, ..self.reach };
+            let (mut outcomes, _) = self.run_pass(&names, reach).await;
             outcomes.remove(&names[0]).unwrap_or(Ok("skipped")).map(|_| ())
         }
         .instrument(span)
@@ -278,7 +280,9 @@ impl Reconciler for OperatorReconciler {
         let deep = self.reach.deep || self.deep.lock().await.due(started);
         let span = tracing::info_span!("reconcile_all", services = services.len(), deep);
         async {
-            let (outcomes, whole) = self.run_pass(&services, Reach { deep, ..self.reach }).await;
+            // Every service of the manifest set: owned ports none of them accounts for close.
+            let reach = Reach { deep, group_rules: GroupRules::CloseUnaccounted, ..self.reach };
+            let (outcomes, whole) = self.run_pass(&services, reach).await;
             if let Some(e) = whole {
                 return Err(e);
             }

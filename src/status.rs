@@ -50,7 +50,12 @@ pub fn target_group_arn<'a>(d: &Desired, o: &'a Observed) -> Option<&'a str> {
 pub fn service_status(d: &Desired, o: &Observed, plan: &Plan, targets: &[TargetHealth]) -> ServiceStatus {
     // The security group's rules are shared: their pending changes are every service's on it.
     let group = crate::plan::group_scope(&d.security_group_id);
-    let mine: Vec<&Change> = plan.changes.iter().filter(|ch| ch.service == d.service || ch.service == group).collect();
+    // (A hand-made rule left in place as a conflict is not pending.)
+    let mine: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|ch| ch.service == d.service || (ch.service == group && ch.action != Action::Conflict))
+        .collect();
     let (synced, synced_reason) = synced(d, plan, &mine);
     let live = o.ecs_services.iter().find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name);
     let running = live.and_then(|s| s.running_count).unwrap_or(0);

@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types as ecs;
 use aws_sdk_elasticloadbalancingv2::types as elb;
-use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
+
+/// Services whose changes are applied at the same time.
+const SERVICES_AT_ONCE: usize = 16;
 
 use super::observe::IDLE_TIMEOUT_ATTRIBUTE;
 use super::{AwsError, Clients, aws};
 use crate::dns::{RecordAction, RecordChange};
 use crate::observed::{Observed, Tags};
-use crate::plan::{Change, Kind, Op, Plan, PortRange};
+use crate::plan::{Change, Kind, Op, Plan, PortRange, RenderingWant};
 use crate::render::{self, TaskDefinition};
 
 type Result<T, E = AwsError> = std::result::Result<T, E>;
@@ -82,33 +85,46 @@ pub async fn apply(c: &Clients, plan: &Plan, observed: &Observed) -> Vec<Applied
         }
     }
     let refs = Refs::from(observed);
-    let runs = by_service.into_values().map(|changes| {
-        let mut refs = refs.clone();
-        async move {
-            let mut out = Vec::new();
-            let mut failed = false;
-            for ch in changes {
-                let error = if failed {
-                    Some(ApplyError::Skipped)
-                } else {
-                    let mut err = None;
-                    for op in &ch.ops {
-                        if let Err(e) = execute(c, op, &mut refs).await {
-                            err = Some(ApplyError::Aws(e));
-                            failed = true;
-                            break;
-                        }
-                    }
-                    err
-                };
-                out.push(applied(ch, error));
-            }
-            out
-        }
-    });
-    let mut out: Vec<Applied> = join_all(runs).await.into_iter().flatten().collect();
+    let runs: Vec<_> = by_service.into_values().map(|changes| sequence(c, changes, refs.clone())).collect();
+    // Bounded: a pass over hundreds of services must not burst every service's calls (and key
+    // generations) at once.
+    let runs: Vec<Vec<Applied>> = stream::iter(runs).buffered(SERVICES_AT_ONCE).collect().await;
+    let mut out: Vec<Applied> = runs.into_iter().flatten().collect();
     out.extend(apply_dns(c, &dns).await);
     out
+}
+
+/// One service's changes in order; a failed step skips the rest (later steps depend on it).
+async fn sequence(c: &Clients, changes: Vec<&Change>, mut refs: Refs) -> Vec<Applied> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for ch in changes {
+        let error = if failed {
+            Some(ApplyError::Skipped)
+        } else {
+            let mut err = None;
+            for op in &ch.ops {
+                if let Err(e) = execute(c, op, &mut refs).await {
+                    err = Some(ApplyError::Aws(e));
+                    failed = true;
+                    break;
+                }
+            }
+            err
+        };
+        out.push(applied(ch, error));
+    }
+    out
+}
+
+/// The rendering tag's value: the rendering with the revision of `family` this run registered
+/// or found (see [`crate::codec::rendering_tag`]); withdrawn when `None`.
+fn rendering_value(refs: &Refs, family: &str, want: Option<&RenderingWant>) -> Result<String> {
+    let Some(w) = want else { return Ok(crate::codec::RENDERING_WITHDRAWN.to_owned()) };
+    let arn = lookup(&refs.task_definitions, family, "TagResource")?;
+    let revision = crate::plan::revision_of(&arn)
+        .ok_or_else(|| AwsError::other("TagResource", format!("no revision in task definition {arn}")))?;
+    Ok(crate::codec::rendering_tag(&crate::codec::Rendering { hash: w.hash.clone(), revision, port: w.port }))
 }
 
 fn applied(ch: &Change, error: Option<ApplyError>) -> Applied {
@@ -240,8 +256,9 @@ async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
     match op {
         Op::CreateSecret { name, rsa_bits, tags } => create_secret(c, name, *rsa_bits, tags).await,
         Op::TagResource { kind, arn, tags, description } => tag_resource(c, *kind, arn, tags, description).await,
-        Op::TagEcsService { arn, rendering_hash } => {
-            let tag = ecs::Tag::builder().key(crate::names::RENDERING_TAG).value(rendering_hash).build();
+        Op::TagEcsService { arn, family, rendering } => {
+            let value = rendering_value(refs, family, rendering.as_ref())?;
+            let tag = ecs::Tag::builder().key(crate::names::RENDERING_TAG).value(value).build();
             c.ecs.tag_resource().resource_arn(arn).tags(tag).send().await.map_err(aws("TagResource"))?;
             Ok(())
         }
@@ -278,11 +295,15 @@ async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
         }
         Op::UpdateCloudMapService { id, service } => update_cloud_map_service(c, id, service).await,
         Op::DeleteCloudMapService { id } => delete_cloud_map_service(c, id).await,
-        Op::CreateEcsService { service, family, target_group, tags } => {
+        Op::CreateEcsService { service, family, target_group, tags, rendering } => {
             let tg = lookup(&refs.target_groups, target_group, "CreateService")?;
             let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
             let registry = refs.registries.get(&service.name).cloned();
-            create_ecs_service(c, service, &td, &tg, registry, tags).await
+            let mut tags = tags.clone();
+            if let Some(r) = rendering {
+                tags.insert(crate::names::RENDERING_TAG.into(), rendering_value(refs, family, Some(r))?);
+            }
+            create_ecs_service(c, service, &td, &tg, registry, &tags).await
         }
         Op::UpdateEcsService { service, family, target_group } => {
             let tg = lookup(&refs.target_groups, target_group, "UpdateService")?;

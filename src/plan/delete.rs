@@ -81,7 +81,7 @@ pub fn plan_delete(desired: &[Desired], observed: &Observed, owner: &str) -> Pla
     sort_deletes(&mut changes);
     let mut plan = Plan { changes, ..Plan::default() };
     let opts = Options { owner: owner.to_owned(), adopt: false, prune: false };
-    plan_groups(&mut plan, ingress::closing(desired, observed, owner), observed, &opts);
+    plan_groups(&mut plan, ingress::closing(desired, observed, owner), observed, &opts, false);
     // Other services' ports are not this delete's business: not reported as orphans here.
     plan.orphans.clear();
     plan
@@ -150,7 +150,7 @@ mod tests {
     fn delete_removes_the_services_resources_and_deregisters_its_family() {
         let (d, mut o) = mk_owned_world();
         let mut other = mk_live_target_group(&mk_desired("other"));
-        other.tags = mk_tags("other");
+        (other.tags, other.port) = (mk_tags("other"), Some(30021));
         o.target_groups.push(other);
         let p = plan_delete(std::slice::from_ref(&d), &o, OWNER);
         let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
@@ -173,6 +173,10 @@ mod tests {
             rules.ops,
             [Op::RevokeIngress { group_id: SG.into(), rule_ids: vec!["sgr-1".into(), "sgr-2".into()] }]
         );
+        // Another service of ours on the same port keeps it open.
+        o.target_groups.last_mut().unwrap().port = Some(30020);
+        let p = plan_delete(std::slice::from_ref(&d), &o, OWNER);
+        assert!(p.changes.iter().all(|c| c.kind != Kind::IngressRule), "{:?}", summary(&p.changes));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use serde_json::json;
 use super::delete::{Deletable, owned_service};
 use super::diff::diff;
 use super::service::{Ctx, Step};
-use super::{Action, FieldDiff, Kind, Op};
+use super::{Action, Change, FieldDiff, Kind, Op, RenderingWant};
+use crate::codec::{Rendering, parse_rendering_tag};
 use crate::names::RENDERING_TAG;
 use crate::observed::{self, name_from_arn};
 
@@ -87,21 +88,39 @@ impl Fields {
     }
 }
 
+/// The service's ECS service, unless it is gone.
+fn live<'o>(ctx: &Ctx<'o>) -> Option<&'o observed::EcsService> {
+    let want = &ctx.d.ecs_service;
+    ctx.o.ecs_services.iter().find(|s| s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE")
+}
+
+/// The rendering this service's ECS service says was applied in full, if any.
+fn carried(live: &observed::EcsService) -> Option<Rendering> {
+    live.tags.get(RENDERING_TAG).and_then(|v| parse_rendering_tag(v))
+}
+
+/// Takes the rendering tag off our ECS service: before changes to what it vouches for (a
+/// failure half-way must not leave a vouch for what is no longer true), and when the service
+/// cannot be vouched for any more (a conflict).
+pub(super) fn withdrawal(ctx: &Ctx) -> Option<Change> {
+    let live = live(ctx).filter(|s| s.status == "ACTIVE" && ctx.owns(&s.tags) && carried(s).is_some())?;
+    let op = Op::TagEcsService { arn: live.arn.clone(), family: ctx.d.names.task_family.clone(), rendering: None };
+    let change = ctx.change(Kind::EcsService, &live.name, Action::Update, vec![op]);
+    Some(change.because("the rendering tag goes until what it vouches for is applied again"))
+}
+
 /// `new_revision`: the task-definition changes register a revision, so the service rolls.
 /// `vouch`: nothing before the service conflicts, so once its changes are applied the service
-/// may carry the rendering hash (created with it, or tagged after its other changes).
-pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool) -> Step {
+/// may carry the rendering (created with it, or tagged after its other changes); `withdrawn`:
+/// an earlier step of this service takes the tag off, so it must be written again.
+pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool, withdrawn: bool) -> Step {
     let d = ctx.d;
     let want = &d.ecs_service;
     let (family, tg) = (d.names.task_family.clone(), d.target_group.name.clone());
-    let live =
-        ctx.o.ecs_services.iter().find(|s| s.cluster == want.cluster && s.name == want.name && s.status != "INACTIVE");
-    let Some(live) = live else {
-        let mut tags = d.tags.clone();
-        if vouch {
-            tags.insert(RENDERING_TAG.into(), d.rendering_hash.clone());
-        }
-        let op = Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags };
+    let rendering = vouch.then(|| RenderingWant { hash: d.rendering_hash.clone(), port: d.target_group.port });
+    let Some(live) = live(ctx) else {
+        let op =
+            Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags: d.tags.clone(), rendering };
         return Ok(vec![ctx.change(Kind::EcsService, &want.name, Action::Create, vec![op])]);
     };
     if live.status == "DRAINING" {
@@ -115,14 +134,21 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool) -> Step {
         Err(conflict) => return Ok(vec![*conflict]),
     };
     let diff = diff(&Fields::wanted(ctx, new_revision), &Fields::live(ctx, live));
-    let op = Op::UpdateEcsService { service: want.clone(), family, target_group: tg };
+    let op = Op::UpdateEcsService { service: want.clone(), family: family.clone(), target_group: tg };
     let mut changes = ctx.update(Kind::EcsService, &want.name, ops, diff, op);
-    let carried = live.tags.get(RENDERING_TAG);
-    if vouch && carried != Some(&d.rendering_hash) {
-        // Last, after everything the hash stands for: a failure before it leaves the old hash.
-        let op = Op::TagEcsService { arn: live.arn.clone(), rendering_hash: d.rendering_hash.clone() };
-        let path = format!("tags.{RENDERING_TAG}");
-        let tag_diff = FieldDiff { path, from: json!(carried), to: json!(d.rendering_hash) };
+    let runs = live.task_definition.as_deref().and_then(revision_of);
+    let current = carried(live).is_some_and(|c| {
+        !new_revision && Some(c.revision) == runs && c.hash == d.rendering_hash && c.port == d.target_group.port
+    });
+    if let Some(rendering) = rendering.filter(|_| withdrawn || !current) {
+        // Last, after everything it stands for: a failure before it leaves no vouch for it.
+        let from = live.tags.get(RENDERING_TAG);
+        let tag_diff = FieldDiff {
+            path: format!("tags.{RENDERING_TAG}"),
+            from: json!(from),
+            to: json!(format!("{} rev=(the revision it runs) port={}", rendering.hash, rendering.port)),
+        };
+        let op = Op::TagEcsService { arn: live.arn.clone(), family, rendering: Some(rendering) };
         match changes.first_mut() {
             Some(c) => {
                 c.ops.push(op);
@@ -133,6 +159,11 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool) -> Step {
         }
     }
     Ok(changes)
+}
+
+/// The revision in a task-definition ARN (`…:task-definition/family:7`).
+pub fn revision_of(arn: &str) -> Option<i32> {
+    name_from_arn(arn).rsplit_once(':')?.1.parse().ok()
 }
 
 impl Deletable for observed::EcsService {
@@ -172,7 +203,7 @@ mod tests {
 
     fn plan_against(d: &Desired, live: Option<observed::EcsService>, new_revision: bool, adopt: bool) -> Step {
         let o = mk_world_with(d, live);
-        plan(&ctx(d, &o, &mk_options(adopt)), new_revision, true)
+        plan(&ctx(d, &o, &mk_options(adopt)), new_revision, true, false)
     }
 
     fn live(d: &Desired) -> observed::EcsService {
@@ -213,13 +244,13 @@ mod tests {
         let d = mk_desired(SERVICE);
         let c = changes(plan_against(&d, Some(live(&d)), true, false));
         assert_eq!(summary(&c), [(Kind::EcsService, Action::Update, "campus".into())]);
-        assert_eq!(c[0].diff.len(), 1);
+        assert_eq!(c[0].diff.len(), 2, "the revision, then the rendering tag");
         assert_eq!(c[0].diff[0].path, "taskDefinition");
         assert_eq!(
             (&c[0].diff[0].from, &c[0].diff[0].to),
             (&json!("sftp-campus:4"), &json!("sftp-campus:(new revision)"))
         );
-        assert!(matches!(&c[0].ops[..], [Op::UpdateEcsService { .. }]));
+        assert!(matches!(&c[0].ops[..], [Op::UpdateEcsService { .. }, Op::TagEcsService { .. }]));
     }
 
     #[test]
@@ -277,25 +308,58 @@ mod tests {
     }
 
     #[test]
-    fn a_service_carries_the_rendering_hash_only_when_its_plan_vouches_for_it() {
+    fn a_service_carries_the_rendering_only_when_its_plan_vouches_for_it() {
         let d = mk_desired(SERVICE);
         let o = mk_world();
-        let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, true) else { panic!() };
-        let Op::CreateEcsService { tags, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
-        assert_eq!(tags.get(RENDERING_TAG), Some(&d.rendering_hash), "created with it");
-        let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, false) else { panic!() };
-        let Op::CreateEcsService { tags, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
-        assert_eq!(tags.get(RENDERING_TAG), None, "a conflict before it: not vouched");
+        let want = RenderingWant { hash: d.rendering_hash.clone(), port: d.target_group.port };
+        let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, true, false) else { panic!() };
+        let Op::CreateEcsService { rendering, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
+        assert_eq!(rendering.as_ref(), Some(&want), "created with it");
+        let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, false, false) else { panic!() };
+        let Op::CreateEcsService { rendering, .. } = &c[0].ops[0] else { panic!("{:?}", c[0].ops) };
+        assert_eq!(rendering.as_ref(), None, "a conflict before it: not vouched");
 
+        let family = d.names.task_family.clone();
+        let tag = |older: &observed::EcsService| Op::TagEcsService {
+            arn: older.arn.clone(),
+            family: family.clone(),
+            rendering: Some(want.clone()),
+        };
         let mut older = live(&d);
-        older.tags.insert(RENDERING_TAG.into(), "older".into());
+        older.tags.insert(RENDERING_TAG.into(), "older rev=4 port=30020".into());
         let c = changes(plan_against(&d, Some(older.clone()), false, false));
-        assert_eq!(c[0].ops, [Op::TagEcsService { arn: older.arn.clone(), rendering_hash: d.rendering_hash.clone() }]);
+        assert_eq!(c[0].ops, [tag(&older)]);
         assert_eq!(c[0].diff[0].path, format!("tags.{RENDERING_TAG}"));
         older.desired_count = Some(3);
-        let c = changes(plan_against(&d, Some(older), false, false));
+        let c = changes(plan_against(&d, Some(older.clone()), false, false));
         assert!(matches!(&c[0].ops[..], [Op::UpdateEcsService { .. }, Op::TagEcsService { .. }]), "tagged last");
-        assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty(), "in sync, hash and all");
+        assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty(), "in sync, rendering and all");
+        let c = changes(plan_against(&d, Some(live(&d)), true, false));
+        assert_eq!(c[0].ops.last(), Some(&tag(&live(&d))), "a new revision: tagged again with it");
+        let mut moved = live(&d);
+        moved.task_definition = Some(format!("arn:aws:ecs:us-east-1:1:task-definition/{family}:3"));
+        let c = changes(plan_against(&d, Some(moved.clone()), false, false));
+        assert_eq!(c[0].ops.last(), Some(&tag(&moved)), "rolled back to :3: rolled forward and tagged again");
+        let o = mk_world_with(&d, Some(live(&d)));
+        let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, true, true) else { panic!() };
+        assert_eq!(c[0].ops, [tag(&live(&d))], "withdrawn earlier in the pass: written again");
+    }
+
+    #[test]
+    fn the_rendering_is_withdrawn_only_from_our_service_carrying_one() {
+        let d = mk_desired(SERVICE);
+        let o = mk_world_with(&d, Some(live(&d)));
+        let w = withdrawal(&ctx(&d, &o, &mk_options(false))).expect("ours, carrying one");
+        let family = d.names.task_family.clone();
+        assert_eq!(w.ops, [Op::TagEcsService { arn: live(&d).arn, family, rendering: None }]);
+        let mut theirs = live(&d);
+        theirs.tags = foreign_tags();
+        let o = mk_world_with(&d, Some(theirs));
+        assert!(withdrawal(&ctx(&d, &o, &mk_options(false))).is_none());
+        let mut withdrawn = live(&d);
+        withdrawn.tags.insert(RENDERING_TAG.into(), crate::codec::RENDERING_WITHDRAWN.into());
+        let o = mk_world_with(&d, Some(withdrawn));
+        assert!(withdrawal(&ctx(&d, &o, &mk_options(false))).is_none());
     }
 
     #[test]

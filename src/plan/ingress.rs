@@ -52,6 +52,7 @@ impl Rule {
         (r.protocol == "tcp" && from <= to).then_some(Rule { cidr: cidr.trunc(), from, to })
     }
 
+    /// The TCP access a rule gives: its range for TCP, every port for all traffic (`-1`).
     fn covers(&self, port: u16, net: &IpNet) -> bool {
         self.from <= port && port <= self.to && self.cidr.contains(net)
     }
@@ -66,16 +67,22 @@ impl Rule {
 }
 
 /// What one pass decides on a group: for each claimed port, the CIDRs it should allow (none:
-/// close it); and the services on the group (a group problem blocks them all).
+/// close it); the ports our services outside the pass use; and what each service in the pass
+/// wants (a group problem blocks those whose access is not in place yet).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct GroupClaims {
     ports: Allowed,
-    pub(super) services: BTreeSet<String>,
+    /// Ports one of our services outside this pass uses (its target group's port, or the port
+    /// its ECS service's rendering tag records): never narrowed or closed here, kept unclaimed.
+    outside: BTreeSet<u16>,
+    pub(super) services: BTreeMap<String, Allowed>,
 }
 
 impl GroupClaims {
-    fn want(&mut self, port: u16, nets: impl IntoIterator<Item = IpNet>) {
-        self.ports.entry(port).or_default().extend(nets.into_iter().map(|n| n.trunc()));
+    fn want(&mut self, service: &str, port: u16, nets: impl IntoIterator<Item = IpNet>) {
+        let nets: Vec<IpNet> = nets.into_iter().map(|n| n.trunc()).collect();
+        self.ports.entry(port).or_default().extend(&nets);
+        self.services.entry(service.to_owned()).or_default().entry(port).or_default().extend(nets);
     }
 
     /// Closes `port` unless a service wants it.
@@ -84,48 +91,74 @@ impl GroupClaims {
     }
 }
 
-/// Ports of `d`'s owned target groups: where its tasks listened before a port change.
-fn used_ports<'o>(d: &'o Desired, o: &'o Observed, owner: &'o str) -> impl Iterator<Item = u16> + 'o {
-    let mine = Ownership::Owned { service: d.service.clone() };
-    o.target_groups
-        .iter()
-        .filter(move |tg| observed::ownership(&tg.tags, owner) == mine)
-        .filter_map(|tg| u16::try_from(tg.port?).ok())
+/// Which of our ECS services is `d`'s, and the port its rendering tag records: where `d`'s
+/// tasks listened when it was last applied in full.
+fn recorded_port(d: &Desired, o: &Observed) -> Option<u16> {
+    let s = o.ecs_services.iter().find(|s| s.cluster == d.ecs_service.cluster && s.name == d.ecs_service.name)?;
+    let ours = observed::ownership(&s.tags, d.tags.get(OWNER_TAG)?) == Ownership::Owned { service: d.service.clone() };
+    ours.then(|| crate::codec::parse_rendering_tag(s.tags.get(crate::names::RENDERING_TAG)?)).flatten().map(|r| r.port)
+}
+
+/// Ports our services outside `in_pass` use, as far as this pass saw them: their target
+/// groups' ports and the ports their ECS services' rendering tags record.
+fn outside_ports(o: &Observed, owner: &str, in_pass: &BTreeSet<&str>) -> BTreeSet<u16> {
+    let outside = |tags: &Tags| match observed::ownership(tags, owner) {
+        Ownership::Owned { service } => !in_pass.contains(service.as_str()),
+        _ => false,
+    };
+    let target_groups = o.target_groups.iter().filter(|t| outside(&t.tags)).filter_map(|t| u16::try_from(t.port?).ok());
+    let services =
+        o.ecs_services.iter().filter(|s| s.status != "INACTIVE" && outside(&s.tags)).filter_map(|s| {
+            crate::codec::parse_rendering_tag(s.tags.get(crate::names::RENDERING_TAG)?).map(|r| r.port)
+        });
+    target_groups.chain(services).collect()
 }
 
 /// What the manifests' services claim, per group: each service's host port for its allowed
-/// CIDRs and its load balancer's subnets; ports it used before and no longer wants close. A
-/// service whose load balancer is not found claims nothing (it is blocked anyway).
+/// CIDRs and its load balancer's subnets; the port it was last applied with, when it moved,
+/// closes. A service whose load balancer is not found claims nothing (it is blocked anyway).
 pub(super) fn claims(desired: &[Desired], o: &Observed, owner: &str) -> BTreeMap<String, GroupClaims> {
+    let in_pass: BTreeSet<&str> = desired.iter().map(|d| d.service.as_str()).collect();
+    let outside = outside_ports(o, owner, &in_pass);
     let mut out: BTreeMap<String, GroupClaims> = BTreeMap::new();
     for d in desired {
         let group = out.entry(d.security_group_id.clone()).or_default();
-        group.services.insert(d.service.clone());
+        group.outside.clone_from(&outside);
+        group.services.entry(d.service.clone()).or_default();
         let Some(Some(lb)) = o.load_balancers.get(&d.load_balancer_arn) else { continue };
         for r in &d.ingress {
-            group.want(r.port, r.cidr.parse().ok());
+            group.want(&d.service, r.port, r.cidr.parse().ok());
         }
-        group.want(d.target_group.port, lb.subnet_cidrs.iter().filter_map(|c| c.parse().ok()));
-        for port in used_ports(d, o, owner) {
+        group.want(&d.service, d.target_group.port, lb.subnet_cidrs.iter().filter_map(|c| c.parse().ok()));
+        if let Some(port) = recorded_port(d, o).filter(|p| *p != d.target_group.port) {
             group.close(port);
         }
     }
     out
 }
 
-/// What deleting `desired` closes, per group: each service's host port and every port its
-/// owned target groups use.
+/// What deleting `desired` closes, per group: each service's host port and the port it was
+/// last applied with.
 pub(super) fn closing(desired: &[Desired], o: &Observed, owner: &str) -> BTreeMap<String, GroupClaims> {
+    let in_pass: BTreeSet<&str> = desired.iter().map(|d| d.service.as_str()).collect();
+    let outside = outside_ports(o, owner, &in_pass);
     let mut out: BTreeMap<String, GroupClaims> = BTreeMap::new();
     for d in desired {
         let group = out.entry(d.security_group_id.clone()).or_default();
-        group.services.insert(d.service.clone());
+        group.outside.clone_from(&outside);
+        group.services.entry(d.service.clone()).or_default();
         group.close(d.target_group.port);
-        for port in used_ports(d, o, owner) {
+        if let Some(port) = recorded_port(d, o) {
             group.close(port);
         }
     }
     out
+}
+
+/// Whether `rules` already allow everything in `wants`.
+pub(super) fn allows(rules: &[observed::IngressRule], wants: &Allowed) -> bool {
+    let covering: Vec<Rule> = rules.iter().filter_map(tcp_cover).collect();
+    wants.iter().all(|(port, nets)| nets.iter().all(|n| covering.iter().any(|r| r.covers(*port, n))))
 }
 
 /// Ours: our owner tag, or (untagged) a description naming our owner id, either format.
@@ -134,6 +167,16 @@ fn owned(r: &observed::IngressRule, owner: &str) -> bool {
         Some(o) => o == owner,
         None => r.description.as_deref().and_then(crate::codec::rule_owner) == Some(owner),
     }
+}
+
+/// The TCP access a rule gives, whatever its protocol: its range for TCP, every port for all
+/// traffic (`-1`), none for other protocols.
+fn tcp_cover(r: &observed::IngressRule) -> Option<Rule> {
+    if r.protocol == "-1" {
+        let cidr: IpNet = r.cidr.parse().ok()?;
+        return Some(Rule { cidr: cidr.trunc(), from: 0, to: u16::MAX });
+    }
+    Rule::of(r)
 }
 
 /// What allowed-per-port the rules add up to.
@@ -192,24 +235,36 @@ enum Step<'r> {
 
 /// The group's plan: the wanted rules (owned rules for unclaimed ports kept as they are, the
 /// claimed ports as claimed), minus what owned rules already say, sequenced within the quota.
+/// `close_unaccounted`: this pass holds every service of the owner id, so owned ports that no
+/// service accounts for (a hand-widened rule) close; otherwise they are kept as orphans.
 pub(super) fn plan_group(
     group: &str,
     rules: &[observed::IngressRule],
     claims: &GroupClaims,
     opts: &Options,
+    close_unaccounted: bool,
 ) -> Result<GroupPlan, Problem> {
     let scope = group_scope(group);
     let (owned, foreign): (Vec<&observed::IngressRule>, Vec<_>) = rules.iter().partition(|r| owned(r, &opts.owner));
     let current = allowed_by(owned.iter().filter_map(|r| Rule::of(r)));
     let mut target = current.clone();
     for (port, nets) in &claims.ports {
-        if nets.is_empty() {
+        if claims.outside.contains(port) {
+            // A service this pass does not see uses the port too: only ever widened here.
+            target.entry(*port).or_default().extend(nets);
+        } else if nets.is_empty() {
             target.remove(port);
         } else {
             target.insert(*port, nets.clone());
         }
     }
-    let unclaimed: Allowed = current.into_iter().filter(|(p, _)| !claims.ports.contains_key(p)).collect();
+    let mut unclaimed: Allowed = current.into_iter().filter(|(p, _)| !claims.ports.contains_key(p)).collect();
+    if close_unaccounted && !opts.prune {
+        let (kept, unaccounted): (Allowed, Allowed) =
+            unclaimed.into_iter().partition(|(p, _)| claims.outside.contains(p));
+        target.retain(|p, _| !unaccounted.contains_key(p));
+        unclaimed = kept;
+    }
     let mut plan = GroupPlan::default();
     if opts.prune {
         target.retain(|p, _| !unclaimed.contains_key(p));
@@ -248,14 +303,14 @@ pub(super) fn plan_group(
     if after > SG_INBOUND_QUOTA {
         return Err(problem(format!(
             "security group {group} would hold {after} inbound rules, over the quota of {SG_INBOUND_QUOTA}; \
-             allow fewer or wider networks, or raise the quota"
+             allow fewer or wider networks (the operator plans for AWS's default of 60 inbound rules)"
         )));
     }
-    let standing: Vec<Rule> = kept.iter().chain(&foreign_rules).copied().collect();
+    let standing: Vec<Rule> = kept.iter().copied().chain(foreign.iter().filter_map(|r| tcp_cover(r))).collect();
     let steps = sequence(rules.len(), authorizations, revokes, &target, standing).ok_or_else(|| {
         problem(format!(
             "security group {group} is too full to change its rules without cutting access (it needs \
-             a free rule slot of its {SG_INBOUND_QUOTA}); raise the quota or remove a hand-made rule"
+             a free rule slot of its {SG_INBOUND_QUOTA}); remove a hand-made rule"
         ))
     })?;
     plan.changes.extend(steps.into_iter().map(|s| step_change(group, &scope, s, &opts.owner)));
@@ -302,7 +357,7 @@ fn sequence<'r>(
 
 /// Whether revoking `r` keeps every wanted address on its ports allowed by `standing`.
 fn harmless(r: &observed::IngressRule, target: &Allowed, standing: &[Rule]) -> bool {
-    let Some(rule) = Rule::of(r) else { return true };
+    let Some(rule) = tcp_cover(r) else { return true };
     target.range(rule.from..=rule.to).all(|(port, nets)| {
         nets.iter().all(|net| {
             // CIDR blocks overlap only when one holds the other: the smaller must stay allowed.
@@ -393,7 +448,7 @@ mod tests {
             if nets.is_empty() {
                 c.close(*port);
             } else {
-                c.want(*port, nets.iter().map(|n| net(n)));
+                c.want("s", *port, nets.iter().map(|n| net(n)));
             }
         }
         c
@@ -404,7 +459,7 @@ mod tests {
     }
 
     fn plan_of(rules: &[observed::IngressRule], claims: &GroupClaims, prune: bool) -> Result<GroupPlan, Problem> {
-        plan_group(SG, rules, claims, &Options { prune, ..mk_options(false) })
+        plan_group(SG, rules, claims, &Options { prune, ..mk_options(false) }, false)
     }
 
     #[test]
@@ -556,6 +611,22 @@ mod tests {
     }
 
     #[test]
+    fn over_the_quota_only_services_whose_access_is_not_in_place_are_blocked() {
+        let mut rules = hand_made(SG_INBOUND_QUOTA - 1);
+        rules.push(live("sgr-a", "192.0.2.0/24", 20000, 20000));
+        let mut claims = GroupClaims::default();
+        claims.want("in-place", 20000, [net("192.0.2.0/24")]);
+        claims.want("new", 20001, [net("203.0.113.0/24")]);
+        let mut o = Observed::default();
+        o.security_groups.insert(SG.into(), Some(rules));
+        let mut plan = super::super::Plan::default();
+        super::super::plan_groups(&mut plan, [(SG.to_owned(), claims)].into(), &o, &mk_options(false), false);
+        assert!(plan.changes.is_empty(), "no rule written");
+        let blocked: Vec<&str> = plan.problems.iter().map(|p| p.service.as_str()).collect();
+        assert_eq!(blocked, ["new"], "the service already reachable still applies its own changes");
+    }
+
+    #[test]
     fn a_full_group_is_rearranged_one_slot_at_a_time_without_cutting_access() {
         // 59 hand-made rules and one old per-service rule: merging needs the last slot twice.
         let mut rules: Vec<observed::IngressRule> = hand_made(SG_INBOUND_QUOTA - 2);
@@ -579,18 +650,22 @@ mod tests {
     }
 
     #[test]
-    fn claims_come_from_every_service_and_a_moved_port_closes() {
+    fn claims_come_from_every_service_a_moved_port_closes_and_ports_outside_the_pass_are_known() {
         let a = mk_desired("a");
         let mut b = mk_desired("b");
         b.target_group.port = 30021;
         b.ingress.iter_mut().for_each(|r| r.port = 30021);
         let mut o = mk_world();
-        let mut old_tg = mk_live_target_group(&b);
-        old_tg.port = Some(30019);
-        o.target_groups.push(old_tg);
+        // b was last applied on 30019; c, not in this pass, has its target group on 30022.
+        let mut b_live = mk_live_ecs_service(&b, &mk_live_task_definition(&b));
+        b_live.tags.insert(crate::names::RENDERING_TAG.into(), "h rev=4 port=30019".into());
+        o.ecs_services.push(b_live);
+        let mut c_tg = mk_live_target_group(&mk_desired("c"));
+        c_tg.port = Some(30022);
+        o.target_groups.push(c_tg);
         let claims = claims(&[a, b], &o, OWNER);
         let g = &claims[SG];
-        assert_eq!(g.services, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+        assert_eq!(g.services.keys().collect::<Vec<_>>(), ["a", "b"]);
         let ports: Vec<(u16, Vec<String>)> =
             g.ports.iter().map(|(p, n)| (*p, n.iter().map(ToString::to_string).collect())).collect();
         assert_eq!(
@@ -601,8 +676,59 @@ mod tests {
                 (30021, vec!["10.0.1.0/24".to_owned(), "192.0.2.0/24".to_owned()]),
             ]
         );
+        assert_eq!(g.outside, BTreeSet::from([30022]), "c's port: known, never touched by this pass");
         let closing = closing(&[mk_desired("a")], &o, OWNER);
         assert_eq!(closing[SG].ports, Allowed::from([(30020, BTreeSet::new())]));
+    }
+
+    #[test]
+    fn a_port_a_service_outside_the_pass_uses_is_only_ever_widened() {
+        // A and B (another cluster, not in this pass) share 20000 on the group.
+        let rules = [live("sgr-1", "192.0.2.0/24", 20000, 20000), live("sgr-2", "198.51.100.0/24", 20000, 20000)];
+        let mut claims = claims_of(&[(20000, &["192.0.2.0/24", "203.0.113.0/24"])]);
+        claims.outside.insert(20000);
+        let plan = plan_of(&rules, &claims, false).unwrap();
+        assert_eq!(names(&plan.changes), [(Action::Create, format!("{SG} tcp/20000 from 203.0.113.0/24"))]);
+        let mut closing = claims_of(&[(20000, &[])]);
+        closing.outside.insert(20000);
+        assert!(plan_of(&rules, &closing, false).unwrap().changes.is_empty(), "deleting A leaves B's port open");
+    }
+
+    #[test]
+    fn ports_nothing_accounts_for_close_when_the_pass_holds_every_service() {
+        // Our rule widened by hand from 20000 to 19990-20000; 20005 is a known outside port.
+        let rules = [live("sgr-1", "192.0.2.0/24", 19990, 20000), live("sgr-2", "192.0.2.0/24", 20005, 20005)];
+        let mut claims = claims_of(&[(20000, &["192.0.2.0/24"])]);
+        claims.outside.insert(20005);
+        let kept = plan_of(&rules, &claims, false).unwrap();
+        assert!(kept.changes.is_empty(), "a command given some manifests keeps them");
+        assert_eq!(kept.orphans.len(), 2, "and reports them: {:?}", names(&kept.orphans));
+        let every = plan_group(SG, &rules, &claims, &mk_options(false), true).unwrap();
+        assert_eq!(
+            names(&every.changes),
+            [
+                (Action::Create, format!("{SG} tcp/20000 from 192.0.2.0/24")),
+                (Action::Delete, format!("{SG} sgr-1 tcp/19990-20000 from 192.0.2.0/24")),
+            ]
+        );
+        assert_eq!(names(&every.orphans), [(Action::Delete, format!("{SG} tcp/20005 from 192.0.2.0/24"))]);
+    }
+
+    #[test]
+    fn an_all_traffic_rule_counts_as_access_and_goes_only_once_replaced() {
+        let mut all = live("sgr-1", "192.0.2.0/24", -1, -1);
+        all.protocol = "-1".into();
+        let wants = Allowed::from([(20000, BTreeSet::from([net("192.0.2.0/25")]))]);
+        assert!(allows(std::slice::from_ref(&all), &wants));
+        assert!(!allows(&[live("sgr-2", "192.0.2.0/24", 1, 2)], &wants));
+        let plan = plan_of(&[all], &claims_of(&[(20000, &["192.0.2.0/24"])]), false).unwrap();
+        assert_eq!(
+            names(&plan.changes),
+            [
+                (Action::Create, format!("{SG} tcp/20000 from 192.0.2.0/24")),
+                (Action::Delete, format!("{SG} sgr-1 -1/-1 from 192.0.2.0/24")),
+            ]
+        );
     }
 
     #[test]
@@ -686,7 +812,7 @@ mod tests {
             ) {
                 let mut claims = GroupClaims::default();
                 for (port, nets) in &wants {
-                    if nets.is_empty() { claims.close(*port) } else { claims.want(*port, nets.iter().map(|i| net(POOL[*i]))) }
+                    if nets.is_empty() { claims.close(*port) } else { claims.want("s", *port, nets.iter().map(|i| net(POOL[*i]))) }
                 }
                 let mut rules: Vec<observed::IngressRule> = owned.iter().chain(&foreign).cloned().collect();
                 let plan = plan_of(&rules, &claims, prune).unwrap();

@@ -40,6 +40,7 @@ use crate::render::{self, Desired, TaskDefinition};
 
 pub use delete::plan_delete;
 pub use diff::diff_values;
+pub use ecs_service::revision_of;
 pub use ingress::{SG_INBOUND_QUOTA, group_scope};
 pub use task_definition::{HASH_TAG, redact_atmoz_users};
 
@@ -160,11 +161,13 @@ pub enum Op {
     DeleteCloudMapService {
         id: String,
     },
+    /// `rendering`: the tag to create it with (its revision is the one it is created on).
     CreateEcsService {
         service: render::EcsService,
         family: String,
         target_group: String,
         tags: Tags,
+        rendering: Option<RenderingWant>,
     },
     UpdateEcsService {
         service: render::EcsService,
@@ -175,16 +178,25 @@ pub enum Op {
         cluster: String,
         name: String,
     },
-    /// The rendering hash on an ECS service (the only tag ever changed after creation).
+    /// The rendering tag on an ECS service (the only tag ever changed after creation), with
+    /// the revision of `family` apply knows by then; `None` withdraws it.
     TagEcsService {
         arn: String,
-        rendering_hash: String,
+        family: String,
+        rendering: Option<RenderingWant>,
     },
     /// Batched per zone by apply, across services.
     ChangeRecord {
         zone_id: String,
         change: crate::dns::RecordChange,
     },
+}
+
+/// What an ECS service's rendering tag is to say, but the revision (apply knows it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderingWant {
+    pub hash: String,
+    pub port: u16,
 }
 
 /// One security-group rule: TCP on a port range from one CIDR.
@@ -276,11 +288,29 @@ pub struct Options {
     pub prune: bool,
 }
 
+/// How a pass plans the shared security-group rules, by how much of the manifest set it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupRules {
+    /// Some services, maybe not all (a command given some manifests): owned ports no service it
+    /// sees accounts for are kept and reported as orphans.
+    #[default]
+    KeepUnaccounted,
+    /// Every service of the owner id (`run`'s batched pass): such ports close.
+    CloseUnaccounted,
+    /// One service out of many (`run`'s per-service items): rules are left to the batched pass.
+    Leave,
+}
+
 /// Plans every service, then each security group's shared rules from all the services on it,
 /// then orphans. Per service the order is the dependency order of [`Kind`]: secret and task
 /// definition before the service, target group and Cloud Map service before the ECS service
 /// that points at them. A group's rules are their own sequence (see [`ingress`]).
 pub fn plan(desired: &[Desired], observed: &Observed, opts: &Options) -> Plan {
+    plan_with(desired, observed, opts, GroupRules::default())
+}
+
+/// [`plan`], with the group rules planned as `rules` says.
+pub fn plan_with(desired: &[Desired], observed: &Observed, opts: &Options, rules: GroupRules) -> Plan {
     let mut plan = Plan::default();
     for d in desired {
         let (changes, problems) = service::plan(&service::Ctx { d, o: observed, opts }).into_parts();
@@ -292,31 +322,51 @@ pub fn plan(desired: &[Desired], observed: &Observed, opts: &Options) -> Plan {
     if opts.prune {
         plan.changes.append(&mut plan.orphans);
     }
+    if rules == GroupRules::Leave {
+        return plan;
+    }
     let mut claims = ingress::claims(desired, observed, &opts.owner);
-    // Groups no manifest service uses any more still hold our rules: orphans (or, pruned, gone).
+    // Every observed group holding our rules is planned, whether a service of this pass is on
+    // it or not (with --prune, or in tests, there may be none).
     for group in observed.security_groups.keys() {
         claims.entry(group.clone()).or_default();
     }
-    plan_groups(&mut plan, claims, observed, opts);
+    plan_groups(&mut plan, claims, observed, opts, rules == GroupRules::CloseUnaccounted);
     plan
 }
 
-/// Each claimed group's rules into `plan`. A group that cannot be planned (its quota) blocks
-/// every service on it: nothing of theirs is written.
-fn plan_groups(plan: &mut Plan, claims: BTreeMap<String, ingress::GroupClaims>, o: &Observed, opts: &Options) {
+/// Each claimed group's rules into `plan`. A group that cannot be planned (its quota) writes no
+/// rule, and blocks the services on it whose access is not in place yet (their tasks would be
+/// unreachable); the others still apply their own changes (a key revocation must not wait for
+/// a rule quota).
+fn plan_groups(
+    plan: &mut Plan,
+    claims: BTreeMap<String, ingress::GroupClaims>,
+    o: &Observed,
+    opts: &Options,
+    close_unaccounted: bool,
+) {
     for (group, claims) in claims {
         // A missing group is already a problem of every service on it.
         let Some(Some(rules)) = o.security_groups.get(&group) else { continue };
-        match ingress::plan_group(&group, rules, &claims, opts) {
+        match ingress::plan_group(&group, rules, &claims, opts, close_unaccounted) {
             Ok(group_plan) => {
                 plan.changes.extend(group_plan.changes);
                 plan.orphans.extend(group_plan.orphans);
             }
-            // Said once per service on the group (once for the group when none is left on it).
-            Err(problem) if claims.services.is_empty() => plan.problems.push(problem),
             Err(problem) => {
-                for service in &claims.services {
-                    plan.problems.push(Problem { service: service.clone(), message: problem.message.clone() });
+                let waiting: Vec<&String> = claims
+                    .services
+                    .iter()
+                    .filter(|(_, wants)| !ingress::allows(rules, wants))
+                    .map(|(s, _)| s)
+                    .collect();
+                for service in &waiting {
+                    plan.problems.push(Problem { service: (*service).clone(), message: problem.message.clone() });
+                }
+                // Said once per waiting service; for the group itself when none waits.
+                if waiting.is_empty() {
+                    plan.problems.push(problem);
                 }
             }
         }

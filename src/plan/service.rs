@@ -142,6 +142,13 @@ fn preconditions<'a>(ctx: &Ctx<'a>) -> Result<Found<'a>, Vec<Problem>> {
     }
 }
 
+/// Whether a step changes what the rendering tag vouches for (the ECS service's own fields are
+/// read on every pass, so they do not count).
+fn changes_vouched(steps: &[Step]) -> bool {
+    let vouched = [Kind::TaskDefinition, Kind::TargetGroup, Kind::Listener, Kind::CloudMapService];
+    steps.iter().flatten().flatten().any(|c| vouched.contains(&c.kind) && c.action != Action::Conflict)
+}
+
 fn in_conflict(steps: &[Step], kind: Kind) -> bool {
     steps.iter().flatten().flatten().any(|c| c.kind == kind && c.action == Action::Conflict)
 }
@@ -165,9 +172,15 @@ pub(super) fn plan(ctx: &Ctx) -> ServicePlan {
     if let Some(ns) = namespace {
         steps.push(Ok(cloud_map::plan(ctx, ns)));
     }
-    if tg_ok && !in_conflict(&steps, Kind::TaskDefinition) && !in_conflict(&steps, Kind::CloudMapService) {
-        let vouch = steps.iter().all(|s| s.as_ref().is_ok_and(|c| c.iter().all(|c| c.action != Action::Conflict)));
-        steps.push(ecs_service::plan(ctx, new_revision, vouch));
+    let runs = tg_ok && !in_conflict(&steps, Kind::TaskDefinition) && !in_conflict(&steps, Kind::CloudMapService);
+    let vouch = runs && steps.iter().all(|s| s.as_ref().is_ok_and(|c| c.iter().all(|c| c.action != Action::Conflict)));
+    let withdrawal = (!vouch || changes_vouched(&steps)).then(|| ecs_service::withdrawal(ctx)).flatten();
+    let withdrawn = withdrawal.is_some();
+    if let Some(w) = withdrawal {
+        steps.insert(0, Ok(vec![w]));
+    }
+    if runs {
+        steps.push(ecs_service::plan(ctx, new_revision, vouch, withdrawn));
     }
     steps.extend(dns_record::plan(ctx, lb));
     ServicePlan::Planned(steps)

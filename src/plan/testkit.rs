@@ -178,6 +178,16 @@ pub fn mk_live_listener(d: &Desired, arn: &str, port: u16) -> observed::Listener
     }
 }
 
+/// The rendering tag an ECS service running `revision` of `d` carries once `d` is applied.
+pub fn mk_rendering_tag(d: &Desired, revision: &observed::TaskDefinitionRevision) -> String {
+    let rendering = crate::codec::Rendering {
+        hash: d.rendering_hash.clone(),
+        revision: revision.revision,
+        port: d.target_group.port,
+    };
+    crate::codec::rendering_tag(&rendering)
+}
+
 /// An owned rule, as EC2 reports it.
 pub fn mk_live_rule(service: &str, id: &str, port: i32, cidr: &str) -> observed::IngressRule {
     observed::IngressRule {
@@ -234,7 +244,12 @@ pub fn mk_live_ecs_service(d: &Desired, revision: &observed::TaskDefinitionRevis
         circuit_breaker_rollback: Some(true),
         distinct_instance: Some(false),
         health_check_grace_period_seconds: Some(30),
-        tags: d.tags.clone().into_iter().chain([(names::RENDERING_TAG.to_owned(), d.rendering_hash.clone())]).collect(),
+        tags: d
+            .tags
+            .clone()
+            .into_iter()
+            .chain([(names::RENDERING_TAG.to_owned(), mk_rendering_tag(d, revision))])
+            .collect(),
         ..Default::default()
     }
 }

@@ -60,6 +60,8 @@ pub struct Vouch {
     pub cluster: String,
     pub ecs_service: String,
     pub rendering_hash: String,
+    pub family: String,
+    pub port: u16,
     pub task_definition_hash: String,
     /// The owner and service tags the ECS service must carry (and the vouched ones inherit).
     pub ownership: Tags,
@@ -78,6 +80,8 @@ impl Vouch {
             cluster: d.ecs_service.cluster.clone(),
             ecs_service: d.ecs_service.name.clone(),
             rendering_hash: d.rendering_hash.clone(),
+            family: d.names.task_family.clone(),
+            port: d.target_group.port,
             task_definition_hash: d.task_definition_hash.clone(),
             ownership,
             target_group: d.target_group.name.clone(),
@@ -86,13 +90,20 @@ impl Vouch {
         }
     }
 
-    /// Whether `s` is this vouch's service, owned as it should be, carrying the hash.
+    /// Whether `s` is this vouch's service, owned as it should be, carrying the rendering, and
+    /// still running the revision it was applied with (not rolled back, not moved by hand).
     fn holds(&self, s: &observed::EcsService) -> bool {
+        let carried = s.tags.get(names::RENDERING_TAG).and_then(|v| crate::codec::parse_rendering_tag(v));
+        let runs = s.task_definition.as_deref().map(observed::name_from_arn).and_then(|n| n.rsplit_once(':'));
         s.cluster == self.cluster
             && s.name == self.ecs_service
             && s.status == "ACTIVE"
-            && s.tags.get(names::RENDERING_TAG) == Some(&self.rendering_hash)
             && self.ownership.iter().all(|(k, v)| s.tags.get(k) == Some(v))
+            && carried.is_some_and(|c| {
+                c.hash == self.rendering_hash
+                    && c.port == self.port
+                    && runs.is_some_and(|(family, rev)| family == self.family && rev == c.revision.to_string())
+            })
     }
 }
 
@@ -285,6 +296,8 @@ mod tests {
             cluster: "sftp".into(),
             ecs_service: "campus".into(),
             rendering_hash: "r1".into(),
+            family: "sftp-campus".into(),
+            port: 30020,
             task_definition_hash: "t1".into(),
             ownership: [
                 (names::OWNER_TAG.to_owned(), "o".to_owned()),
@@ -299,7 +312,8 @@ mod tests {
 
     fn carrying(hash: &str) -> observed::EcsService {
         let mut tags = vouch().ownership;
-        tags.insert(names::RENDERING_TAG.into(), hash.into());
+        let rendering = crate::codec::Rendering { hash: hash.into(), revision: 7, port: 30020 };
+        tags.insert(names::RENDERING_TAG.into(), crate::codec::rendering_tag(&rendering));
         observed::EcsService {
             name: "campus".into(),
             cluster: "sftp".into(),
@@ -340,6 +354,12 @@ mod tests {
         let mut draining = carrying("r1");
         draining.status = "DRAINING".into();
         assert!(Vouched::of(&scope, &[draining]).held.is_empty());
+        let mut rolled_back = carrying("r1");
+        rolled_back.task_definition = Some("arn:aws:ecs:us-east-1:1:task-definition/sftp-campus:6".into());
+        assert!(Vouched::of(&scope, &[rolled_back]).held.is_empty(), "not on the revision it was applied with");
+        let mut bare = carrying("r1");
+        bare.tags.insert(names::RENDERING_TAG.into(), "r1".into());
+        assert!(Vouched::of(&scope, &[bare]).held.is_empty(), "no revision: an older or withdrawn tag");
         let deep = Scope { deep: true, ..scope.clone() };
         assert!(Vouched::of(&deep, &[carrying("r1")]).held.is_empty(), "deep reads everything");
     }
