@@ -59,6 +59,9 @@ pub struct Observed {
     pub record_sets: BTreeMap<String, Vec<RecordSet>>,
     /// Where each service's tasks run, by service name (services with a `dns` block).
     pub placements: BTreeMap<String, Placement>,
+    /// Host ports of the task definitions other ECS services run, by task-definition ARN: read
+    /// only when every service in the clusters is listed (before creating a service).
+    pub host_ports: BTreeMap<String, Vec<u16>>,
 }
 
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]

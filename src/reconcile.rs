@@ -66,9 +66,19 @@ pub async fn prepare(
 ) -> Result<Prepared, AwsError> {
     let desired = render(services, &options.owner);
     let reach = Reach { every_service: reach.every_service || options.prune, ..reach };
-    let observed = observe(clients, &desired, reach).await?;
-    let plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
+    let mut observed = observe(clients, &desired, reach).await?;
+    let mut plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
+    // Before creating an ECS service, look at every service in its cluster: one already behind
+    // the same target group (a setup made by hand) must be adopted, never doubled.
+    if !reach.every_service && creates_ecs_service(&plan) {
+        observed = observe(clients, &desired, Reach { every_service: true, ..reach }).await?;
+        plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
+    }
     Ok(Prepared { desired, observed, plan })
+}
+
+fn creates_ecs_service(plan: &Plan) -> bool {
+    plan.actionable().flat_map(|c| &c.ops).any(|op| matches!(op, plan::Op::CreateEcsService { .. }))
 }
 
 /// Like [`prepare`], but plans the deletion of everything the services own.

@@ -71,6 +71,29 @@ pub struct Spec {
     pub dns: Option<Dns>,
     #[serde(default)]
     pub logging: Logging,
+    /// Names of existing resources to manage under their own names (a setup made by hand or by
+    /// another tool, adopted in place with `--adopt`); each defaults to the derived name.
+    #[serde(default)]
+    pub names: Option<NameOverrides>,
+}
+
+/// Existing resources' names; unset ones are derived from `metadata.name`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NameOverrides {
+    /// ECS service (default `<name>`): 1–255 letters, digits, `-` and `_`.
+    #[serde(default)]
+    pub ecs_service: Option<String>,
+    /// Task-definition family (default `sftp-<name>`): 1–255 letters, digits, `-` and `_`.
+    #[serde(default)]
+    pub task_family: Option<String>,
+    /// Target group (default `sftp-<name>`): 1–32 letters, digits and `-`, not starting or ending
+    /// with `-`, not starting with `internal-`.
+    #[serde(default)]
+    pub target_group: Option<String>,
+    /// Cloud Map service (default `<name>`): a DNS label.
+    #[serde(default)]
+    pub cloud_map_service: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

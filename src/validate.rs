@@ -304,6 +304,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         check_sshfp(c, d, &host_keys, &host_public_keys);
     }
     let awslogs = s.logging.awslogs.as_ref().map(|l| check_awslogs(c, l));
+    let names = check_names(c, &m.metadata.name, s.names.as_ref());
 
     if c.out.len() > before {
         return None;
@@ -313,7 +314,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     let service = Service {
         name: name.clone(),
         origin: origin.clone(),
-        names: Names::derive(name),
+        names,
         labels: m.metadata.labels.clone(),
         cluster,
         image: s.image.clone(),
@@ -362,6 +363,56 @@ fn check_metadata(c: &mut Checker<'_>, m: &Manifest) {
     }
     check_labels(c, &m.metadata.labels);
     check_no_key_material(c, m);
+}
+
+/// The derived names, with `spec.names` for existing resources checked against AWS's naming rules.
+fn check_names(c: &mut Checker<'_>, name: &str, given: Option<&spec::NameOverrides>) -> Names {
+    let mut names = Names::derive(name);
+    let Some(given) = given else { return names };
+    let ecs = |n: &str| {
+        !n.is_empty() && n.len() <= 255 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let tg = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 32
+            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+            && !n.starts_with("internal-")
+    };
+    let label = |n: &str| DNS_LABEL.is_match(n) && n.len() <= names::MAX_NAME_LEN;
+    let ecs_rule = "1–255 letters, digits, '-' and '_'";
+    let tg_rule = "1–32 letters, digits and '-', not starting or ending with '-', not starting with `internal-`";
+    let label_rule = "a DNS label: lower-case letters, digits and '-', at most 63 characters";
+    set_name(c, "spec.names.ecsService", &given.ecs_service, &ecs, ecs_rule, &mut names.ecs_service);
+    set_name(c, "spec.names.taskFamily", &given.task_family, &ecs, ecs_rule, &mut names.task_family);
+    set_name(c, "spec.names.targetGroup", &given.target_group, &tg, tg_rule, &mut names.target_group);
+    set_name(
+        c,
+        "spec.names.cloudMapService",
+        &given.cloud_map_service,
+        &label,
+        label_rule,
+        &mut names.cloud_map_service,
+    );
+    names
+}
+
+/// `given`, when set and valid by `valid`, into `slot`; a located problem saying `rule` otherwise.
+fn set_name(
+    c: &mut Checker<'_>,
+    field: &str,
+    given: &Option<String>,
+    valid: &dyn Fn(&str) -> bool,
+    rule: &str,
+    slot: &mut String,
+) {
+    let Some(v) = given else { return };
+    if valid(v) {
+        v.clone_into(slot);
+    } else {
+        c.hint(field, format!("`{}` is not a valid name here", quote(v)), rule);
+    }
 }
 
 /// The cluster, image, task count, host port and size; returns the cluster's name (empty when
@@ -869,8 +920,25 @@ fn check_dns(c: &mut Checker<'_>, d: &spec::Dns) -> Dns {
 type CrossKey = fn(&Service) -> Option<String>;
 
 /// Fields two services may not share, with the key they are compared by.
-const CROSS_FIELDS: [(&str, CrossKey, &str); 4] = [
+const CROSS_FIELDS: [(&str, CrossKey, &str); 8] = [
     ("metadata.name", |s| Some(s.name.clone()), "duplicate service name"),
+    // The names of what each service owns, given or derived (`spec.names`).
+    (
+        "spec.names.ecsService",
+        |s| Some(format!("{}/{}", s.cluster, s.names.ecs_service)),
+        "ECS service name already used by another service on this cluster",
+    ),
+    ("spec.names.taskFamily", |s| Some(s.names.task_family.clone()), "task family already used by another service"),
+    (
+        "spec.names.targetGroup",
+        |s| Some(s.names.target_group.clone()),
+        "target group name already used by another service",
+    ),
+    (
+        "spec.names.cloudMapService",
+        |s| s.namespace.as_ref().map(|ns| format!("{ns}/{}", s.names.cloud_map_service)),
+        "Cloud Map service name already used by another service in this namespace",
+    ),
     (
         "spec.port",
         |s| Some(format!("{}/{}", s.cluster, s.port)),
@@ -889,13 +957,17 @@ const CROSS_FIELDS: [(&str, CrossKey, &str); 4] = [
 ];
 
 /// Rules across documents: names, host ports per cluster, listener ports per NLB, DNS records.
+/// One clash per service: a duplicate name makes every derived name clash too.
 fn check_across(placed: &[Placed], out: &mut Diagnostics) {
+    let mut reported = vec![false; placed.len()];
     for (i, (path, key, msg)) in CROSS_FIELDS.iter().enumerate() {
         let mut seen: BTreeMap<String, &Placed> = BTreeMap::new();
-        for p in placed {
+        for (j, p) in placed.iter().enumerate() {
             let Some(k) = key(&p.service) else { continue };
             match seen.get(&k) {
+                Some(_) if reported[j] => {}
                 Some(first) => {
+                    reported[j] = true;
                     let (file, at) = (&first.service.origin.file, first.positions[i]);
                     out.push(
                         Diagnostic::new(
@@ -1054,6 +1126,28 @@ spec:
 
         let text = with_labels(&format!("    team: {}\n", "x".repeat(257)));
         assert_eq!(problem(&text).message, "tag keys are 1–128 characters and values at most 256");
+    }
+
+    #[test]
+    fn a_name_given_for_an_existing_resource_replaces_the_derived_one_and_stays_unique() {
+        let named = MANIFEST
+            .replace("  access:\n", "  names: {ecsService: research-sftp, targetGroup: research-tg}\n  access:\n");
+        let s = service(&named);
+        assert_eq!((s.names.ecs_service.as_str(), s.names.target_group.as_str()), ("research-sftp", "research-tg"));
+        assert_eq!(s.names.task_family, "sftp-drop", "unset names stay derived");
+        // A second service naming the first one's derived target group.
+        let other = MANIFEST
+            .replace("name: drop", "name: other")
+            .replace("port: 30020", "port: 30021")
+            .replace("listenerPort: 2220", "listenerPort: 2221")
+            .replace("  access:\n", "  names: {targetGroup: sftp-drop}\n  access:\n");
+        let docs = load::parse_sources(&sources(&[("a.yaml", MANIFEST), ("b.yaml", &other)])).unwrap();
+        let errors = validate(&docs).unwrap_err().to_string();
+        assert!(errors.contains("b.yaml:"), "{errors}");
+        assert!(
+            errors.contains("spec.names.targetGroup: target group name already used by another service (`drop`)"),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool, withdrawn: bool) 
     let (family, tg) = (d.names.task_family.clone(), d.target_group.name.clone());
     let rendering = vouch.then(|| RenderingWant { hash: d.rendering_hash.clone(), port: d.target_group.port });
     let Some(live) = live(ctx) else {
+        if let Some(conflict) = already_served(ctx) {
+            return Ok(vec![conflict]);
+        }
         let op =
             Op::CreateEcsService { service: want.clone(), family, target_group: tg, tags: d.tags.clone(), rendering };
         return Ok(vec![ctx.change(Kind::EcsService, &want.name, Action::Create, vec![op])]);
@@ -159,6 +162,34 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool, withdrawn: bool) 
         }
     }
     Ok(changes)
+}
+
+/// Another ECS service already behind the target group: a second one would compete with it for
+/// the host port on every instance. A conflict naming it and the field that adopts it in place.
+/// (Observe lists every service in the cluster when a pass would create one.)
+fn already_served(ctx: &Ctx) -> Option<Change> {
+    let d = ctx.d;
+    let port = d.target_group.port;
+    let tg = ctx.o.target_groups.iter().find(|t| t.name == d.target_group.name).map(|t| t.arn.as_str());
+    let on_port = |s: &observed::EcsService| {
+        s.task_definition.as_deref().and_then(|a| ctx.o.host_ports.get(a)).is_some_and(|ports| ports.contains(&port))
+    };
+    let (other, what) = ctx.o.ecs_services.iter().filter(|s| s.status != "INACTIVE").find_map(|s| {
+        if tg.is_some_and(|tg| s.load_balancers.iter().any(|b| b.arn == tg)) {
+            Some((s, format!("serves target group `{}`", d.target_group.name)))
+        } else if s.cluster == d.ecs_service.cluster && on_port(s) {
+            Some((s, format!("runs on host port {port}")))
+        } else {
+            None
+        }
+    })?;
+    let reason = format!(
+        "ECS service `{}` (cluster `{}`) already {what}; a second service would compete with it for host port \
+         {port}. Set `spec.names.ecsService: {}` (and the names of its task family and target group) and converge \
+         with --adopt to take it over in place",
+        other.name, other.cluster, other.name
+    );
+    Some(ctx.change(Kind::EcsService, &d.ecs_service.name, Action::Conflict, vec![]).because(reason))
 }
 
 /// The revision in a task-definition ARN (`…:task-definition/family:7`).
@@ -343,6 +374,29 @@ mod tests {
         let o = mk_world_with(&d, Some(live(&d)));
         let Ok(c) = plan(&ctx(&d, &o, &mk_options(false)), false, true, true) else { panic!() };
         assert_eq!(c[0].ops, [tag(&live(&d))], "withdrawn earlier in the pass: written again");
+    }
+
+    #[test]
+    fn another_service_behind_the_target_group_or_on_the_host_port_is_a_conflict_never_a_second_service() {
+        let d = mk_desired(SERVICE);
+        let mut o = mk_world();
+        o.target_groups.push(mk_live_target_group(&d));
+        let mut theirs = live(&d);
+        (theirs.name, theirs.tags) = ("sftp-research".into(), foreign_tags());
+        o.ecs_services.push(theirs.clone());
+        let c = changes(plan(&ctx(&d, &o, &mk_options(true)), false, true, false));
+        assert_eq!(summary(&c), [(Kind::EcsService, Action::Conflict, SERVICE.into())], "even with --adopt");
+        let reason = c[0].reason.as_deref().unwrap();
+        assert!(reason.contains("`sftp-research` (cluster `sftp`) already serves target group"), "{reason}");
+        assert!(reason.contains("spec.names.ecsService: sftp-research"), "{reason}");
+
+        // Behind another target group, but its task definition maps our host port.
+        theirs.load_balancers.clear();
+        o.ecs_services = vec![theirs.clone()];
+        assert_eq!(changes(plan(&ctx(&d, &o, &mk_options(false)), false, true, false))[0].action, Action::Create);
+        o.host_ports.insert(theirs.task_definition.clone().unwrap(), vec![30020]);
+        let c = changes(plan(&ctx(&d, &o, &mk_options(false)), false, true, false));
+        assert!(c[0].reason.as_deref().unwrap().contains("already runs on host port 30020"), "{c:?}");
     }
 
     #[test]

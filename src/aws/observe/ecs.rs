@@ -101,6 +101,34 @@ pub(super) async fn task_definitions(
     Ok(out)
 }
 
+/// The host ports of the task definitions that services outside the desired set run (one
+/// DescribeTaskDefinition per distinct revision): a service made by hand on a port we want.
+pub(super) async fn host_ports(
+    c: &Clients,
+    scope: &Scope,
+    services: &[observed::EcsService],
+) -> Result<BTreeMap<String, Vec<u16>>> {
+    let desired = |s: &observed::EcsService| scope.ecs_services.get(&s.cluster).is_some_and(|n| n.contains(&s.name));
+    let arns: BTreeSet<&str> = services
+        .iter()
+        .filter(|s| s.status != "INACTIVE" && !desired(s))
+        .filter_map(|s| s.task_definition.as_deref())
+        .collect();
+    let mut out = BTreeMap::new();
+    for arn in arns {
+        let td = c.ecs.describe_task_definition().task_definition(arn).send().await;
+        let td = match td.map_err(aws("DescribeTaskDefinition")) {
+            Ok(r) => r,
+            Err(e) if !e.throttled => continue, // gone meanwhile: nothing listens on its behalf
+            Err(e) => return Err(e),
+        };
+        let ports = td.task_definition().map(|t| task_definition(t).container_definitions).unwrap_or_default();
+        let ports = ports.iter().flat_map(|c| &c.port_mappings).map(|p| p.host_port).filter(|p| *p != 0).collect();
+        out.insert(arn.to_owned(), ports);
+    }
+    Ok(out)
+}
+
 async fn latest_revision(c: &Clients, family: &str) -> Result<Option<observed::TaskDefinitionRevision>> {
     let resp = c.ecs.describe_task_definition().task_definition(family).include(TaskDefinitionField::Tags).send();
     match resp.await {
