@@ -49,12 +49,16 @@ pub fn render(services: &[Service], owner: &str) -> Vec<Desired> {
     services.iter().map(|s| render::render(s, owner)).collect()
 }
 
-async fn observe(clients: &Clients, desired: &[Desired], reach: Reach) -> Result<Observed, AwsError> {
+fn scope(desired: &[Desired], reach: Reach) -> Scope {
     let mut scope = Scope::of(desired);
     scope.list_all_services = reach.every_service;
     scope.cloud_map_instances = reach.cloud_map_instances;
     scope.deep = reach.deep;
-    observe::observe(clients, &scope).await
+    scope
+}
+
+async fn observe(clients: &Clients, desired: &[Desired], reach: Reach) -> Result<Observed, AwsError> {
+    observe::observe(clients, &scope(desired, reach)).await
 }
 
 /// Renders, observes and plans: everything before the first mutating call.
@@ -71,7 +75,8 @@ pub async fn prepare(
     // Before creating an ECS service, look at every service in its cluster: one already behind
     // the same target group (a setup made by hand) must be adopted, never doubled.
     if !reach.every_service && creates_ecs_service(&plan) {
-        observed = observe(clients, &desired, Reach { every_service: true, ..reach }).await?;
+        let census = observe::every_ecs_service(clients, &scope(&desired, reach)).await?;
+        (observed.ecs_services, observed.host_ports) = census;
         plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
     }
     Ok(Prepared { desired, observed, plan })

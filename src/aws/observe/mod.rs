@@ -213,6 +213,18 @@ fn tag_map<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>
     pairs.into_iter().filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned()))).collect()
 }
 
+/// Every ECS service in the clusters in scope, and the host ports of the task definitions the
+/// services outside the desired set run: what a pass that would create a service reads first.
+pub async fn every_ecs_service(
+    c: &Clients,
+    scope: &Scope,
+) -> Result<(Vec<observed::EcsService>, BTreeMap<String, Vec<u16>>)> {
+    let scope = Scope { list_all_services: true, ..scope.clone() };
+    let (_, services) = ecs::ecs_services(c, &scope).await?;
+    let host_ports = ecs::host_ports(c, &scope, &services).await?;
+    Ok((services, host_ports))
+}
+
 pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     // The ECS services first: the rendering hash they carry decides what else must be read.
     let (clusters, ecs_services) = ecs::ecs_services(c, scope).await?;
