@@ -200,11 +200,11 @@ impl OperatorReconciler {
             let running = observed
                 .ecs_services
                 .iter()
-                .find(|s| s.name == service.name)
+                .find(|s| s.cluster == service.cluster && s.name == service.names.ecs_service)
                 .and_then(|s| s.running_count)
                 .unwrap_or(0);
             m.running_tasks.with_label_values(&[name]).set(i64::from(running));
-            if let Some(p) = observed.placements.get(name) {
+            if let Some(p) = observed.placements.get(&service.names.ecs_service) {
                 m.dns_records_published.with_label_values(&[name]).set(p.host_ips.len() as i64);
             }
         }
@@ -424,7 +424,7 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
         shutdown_rx.clone(),
     ));
     if let Some(url) = &cfg.events_queue_url {
-        poll_events(&clients, url, &names_rx, &trigger_tx, &metrics, &shutdown_rx);
+        poll_events(&clients, url, &services_rx, &trigger_tx, &metrics, &shutdown_rx);
     }
 
     let reconciler = Arc::new(OperatorReconciler {
@@ -509,7 +509,7 @@ fn elect(
 fn poll_events(
     clients: &Clients,
     url: &str,
-    names: &watch::Receiver<Vec<String>>,
+    services: &watch::Receiver<Arc<Vec<Service>>>,
     triggers: &mpsc::UnboundedSender<Trigger>,
     metrics: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
@@ -518,7 +518,7 @@ fn poll_events(
     tokio::spawn(crate::aws::events::poll(
         clients.clone(),
         url.to_owned(),
-        names.clone(),
+        services.clone(),
         move |service| {
             let _ = triggers.send(Trigger::One(service));
         },

@@ -142,7 +142,7 @@ fn known_hosts(d: &Desired, o: &Observed, reachable: &[Endpoint]) -> Vec<String>
 /// Placement (which hosts run the tasks, a kept A record, Cloud Map disagreeing) and conflicts.
 fn notes(d: &Desired, o: &Observed, mine: &[&Change]) -> Vec<String> {
     let mut notes = Vec::new();
-    if let (Some(dns), Some(p)) = (&d.dns, o.placements.get(&d.service)) {
+    if let (Some(dns), Some(p)) = (&d.dns, o.placements.get(&d.ecs_service.name)) {
         if p.host_ips.is_empty() {
             notes.push(format!("no running task: keeping the last A record of {}", dns.record));
         } else {

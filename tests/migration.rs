@@ -168,15 +168,28 @@ fn without_its_names_the_existing_service_is_a_conflict_and_no_second_service_is
     let f = manifest(&w, false);
     for args in [vec!["plan", "-f", &f], vec!["plan", "--adopt", "-f", &f]] {
         let (_, out, err, _) = w.run(&args);
+        // The live listener forwards to the running service's target group: moving it, or
+        // starting a second service beside it, is refused, naming the fields to set.
         assert!(
-            out.contains(&format!("ECS service `{SERVICE}` (cluster `sftp`) already runs on host port {HOST_PORT}")),
+            out.contains(&format!("forwards to target group `{TARGET_GROUP}`, which ECS service `{SERVICE}` serves")),
             "{args:?}:\n{out}{err}"
         );
+        assert!(out.contains(&format!("spec.names.targetGroup: {TARGET_GROUP}")), "{out}");
         assert!(out.contains(&format!("spec.names.ecsService: {SERVICE}")), "{out}");
+        assert!(!out.contains("+ ecs service"), "{out}");
     }
     let (_, out, _, ops) = w.run(&["converge", "--adopt", "-f", &f]);
     assert!(!Proxy::mutating(&ops).contains(&"CreateService".to_owned()), "{out}");
     assert_eq!(services_behind(&w, &tg_arn), [SERVICE]);
+    assert_eq!(listener_target(&w), tg_arn, "the live listener still forwards to the running service");
+}
+
+/// Where the listener on the migrated port forwards.
+fn listener_target(w: &World) -> String {
+    let lb = w.ids["loadBalancerArn"].as_str().unwrap();
+    let listeners = aws_cli(&w.endpoint, &["elbv2", "describe-listeners", "--load-balancer-arn", lb]);
+    let l = listeners["Listeners"].as_array().unwrap().iter().find(|l| l["Port"] == LISTENER_PORT).unwrap();
+    l["DefaultActions"][0]["TargetGroupArn"].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -237,4 +250,28 @@ fn the_seed_setup_is_adopted_in_place_under_its_own_names() {
     }
     let txt = w.records("research.example.edu.").into_iter().find(|r| r.0 == "TXT").expect("TXT");
     assert!(txt.1[0].contains("heritage=sftp-operator"), "{txt:?}");
+    assert_eq!(listener_target(&w), tg_arn);
+
+    // The Lambda's job: the A record follows the adopted service's tasks (moto schedules nothing,
+    // so the test starts one on the second instance, in the service's group).
+    let (instance, ip) = w.instance(1);
+    let group = format!("service:{SERVICE}");
+    aws_cli(
+        &w.endpoint,
+        &[
+            "ecs",
+            "start-task",
+            "--cluster",
+            "sftp",
+            "--task-definition",
+            FAMILY,
+            "--container-instances",
+            &instance,
+            "--group",
+            &group,
+        ],
+    );
+    let (code, out, _, _) = w.run(&["converge", "-f", &f]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.a_values("research.example.edu."), [ip], "{out}");
 }

@@ -12,10 +12,15 @@ use crate::metrics::Metrics;
 use crate::task_event::{EventError, parse_task_event};
 
 /// Calls `changed` with the name of each managed service an event is about.
+/// The SftpService whose ECS service is `ecs_service`.
+fn sftp_service(services: &[crate::model::Service], ecs_service: &str) -> Option<String> {
+    services.iter().find(|s| s.names.ecs_service == ecs_service).map(|s| s.name.clone())
+}
+
 pub async fn poll(
     c: Clients,
     queue_url: String,
-    services: watch::Receiver<Vec<String>>,
+    services: watch::Receiver<Arc<Vec<crate::model::Service>>>,
     changed: impl Fn(String) + Send + 'static,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -40,13 +45,15 @@ pub async fn poll(
         let mut receipts = Vec::new();
         for m in &messages {
             let result = match parse_task_event(m.body().unwrap_or_default()) {
-                Ok(ev) => match ev.service {
-                    Some(s) if services.borrow().contains(&s) => {
+                // The event names the ECS service (`spec.names.ecsService` may differ from the
+                // SftpService's name).
+                Ok(ev) => match ev.service.as_deref().and_then(|s| sftp_service(&services.borrow(), s)) {
+                    Some(s) => {
                         tracing::info!(service = %s, cluster = %ev.cluster, status = ?ev.last_status, "ECS task event");
                         changed(s);
                         "handled"
                     }
-                    _ => "foreign",
+                    None => "foreign",
                 },
                 Err(EventError::Foreign(_)) => "foreign",
                 Err(e @ EventError::NotJson(_)) => {

@@ -15,7 +15,8 @@ pub(super) fn plan(ctx: &Ctx, lb: &LoadBalancer) -> Vec<Step> {
     if d.dns.is_none() {
         return vec![];
     }
-    let placement = ctx.o.placements.get(&d.service);
+    // Placements are keyed by the ECS service's name (`spec.names.ecsService` may differ).
+    let placement = ctx.o.placements.get(&d.ecs_service.name);
     let wants = dns::desired_records(d, &ctx.opts.owner, placement, &secret_keys(ctx), Some(lb));
     wants.into_iter().map(|(zone_ref, want)| zone(ctx, &zone_ref, &want)).collect()
 }

@@ -10,7 +10,7 @@ use super::service::{Ctx, Step};
 use super::{Action, Change, FieldDiff, Kind, Op, RenderingWant};
 use crate::codec::{Rendering, parse_rendering_tag};
 use crate::names::RENDERING_TAG;
-use crate::observed::{self, name_from_arn};
+use crate::observed::{self, Ownership, name_from_arn};
 
 /// The fields compared.
 #[derive(Serialize)]
@@ -183,11 +183,22 @@ fn already_served(ctx: &Ctx) -> Option<Change> {
             None
         }
     })?;
+    let remedy = match observed::ownership(&other.tags, &ctx.opts.owner) {
+        // One of ours, left by a rename or a moved manifest: it goes with `delete` or `--prune`.
+        Ownership::Owned { service } => format!(
+            "it is SftpService `{service}`'s: delete it (`sftp-operator delete` with its manifest, or `converge \
+             --prune`) first"
+        ),
+        _ => format!(
+            "set `spec.names.ecsService: {}` (and the names of its task family and target group) and converge \
+             with --adopt to take it over in place",
+            other.name
+        ),
+    };
     let reason = format!(
         "ECS service `{}` (cluster `{}`) already {what}; a second service would compete with it for host port \
-         {port}. Set `spec.names.ecsService: {}` (and the names of its task family and target group) and converge \
-         with --adopt to take it over in place",
-        other.name, other.cluster, other.name
+         {port}: {remedy}",
+        other.name, other.cluster
     );
     Some(ctx.change(Kind::EcsService, &d.ecs_service.name, Action::Conflict, vec![]).because(reason))
 }

@@ -45,6 +45,34 @@ fn label(l: &observed::Listener) -> String {
     format!("{}:{}", name_from_arn(&l.load_balancer_arn), l.port.map_or("?".into(), |p| p.to_string()))
 }
 
+/// The listener at our port forwards to another target group that a running ECS service serves:
+/// moving it to ours would send the traffic where no task is registered (a migration that did not
+/// name the existing target group, or a target group renamed under a running service). A
+/// conflict saying which names to set.
+pub(super) fn endpoint_held(ctx: &Ctx, lb: &LoadBalancer) -> Option<Change> {
+    let port = i32::from(ctx.d.listener.port);
+    let at_port = ctx.o.listeners.iter().find(|l| l.load_balancer_arn == lb.arn && l.port == Some(port))?;
+    let current = at_port.forward_target_group_arns.first()?;
+    let ours = ctx.o.target_groups.iter().find(|t| t.name == ctx.d.target_group.name);
+    if ours.is_some_and(|t| &t.arn == current) {
+        return None;
+    }
+    let serving = ctx
+        .o
+        .ecs_services
+        .iter()
+        .find(|s| s.status != "INACTIVE" && s.load_balancers.iter().any(|b| &b.arn == current))?;
+    let tg = ctx.o.target_groups.iter().find(|t| &t.arn == current).map_or_else(|| name_from_arn(current), |t| &t.name);
+    let label = label(at_port);
+    let reason = format!(
+        "listener `{label}` forwards to target group `{tg}`, which ECS service `{}` serves: moving it would send \
+         the traffic where no task is registered. Set `spec.names.targetGroup: {tg}` (and `spec.names.ecsService: \
+         {}` to take that service over with --adopt)",
+        serving.name, serving.name
+    );
+    Some(ctx.change(Kind::Listener, &label, Action::Conflict, vec![]).because(reason))
+}
+
 pub(super) fn plan(ctx: &Ctx, lb: &LoadBalancer) -> Vec<Change> {
     let want = &ctx.d.listener;
     let label = format!("{}:{}", name_from_arn(&lb.arn), want.port);
@@ -112,12 +140,39 @@ impl Deletable for observed::Listener {
 mod tests {
     use super::super::testkit::*;
     use super::*;
+    use crate::observed::Observed;
     use crate::render::Desired;
 
     fn plan_against(d: &Desired, live: Vec<observed::Listener>, adopt: bool) -> Vec<Change> {
         let mut o = mk_world();
         o.listeners = live;
         plan(&ctx(d, &o, &mk_options(adopt)), &mk_lb())
+    }
+
+    #[test]
+    fn a_listener_forwarding_to_a_group_another_running_service_serves_is_held() {
+        let d = mk_desired(SERVICE);
+        let mut o = mk_world();
+        let theirs_tg = observed::TargetGroup { name: "research-tg".into(), ..mk_live_target_group(&d) };
+        let theirs_tg = observed::TargetGroup { arn: mk_tg_arn("research-tg"), tags: foreign_tags(), ..theirs_tg };
+        let mut listener = mk_live_listener(&d, "arn:listener/1", d.listener.port);
+        (listener.forward_target_group_arns, listener.tags) = (vec![theirs_tg.arn.clone()], foreign_tags());
+        o.target_groups.push(theirs_tg.clone());
+        o.listeners.push(listener);
+        let held = |o: &Observed| endpoint_held(&ctx(&d, o, &mk_options(true)), &mk_lb());
+        assert!(held(&o).is_none(), "no service behind it: the listener may move");
+        let mut service = mk_live_ecs_service(&d, &mk_live_task_definition(&d));
+        service.name = "research-sftp".into();
+        service.load_balancers[0].arn = theirs_tg.arn.clone();
+        o.ecs_services.push(service);
+        let c = held(&o).expect("held");
+        assert_eq!(c.action, Action::Conflict);
+        let reason = c.reason.unwrap();
+        assert!(reason.contains("spec.names.targetGroup: research-tg"), "{reason}");
+        assert!(reason.contains("spec.names.ecsService: research-sftp"), "{reason}");
+        o.target_groups.push(mk_live_target_group(&d));
+        o.listeners[0].forward_target_group_arns = vec![mk_tg_arn(&d.target_group.name)];
+        assert!(held(&o).is_none(), "already ours");
     }
 
     #[test]

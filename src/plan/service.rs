@@ -166,13 +166,20 @@ pub(super) fn plan(ctx: &Ctx) -> ServicePlan {
     // What points at a resource we may not manage waits until the conflict is resolved:
     // never route traffic to, or run tasks from, something that is not ours.
     let tg_ok = !in_conflict(&steps, Kind::TargetGroup);
-    if tg_ok {
+    let held = listener::endpoint_held(ctx, lb);
+    let endpoint_ok = held.is_none();
+    if let Some(conflict) = held {
+        steps.push(Ok(vec![conflict]));
+    } else if tg_ok {
         steps.push(Ok(listener::plan(ctx, lb)));
     }
     if let Some(ns) = namespace {
         steps.push(Ok(cloud_map::plan(ctx, ns)));
     }
-    let runs = tg_ok && !in_conflict(&steps, Kind::TaskDefinition) && !in_conflict(&steps, Kind::CloudMapService);
+    let runs = tg_ok
+        && endpoint_ok
+        && !in_conflict(&steps, Kind::TaskDefinition)
+        && !in_conflict(&steps, Kind::CloudMapService);
     let vouch = runs && steps.iter().all(|s| s.as_ref().is_ok_and(|c| c.iter().all(|c| c.action != Action::Conflict)));
     let withdrawal = (!vouch || changes_vouched(&steps)).then(|| ecs_service::withdrawal(ctx)).flatten();
     let withdrawn = withdrawal.is_some();

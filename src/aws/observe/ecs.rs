@@ -119,10 +119,17 @@ pub(super) async fn host_ports(
         let td = c.ecs.describe_task_definition().task_definition(arn).send().await;
         let td = match td.map_err(aws("DescribeTaskDefinition")) {
             Ok(r) => r,
-            Err(e) if !e.throttled => continue, // gone meanwhile: nothing listens on its behalf
+            // Deregistered and gone: nothing runs from it. Any other error fails the pass (a
+            // port not read could be one we are about to take).
+            Err(e) if e.is("ClientException") => continue,
             Err(e) => return Err(e),
         };
-        let ports = td.task_definition().map(|t| task_definition(t).container_definitions).unwrap_or_default();
+        // awsvpc tasks listen on their own network interface, never on the instance's ports.
+        let Some(t) = td.task_definition().filter(|t| t.network_mode() != Some(&ecs::types::NetworkMode::Awsvpc))
+        else {
+            continue;
+        };
+        let ports = task_definition(t).container_definitions;
         let ports = ports.iter().flat_map(|c| &c.port_mappings).map(|p| p.host_port).filter(|p| *p != 0).collect();
         out.insert(arn.to_owned(), ports);
     }

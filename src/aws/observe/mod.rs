@@ -229,8 +229,6 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     // The ECS services first: the rendering hash they carry decides what else must be read.
     let (clusters, ecs_services) = ecs::ecs_services(c, scope).await?;
     let vouched = Vouched::of(scope, &ecs_services);
-    let host_ports =
-        if scope.list_all_services { ecs::host_ports(c, scope, &ecs_services).await? } else { Default::default() };
     // Independent reads run concurrently; each is one (paginated) call per container.
     let (lbs, sgs, ns, tds, secrets, (zones, record_sets), placements) = tokio::try_join!(
         elb::load_balancers(c, scope, &vouched),
@@ -262,7 +260,7 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
         zones,
         record_sets,
         placements,
-        host_ports,
+        host_ports: BTreeMap::new(),
     })
 }
 
