@@ -300,6 +300,12 @@ fn resource(arn: &str) -> &str {
 
 /// Name in an ARN, so comparisons use names: `targetgroup/NAME/id`, `loadbalancer/net/NAME/id`,
 /// `cluster/NAME`, `service/[cluster/]NAME`, `task-definition/FAMILY:REV`.
+/// A task definition's family and revision from its ARN (`…:task-definition/family:7`).
+pub fn family_revision(arn: &str) -> Option<(&str, i32)> {
+    let (family, revision) = name_from_arn(arn).rsplit_once(':')?;
+    Some((family, revision.parse().ok()?))
+}
+
 pub fn name_from_arn(arn: &str) -> &str {
     let r = resource(arn);
     let parts: Vec<&str> = r.split('/').collect();

@@ -615,17 +615,23 @@ fn rendering_hash(d: &Desired) -> String {
 }
 
 fn ecs_service(s: &Service) -> EcsService {
+    ecs_service_named(s.names.ecs_service.clone(), s.cluster.clone(), s.desired_count)
+}
+
+/// The ECS service every SftpService gets, by its name, cluster and task count (shared with the
+/// plan tests, so they plan against what render makes).
+pub fn ecs_service_named(name: String, cluster: String, desired_count: u32) -> EcsService {
     EcsService {
-        name: s.names.ecs_service.clone(),
-        cluster: s.cluster.clone(),
-        desired_count: s.desired_count,
+        name,
+        cluster,
+        desired_count,
         launch_type: "EC2".into(),
         container_name: names::CONTAINER_NAME.into(),
         container_port: 22,
         minimum_healthy_percent: 0,
         maximum_percent: 100,
         circuit_breaker_rollback: true,
-        distinct_instance: s.desired_count > 1,
+        distinct_instance: desired_count > 1,
         health_check_grace_period_seconds: 30,
     }
 }

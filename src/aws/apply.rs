@@ -122,7 +122,7 @@ async fn sequence(c: &Clients, changes: Vec<&Change>, mut refs: Refs) -> Vec<App
 fn rendering_value(refs: &Refs, family: &str, want: Option<&RenderingWant>) -> Result<String> {
     let Some(w) = want else { return Ok(crate::codec::RENDERING_WITHDRAWN.to_owned()) };
     let arn = lookup(&refs.task_definitions, family, "TagResource")?;
-    let revision = crate::plan::revision_of(&arn)
+    let (_, revision) = crate::observed::family_revision(&arn)
         .ok_or_else(|| AwsError::other("TagResource", format!("no revision in task definition {arn}")))?;
     Ok(crate::codec::rendering_tag(&crate::codec::Rendering { hash: w.hash.clone(), revision, port: w.port }))
 }
@@ -594,7 +594,7 @@ async fn deregister_task_definitions(c: &Clients, family: &str) -> Result<()> {
         arns.extend(
             page.task_definition_arns()
                 .iter()
-                .filter(|a| crate::observed::name_from_arn(a).rsplit_once(':').map(|x| x.0) == Some(family))
+                .filter(|a| crate::observed::family_revision(a).map(|x| x.0) == Some(family))
                 .cloned(),
         );
     }

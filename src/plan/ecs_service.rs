@@ -139,7 +139,7 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool, withdrawn: bool) 
     let diff = diff(&Fields::wanted(ctx, new_revision), &Fields::live(ctx, live));
     let op = Op::UpdateEcsService { service: want.clone(), family: family.clone(), target_group: tg };
     let mut changes = ctx.update(Kind::EcsService, &want.name, ops, diff, op);
-    let runs = live.task_definition.as_deref().and_then(revision_of);
+    let runs = live.task_definition.as_deref().and_then(observed::family_revision).map(|(_, r)| r);
     let current = carried(live).is_some_and(|c| {
         !new_revision && Some(c.revision) == runs && c.hash == d.rendering_hash && c.port == d.target_group.port
     });
@@ -201,11 +201,6 @@ fn already_served(ctx: &Ctx) -> Option<Change> {
         other.name, other.cluster
     );
     Some(ctx.change(Kind::EcsService, &d.ecs_service.name, Action::Conflict, vec![]).because(reason))
-}
-
-/// The revision in a task-definition ARN (`…:task-definition/family:7`).
-pub fn revision_of(arn: &str) -> Option<i32> {
-    name_from_arn(arn).rsplit_once(':')?.1.parse().ok()
 }
 
 impl Deletable for observed::EcsService {

@@ -52,7 +52,7 @@ impl Rule {
         (r.protocol == "tcp" && from <= to).then_some(Rule { cidr: cidr.trunc(), from, to })
     }
 
-    /// The TCP access a rule gives: its range for TCP, every port for all traffic (`-1`).
+    /// Whether the rule allows `net` on `port`.
     fn covers(&self, port: u16, net: &IpNet) -> bool {
         self.from <= port && port <= self.to && self.cidr.contains(net)
     }

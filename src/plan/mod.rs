@@ -40,7 +40,6 @@ use crate::render::{self, Desired, TaskDefinition};
 
 pub use delete::plan_delete;
 pub use diff::diff_values;
-pub use ecs_service::revision_of;
 pub use ingress::{SG_INBOUND_QUOTA, group_scope};
 pub use task_definition::{HASH_TAG, redact_atmoz_users};
 

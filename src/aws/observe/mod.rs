@@ -94,7 +94,7 @@ impl Vouch {
     /// still running the revision it was applied with (not rolled back, not moved by hand).
     fn holds(&self, s: &observed::EcsService) -> bool {
         let carried = s.tags.get(names::RENDERING_TAG).and_then(|v| crate::codec::parse_rendering_tag(v));
-        let runs = s.task_definition.as_deref().map(observed::name_from_arn).and_then(|n| n.rsplit_once(':'));
+        let runs = s.task_definition.as_deref().and_then(observed::family_revision);
         s.cluster == self.cluster
             && s.name == self.ecs_service
             && s.status == "ACTIVE"
@@ -102,7 +102,7 @@ impl Vouch {
             && carried.is_some_and(|c| {
                 c.hash == self.rendering_hash
                     && c.port == self.port
-                    && runs.is_some_and(|(family, rev)| family == self.family && rev == c.revision.to_string())
+                    && runs.is_some_and(|(family, rev)| family == self.family && rev == c.revision)
             })
     }
 }
@@ -144,8 +144,7 @@ impl<'a> Vouched<'a> {
     pub(super) fn task_definitions(&self) -> BTreeMap<String, observed::TaskDefinitionRevision> {
         let mut out = BTreeMap::new();
         for (v, arn) in &self.held {
-            let Some((family, revision)) = observed::name_from_arn(arn).rsplit_once(':') else { continue };
-            let Ok(revision) = revision.parse() else { continue };
+            let Some((family, revision)) = observed::family_revision(arn) else { continue };
             let mut tags = v.ownership.clone();
             tags.insert(crate::plan::HASH_TAG.into(), v.task_definition_hash.clone());
             let arn = (*arn).to_owned();
