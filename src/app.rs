@@ -56,16 +56,21 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             let services = load_services(&manifests)?;
             block_on(crate::commands::plan(&services, &aws, output))
         }
-        Command::Converge { manifests, aws, dry_run, wait, wait_timeout, ensure_events } => {
+        Command::Converge { manifests, aws, dry_run, wait, wait_timeout, wait_poll, ensure_events } => {
             let services = load_services(&manifests)?;
             if dry_run {
                 return block_on(crate::commands::plan(&services, &aws, PlanFormat::Text));
             }
-            block_on(crate::commands::converge(&services, &aws, wait.then_some(wait_timeout), ensure_events))
+            let wait = wait.then_some(crate::commands::Wait { timeout: wait_timeout, poll: wait_poll });
+            block_on(crate::commands::converge(&services, &aws, wait, ensure_events))
         }
-        Command::Status { manifests, aws } => {
+        Command::Status { manifests, aws, no_probe } => {
             let services = load_services(&manifests)?;
-            block_on(crate::commands::status(&services, &aws))
+            block_on(crate::commands::status(&services, &aws, !no_probe))
+        }
+        Command::Probe { manifests, aws, probe, output } => {
+            let services = load_services(&manifests)?;
+            block_on(crate::commands::probe(&services, &aws, &probe, output))
         }
         Command::Run { manifests, aws, run } => run_command(manifests, aws, run),
         Command::Delete { manifests, aws, dry_run } => {
@@ -125,6 +130,13 @@ fn run_command(manifests: ManifestArgs, aws: AwsArgs, run: RunArgs) -> Result<Ex
         lease_duration: run.lease_duration,
         manifest_poll: run.manifest_poll,
         deep_check_interval: run.deep_check_interval,
+        rollout_poll: run.rollout_poll,
+        probe: crate::probe::cadence::ProbeConfig {
+            interval: run.probe_interval,
+            timeout: run.probe_timeout,
+            via: run.probe_via,
+            endpoints: run.probe_endpoint.into_iter().collect(),
+        },
         loop_config: crate::controller::LoopConfig {
             resync: run.resync,
             concurrency: run.concurrency.max(1),

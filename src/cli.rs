@@ -14,7 +14,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (for `plan`: no changes)
   1  error: invalid manifests (each problem printed as file:line:column: field: message),
-     bad usage, or a failed AWS call
+     bad usage, a failed AWS call, or (`converge --wait`) a deployment that failed, was rolled
+     back or did not finish in time
   2  `plan` only: changes are pending";
 
 #[derive(Debug, Parser)]
@@ -93,12 +94,15 @@ pub enum Command {
         /// Only print the plan (same as `plan`).
         #[arg(long)]
         dry_run: bool,
-        /// Wait for each changed ECS deployment to complete or fail.
+        /// Follow each changed ECS deployment until it completes or fails; a failed or rolled-back one exits 1.
         #[arg(long)]
         wait: bool,
         /// How long `--wait` waits.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         wait_timeout: std::time::Duration,
+        /// How often `--wait` asks ECS how the deployment stands.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, hide = true)]
+        wait_poll: std::time::Duration,
         /// Also ensure the SQS queue and EventBridge rule that feed `run --events-queue-url`.
         #[arg(long)]
         ensure_events: bool,
@@ -109,6 +113,21 @@ pub enum Command {
         manifests: ManifestArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        /// Skip the Probe condition (by default services with a probe account are logged in to, 5 s per endpoint at most).
+        #[arg(long)]
+        no_probe: bool,
+    },
+    /// Log in to each service as its probe account (spec.probe), as a user's client would: check the host key, authenticate, write, read back and delete a file (exit 0: every endpoint passed, 1: any failed).
+    Probe {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+        #[command(flatten)]
+        probe: ProbeArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
+        output: PlanFormat,
     },
     /// Run as a controller: resync, manifest watching, ECS events, leader election, metrics.
     Run {
@@ -170,9 +189,50 @@ pub struct RunArgs {
     /// Fallback re-read interval of the manifests (inotify triggers sooner).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub manifest_poll: std::time::Duration,
+    /// How soon a service whose ECS deployment is under way is looked at again.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, hide = true)]
+    pub rollout_poll: std::time::Duration,
+    /// How often each service with a probe account (spec.probe) is probed; 0 turns probing off.
+    #[arg(long, env = "SFTP_OPERATOR_PROBE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub probe_interval: std::time::Duration,
+    /// How long one endpoint's probe may take, all steps together.
+    #[arg(long, env = "SFTP_OPERATOR_PROBE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub probe_timeout: std::time::Duration,
+    /// Probe only the endpoints reached this way (default: every endpoint `status` lists).
+    #[arg(long, env = "SFTP_OPERATOR_PROBE_VIA", value_enum)]
+    pub probe_via: Option<crate::probe::Via>,
+    /// Probe this address for that service instead of its endpoints (a path the operator has
+    /// that clients do not, such as a VPN address); repeatable.
+    #[arg(long, value_name = "SERVICE=HOST:PORT", value_parser = parse_probe_endpoint)]
+    pub probe_endpoint: Vec<(String, String)>,
     /// Log format (RUST_LOG sets the level; default info).
     #[arg(long, env = "SFTP_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn parse_probe_endpoint(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((service, endpoint)) if !service.is_empty() && endpoint.contains(':') => {
+            Ok((service.to_owned(), endpoint.to_owned()))
+        }
+        _ => Err("expected SERVICE=HOST:PORT".into()),
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ProbeArgs {
+    /// Only this service (metadata.name).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Probe this address instead of the service's endpoints (a task reached another way).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub endpoint: Option<String>,
+    /// Only the endpoints reached this way (default: every endpoint `status` lists).
+    #[arg(long, value_enum)]
+    pub via: Option<crate::probe::Via>,
+    /// How long one endpoint's probe may take, all steps together.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -234,6 +294,10 @@ pub enum CliError {
     Aws(#[from] crate::aws::AwsError),
     #[error("{0} change(s) failed")]
     ApplyFailed(usize),
+    #[error("service `{0}` has no probe account: enable it with `spec.probe: {{enabled: true}}` and converge")]
+    NoProbe(String),
+    #[error("no service in the manifests has a probe account (spec.probe)")]
+    NothingToProbe,
     #[error("`run` never prunes; use `converge --prune` when a manifest is gone")]
     RunPrunes,
     #[error("{0}")]

@@ -8,6 +8,8 @@
 //! | [`shared_rule_description`]| security-group rules (merged, per group)    | owner             |
 //! | [`txt_owner_value`]        | the TXT record beside each managed record   | owner, service    |
 //! | [`host_key_description`]   | the generated host-key secret's description | public host keys  |
+//! | [`probe_key_description`]  | the probe account's key secret              | its public key    |
+//! | [`PROBE_KEY_FIELD`]        | the probe-key secret's JSON value           | its private key   |
 //! | [`rendering_tag`]          | the ECS service's `sftp-operator/rendering` | hash, revision, port |
 
 use crate::names::{OWNER_TAG, SERVICE_TAG};
@@ -106,7 +108,17 @@ pub fn host_key_description(public_keys: &[String]) -> String {
     format!("SSH host keys managed by sftp-operator. {HOST_KEYS_MARK}{}", public_keys.join(HOST_KEYS_SEPARATOR))
 }
 
-/// Decodes [`host_key_description`]: the public keys (none when the text holds none).
+/// Description of the probe account's key secret: its public half, read back by every pass to
+/// render the account (the private half is read only by `probe`).
+pub fn probe_key_description(public_key: &str) -> String {
+    format!("Key of the sftp-operator probe account. {HOST_KEYS_MARK}{public_key}")
+}
+
+/// The probe-key secret's value is `{"ed25519": "<OpenSSH private key>"}`.
+pub const PROBE_KEY_FIELD: &str = "ed25519";
+
+/// Decodes [`host_key_description`] and [`probe_key_description`]: the public keys (none when
+/// the text holds none).
 pub fn parse_host_key_description(d: &str) -> Vec<String> {
     d.split_once(HOST_KEYS_MARK)
         .map(|(_, k)| k.split(HOST_KEYS_SEPARATOR).map(str::to_owned).collect())
@@ -166,5 +178,11 @@ mod tests {
         assert_eq!(d, "SSH host keys managed by sftp-operator. Public keys: ssh-ed25519 AAAA host | ssh-rsa BBBB host");
         assert_eq!(parse_host_key_description(&d), keys);
         assert!(parse_host_key_description("imported by hand").is_empty());
+    }
+
+    #[test]
+    fn probe_key_descriptions_round_trip() {
+        let d = probe_key_description("ssh-ed25519 AAAA sftp-operator/campus/probe-key");
+        assert_eq!(parse_host_key_description(&d), ["ssh-ed25519 AAAA sftp-operator/campus/probe-key"]);
     }
 }

@@ -4,14 +4,15 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::aws::Clients;
 use crate::aws::observe;
-use crate::aws::{Clients, apply};
 use crate::cli::{AwsArgs, CliError, PlanFormat};
 use crate::model::Service;
 use crate::plan::Kind;
 use crate::reconcile::{self, Prepared, Reach};
 use crate::render::{self, Desired};
 use crate::report;
+use crate::rollout::{self, Outcome};
 use crate::status;
 
 /// Exit code of `plan` when changes are pending.
@@ -38,10 +39,17 @@ pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> R
     Ok(if plan.has_changes() { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
 }
 
+/// `converge --wait`: how long to follow the deployments, and how often to ask ECS.
+#[derive(Clone, Copy, Debug)]
+pub struct Wait {
+    pub timeout: Duration,
+    pub poll: Duration,
+}
+
 pub async fn converge(
     services: &[Service],
     args: &AwsArgs,
-    wait: Option<Duration>,
+    wait: Option<Wait>,
     ensure_events: bool,
 ) -> Result<ExitCode, CliError> {
     let started = Instant::now();
@@ -69,15 +77,38 @@ pub async fn converge(
         say(&format!("Events queue (for `run --events-queue-url`): {url}\n"))?;
     }
     write_calls(&clients, args)?;
-    if let Some(timeout) = wait {
+    if let Some(wait) = wait {
         let rolled: Vec<&Desired> = desired
             .iter()
             .filter(|d| {
                 applied.iter().any(|a| a.service == d.service && a.kind == Kind::EcsService && a.error.is_none())
             })
             .collect();
+        let deadline = Instant::now() + wait.timeout;
+        let mut failures = Vec::new();
+        let mut completed = Vec::new();
         for d in rolled {
-            wait_for_rollout(&clients, d, timeout).await?;
+            match follow_rollout(&clients, d, wait, deadline).await? {
+                Some(failure) => failures.push(failure),
+                None => completed.push(d.service.clone()),
+            }
+        }
+        // A completed deployment says the tasks run; the probe says users can log in.
+        let probed: Vec<Service> =
+            services.iter().filter(|s| s.probe.is_some() && completed.contains(&s.name)).cloned().collect();
+        if !probed.is_empty() {
+            let Prepared { desired, observed, .. } =
+                reconcile::prepare(&clients, &probed, &options, args.reach()).await?;
+            let every = crate::probe::Select::default();
+            let reports = probe_reports(&clients, &desired, &observed, &every, PROBE_TIMEOUT).await;
+            say(&reports.iter().map(crate::probe::Report::line).collect::<String>())?;
+            failures.extend(reports.iter().filter(|r| !r.ok).map(|r| {
+                let why = r.error.as_deref().unwrap_or("failed");
+                format!("{}: the probe after the rollout failed at {}: {why}", r.target.service, r.target.endpoint)
+            }));
+        }
+        if !failures.is_empty() {
+            return Err(CliError::Rollout(failures.join("\n")));
         }
     }
     if failed > 0 {
@@ -86,30 +117,44 @@ pub async fn converge(
     Ok(if plan.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-async fn wait_for_rollout(c: &Clients, d: &Desired, timeout: Duration) -> Result<(), CliError> {
-    let deadline = Instant::now() + timeout;
+/// Follows the deployment of `d`'s latest task definition (the one apply just put on its ECS
+/// service) until it completes or fails, or `deadline` passes; the failure, if any, as the line
+/// to print. A completion of the circuit breaker's rollback is not ours (see [`rollout`]).
+async fn follow_rollout(c: &Clients, d: &Desired, wait: Wait, deadline: Instant) -> Result<Option<String>, CliError> {
+    let (cluster, name, family) = (&d.ecs_service.cluster, &d.ecs_service.name, &d.names.task_family);
+    let Some(ours) = observe::latest_task_definition(c, family).await? else {
+        return Ok(Some(format!("{}: task family `{family}` has no active revision to follow", d.service)));
+    };
+    let revision = crate::observed::name_from_arn(&ours);
     let tty = std::io::stderr().is_terminal();
     loop {
-        let (state, running, want) = apply::rollout(c, &d.ecs_service.cluster, &d.ecs_service.name).await?;
-        let state = state.unwrap_or_else(|| "UNKNOWN".into());
-        if tty {
-            eprint!("\r{}: rollout {state}, {running}/{want} running   ", d.service);
-        }
-        match state.as_str() {
-            "COMPLETED" => {
-                eprintln!("\n{}: deployment completed", d.service);
-                return Ok(());
+        let Some(live) = observe::ecs_service(c, cluster, name).await? else {
+            return Ok(Some(format!("{}: ECS service `{name}` is gone", d.service)));
+        };
+        match rollout::outcome(&live, &ours) {
+            Outcome::Completed => {
+                eprintln!("{}{}: deployment of {revision} completed", if tty { "\n" } else { "" }, d.service);
+                return Ok(None);
             }
-            "FAILED" => {
-                return Err(CliError::Rollout(format!(
-                    "{}: deployment failed (circuit breaker rolled back)",
-                    d.service
-                )));
+            Outcome::Failed(f) => {
+                if tty {
+                    eprintln!();
+                }
+                return Ok(Some(format!("{}: {f}", d.service)));
             }
-            _ if Instant::now() >= deadline => {
-                return Err(CliError::Rollout(format!("{}: deployment still {state} after {timeout:?}", d.service)));
+            Outcome::InProgress { running, desired } => {
+                if tty {
+                    eprint!("\r{}: deployment of {revision} in progress, {running}/{desired} running   ", d.service);
+                }
+                if Instant::now() >= deadline {
+                    let waited = humantime::format_duration(wait.timeout);
+                    return Ok(Some(format!(
+                        "{}: deployment of {revision} still in progress ({running}/{desired} running) after {waited}",
+                        d.service
+                    )));
+                }
+                tokio::time::sleep(wait.poll).await;
             }
-            _ => tokio::time::sleep(Duration::from_secs(5)).await,
         }
     }
 }
@@ -147,10 +192,15 @@ fn write_calls(clients: &Clients, args: &AwsArgs) -> Result<(), CliError> {
     std::fs::write(path, serde_json::to_string_pretty(&calls).expect("serialises")).map_err(CliError::Output)
 }
 
-pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, CliError> {
+pub async fn status(services: &[Service], args: &AwsArgs, probe: bool) -> Result<ExitCode, CliError> {
     let clients = Clients::from_env(args.region.clone()).await;
     let reach = Reach { cloud_map_instances: true, deep: true, ..Reach::default() };
     let Prepared { desired, observed, plan } = reconcile::prepare(&clients, services, &args.options(), reach).await?;
+    let every = crate::probe::Select::default();
+    let probed = match probe {
+        true => probe_reports(&clients, &desired, &observed, &every, STATUS_PROBE_TIMEOUT).await,
+        false => Vec::new(),
+    };
     let mut out = String::new();
     for d in &desired {
         let targets = match status::target_group_arn(d, &observed) {
@@ -159,9 +209,15 @@ pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, Cl
         };
         let s = status::service_status(d, &observed, &plan, &targets);
         out.push_str(&format!(
-            "{}\n  Synced: {} ({})\n  Ready:  {} ({})\n  Tasks:  {}/{} running\n",
-            s.service, s.synced, s.synced_reason, s.ready, s.ready_reason, s.running_tasks, s.desired_tasks
+            "{}\n  Synced: {} ({})\n  Ready:  {} ({})\n",
+            s.service, s.synced, s.synced_reason, s.ready, s.ready_reason
         ));
+        let mine: Vec<&crate::probe::Report> = probed.iter().filter(|r| r.target.service == d.service).collect();
+        if !mine.is_empty() {
+            let (ok, why) = status::probe_condition(&mine);
+            out.push_str(&format!("  Probe:  {ok} ({why})\n"));
+        }
+        out.push_str(&format!("  Tasks:  {}/{} running\n", s.running_tasks, s.desired_tasks));
         for e in &s.endpoints {
             out.push_str(&format!("  Endpoint: {e}\n"));
         }
@@ -177,4 +233,61 @@ pub async fn status(services: &[Service], args: &AwsArgs) -> Result<ExitCode, Cl
     }
     say(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long one endpoint's probe may take after `converge --wait`'s rollouts.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+/// `status` answers promptly: an endpoint that takes longer fails its Probe condition.
+const STATUS_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Each endpoint of the services with a probe account, probed within `timeout` each.
+async fn probe_reports(
+    clients: &Clients,
+    desired: &[Desired],
+    observed: &crate::observed::Observed,
+    select: &crate::probe::Select,
+    timeout: Duration,
+) -> Vec<crate::probe::Report> {
+    let subjects = crate::probe::subjects(desired, observed, select);
+    let subjects: Vec<&crate::probe::Subject> = subjects.iter().collect();
+    let creds = crate::probe::credentials(clients, &subjects).await;
+    crate::probe::probe_all(&subjects, &creds, timeout).await
+}
+
+/// `probe`: observe (no writes), read each probe account's key, log in to every endpoint.
+pub async fn probe(
+    services: &[Service],
+    args: &AwsArgs,
+    p: &crate::cli::ProbeArgs,
+    format: PlanFormat,
+) -> Result<ExitCode, CliError> {
+    let chosen: Vec<Service> = match &p.service {
+        Some(name) => {
+            vec![
+                services
+                    .iter()
+                    .find(|s| &s.name == name)
+                    .cloned()
+                    .ok_or_else(|| CliError::NoSuchService(name.clone()))?,
+            ]
+        }
+        None => services.iter().filter(|s| s.probe.is_some()).cloned().collect(),
+    };
+    match chosen.iter().find(|s| s.probe.is_none()) {
+        Some(s) => return Err(CliError::NoProbe(s.name.clone())),
+        None if chosen.is_empty() => return Err(CliError::NothingToProbe),
+        None => {}
+    }
+    let clients = Clients::from_env(args.region.clone()).await;
+    let Prepared { desired, observed, .. } =
+        reconcile::prepare(&clients, &chosen, &args.options(), args.reach()).await?;
+    let select = crate::probe::Select { via: p.via, endpoint: p.endpoint.clone() };
+    let reports = probe_reports(&clients, &desired, &observed, &select, p.timeout).await;
+    match format {
+        PlanFormat::Text => say(&reports.iter().map(crate::probe::Report::line).collect::<String>())?,
+        PlanFormat::Json => crate::cli::print_value(&reports, crate::cli::Format::Json)?,
+    }
+    write_calls(&clients, args)?;
+    let passed = !reports.is_empty() && reports.iter().all(|r| r.ok);
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

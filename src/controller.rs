@@ -9,6 +9,9 @@
 //!      └──────── error policy: jittered exponential backoff per service ◀───────────────────────┘
 //! ```
 //!
+//! A reconcile that started something whose end no event reports (an ECS rollout) asks to be
+//! looked at again ([`Next::RequeueAfter`]); one such requeue per service is pending at a time.
+//!
 //! The loop decides *when*; a [`Reconciler`] decides *what*. The SDK retries single calls; the
 //! loop only backs off whole reconciles, so there is one retry layer per concern. A service
 //! that fails in a batched pass is retried alone, with the same backoff as a per-service item;
@@ -28,12 +31,23 @@ use crate::metrics::Metrics;
 use crate::reconcile::ReconcileError;
 
 /// The outcome of each service in a batched pass.
-pub type Outcomes = Vec<(String, Result<(), ReconcileError>)>;
+pub type Outcomes = Vec<(String, Result<Next, ReconcileError>)>;
+
+/// What a reconcile that succeeded asks for next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing until a trigger or the resync.
+    #[default]
+    AwaitChange,
+    /// Look at the service again after this long: something it started (an ECS rollout) ends
+    /// in an outcome no event reports.
+    RequeueAfter(Duration),
+}
 
 /// What reconciling means; the real one observes, plans and applies.
 pub trait Reconciler: Send + Sync + 'static {
     /// One service, observed, planned and applied on its own (edge triggers, retries).
-    fn reconcile(&self, service: String) -> impl Future<Output = Result<(), ReconcileError>> + Send;
+    fn reconcile(&self, service: String) -> impl Future<Output = Result<Next, ReconcileError>> + Send;
 
     /// Every named service in one batched pass (resync, manifest change, new leader): the
     /// outcome of each, or `Err` when the pass failed as a whole before any service's own
@@ -192,7 +206,7 @@ fn jittered(d: Duration) -> Duration {
 
 /// What a finished task reports; the item it ran is kept beside its task id.
 enum Finished {
-    One(Result<(), ReconcileError>),
+    One(Result<Next, ReconcileError>),
     All(Result<Outcomes, ReconcileError>),
 }
 
@@ -203,23 +217,31 @@ struct Failure {
 }
 
 impl Failure {
-    fn of(result: &Result<(), ReconcileError>) -> Result<(), Failure> {
+    fn of<T: Copy>(result: &Result<T, ReconcileError>) -> Result<T, Failure> {
         result.as_ref().map_err(|e| Failure { throttled: e.throttled(), error: e.to_string() }).copied()
     }
 }
 
-/// The loop's error policy: a success resets an item's backoff; a failure runs it again later.
+/// The loop's error policy: a success resets an item's backoff (and runs it again when it asks
+/// to be requeued); a failure runs it again later.
 struct Retries {
     backoffs: Backoffs,
     tx: mpsc::UnboundedSender<Item>,
     metrics: Option<Arc<Metrics>>,
+    /// Items with a requeue pending, and where it arrives.
+    requeued: HashSet<Item>,
+    requeue_tx: mpsc::UnboundedSender<Item>,
 }
 
 impl Retries {
-    fn settle(&mut self, item: Item, result: Result<(), Failure>) {
-        let Err(failure) = result else {
-            self.backoffs.reset(&item);
-            return;
+    fn settle(&mut self, item: Item, result: Result<Next, Failure>) {
+        let failure = match result {
+            Ok(next) => {
+                self.backoffs.reset(&item);
+                self.requeue(item, next);
+                return;
+            }
+            Err(failure) => failure,
         };
         let delay = self.backoffs.next(&item, failure.throttled);
         match &item {
@@ -230,6 +252,20 @@ impl Retries {
             m.workqueue_retries_total.inc();
         }
         let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(item);
+        });
+    }
+
+    /// One pending requeue per item: the passes in between (a resync, an event) ask again, and
+    /// each would otherwise start a chain of its own.
+    fn requeue(&mut self, item: Item, next: Next) {
+        let Next::RequeueAfter(delay) = next else { return };
+        if !self.requeued.insert(item.clone()) {
+            return;
+        }
+        let tx = self.requeue_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = tx.send(item);
@@ -249,7 +285,14 @@ pub async fn run_loop<R: Reconciler>(
 ) {
     let mut queue = WorkQueue::default();
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<Item>();
-    let mut retries = Retries { backoffs: Backoffs::new(&cfg), tx: retry_tx, metrics: metrics.clone() };
+    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<Item>();
+    let mut retries = Retries {
+        backoffs: Backoffs::new(&cfg),
+        tx: retry_tx,
+        metrics: metrics.clone(),
+        requeued: HashSet::new(),
+        requeue_tx,
+    };
     let mut inflight: JoinSet<Finished> = JoinSet::new();
     let mut running: HashMap<tokio::task::Id, Item> = HashMap::new();
     let mut next_resync = Instant::now();
@@ -271,6 +314,13 @@ pub async fn run_loop<R: Reconciler>(
                 Item::All => queue.add_all(),
                 Item::One(s) => if known(&s) { queue.add(&s) },
             },
+            Some(item) = requeue_rx.recv() => {
+                retries.requeued.remove(&item);
+                match item {
+                    Item::All => queue.add_all(),
+                    Item::One(s) => if known(&s) { queue.add(&s) },
+                }
+            }
             Some(joined) = inflight.join_next_with_id(), if !inflight.is_empty() => {
                 let (id, finished) = match joined {
                     Ok((id, finished)) => (id, Ok(finished)),
@@ -281,7 +331,7 @@ pub async fn run_loop<R: Reconciler>(
                 match finished {
                     Ok(Finished::One(result)) => retries.settle(item, Failure::of(&result)),
                     Ok(Finished::All(Ok(outcomes))) => {
-                        retries.settle(Item::All, Ok(()));
+                        retries.settle(Item::All, Ok(Next::AwaitChange));
                         for (s, result) in outcomes {
                             retries.settle(Item::One(s), Failure::of(&result));
                         }
@@ -319,6 +369,7 @@ pub async fn run_loop<R: Reconciler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -337,6 +388,8 @@ mod tests {
         work: Duration,
         running: Mutex<(HashSet<String>, bool)>,
         overlap: AtomicBool,
+        /// Passes left in which a service asks to be requeued after 15 s (a rollout under way).
+        rolling: Mutex<HashMap<String, usize>>,
     }
 
     impl Fake {
@@ -372,19 +425,29 @@ mod tests {
             }
         }
 
+        fn next(&self, service: &str) -> Next {
+            match self.rolling.lock().unwrap().get_mut(service) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    Next::RequeueAfter(Duration::from_secs(15))
+                }
+                _ => Next::AwaitChange,
+            }
+        }
+
         fn take(counter: &AtomicUsize) -> bool {
             counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         }
     }
 
     impl Reconciler for Fake {
-        async fn reconcile(&self, service: String) -> Result<(), ReconcileError> {
+        async fn reconcile(&self, service: String) -> Result<Next, ReconcileError> {
             self.calls.lock().unwrap().push((service.clone(), self.now()));
             let one = [service];
             self.enter(&one, false);
             tokio::time::sleep(self.work).await;
             self.leave(&one, false);
-            self.outcome(&one[0])
+            self.outcome(&one[0]).map(|()| self.next(&one[0]))
         }
 
         async fn reconcile_all(&self, services: Vec<String>) -> Result<Outcomes, ReconcileError> {
@@ -398,7 +461,7 @@ mod tests {
             if Fake::take(&self.failing_passes) {
                 return Err(ReconcileError::Aws(crate::aws::AwsError::other("DescribeServices", "down")));
             }
-            Ok(services.iter().map(|s| (s.clone(), self.outcome(s))).collect())
+            Ok(services.iter().map(|s| (s.clone(), self.outcome(s).map(|()| self.next(s)))).collect())
         }
     }
 
@@ -515,6 +578,21 @@ mod tests {
         assert!(after.len() >= 2, "{after:?}");
         let gap = after[1] - after[0];
         assert!(gap >= secs(1) && gap <= secs(2), "{gap:?}: the backoff was not reset");
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_asking_to_be_requeued_is_looked_at_again_in_one_chain_until_it_stops_asking() {
+        // Four passes ask: the batched one at 0 s, then each requeue, one of them a batched pass.
+        let fake = Fake { rolling: Mutex::new([("a".to_owned(), 4)].into()), ..Default::default() };
+        let h = start(&["a", "b"], hourly(), fake);
+        tokio::time::sleep(secs(20)).await;
+        // A pass in between asks again while a requeue is pending: no second chain.
+        h.triggers.send(Trigger::All).unwrap();
+        tokio::time::sleep(secs(100)).await;
+        assert_eq!(h.batches(), [secs(0), secs(20)]);
+        assert_eq!(h.calls_of("a"), [secs(15), secs(30), secs(45)]);
+        assert!(h.calls_of("b").is_empty());
         h.stop().await;
     }
 

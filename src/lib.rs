@@ -22,6 +22,8 @@
 //! - [`report`]: plans and results as text or JSON.
 //! - [`status`]: a service's Synced and Ready conditions, endpoints and notes, from what observe
 //!   found and what plan would change; pure (`commands::status` does the I/O).
+//! - [`rollout`]: where the ECS deployment of the task definition we applied stands (in
+//!   progress, completed, failed and rolled back), for `converge --wait`, `run` and `status`; pure.
 //! - [`controller`] and [`run`]: the control loop (`run`): work queue, backoff, resync, manifest
 //!   watching, events ([`task_event`] parses them), leader election; [`metrics`] exports it.
 //! - `app`, `cli` and `commands`: dispatch; flags (the only clap types); one function per
@@ -50,9 +52,11 @@ pub mod model;
 pub mod names;
 pub mod observed;
 pub mod plan;
+pub mod probe;
 pub mod reconcile;
 pub mod render;
 pub mod report;
+pub mod rollout;
 pub mod run;
 pub mod spec;
 pub mod sshkeys;

@@ -30,6 +30,11 @@ pub struct Metrics {
     pub desired_tasks: IntGaugeVec,
     pub dns_records_published: IntGaugeVec,
     pub conflicts: IntGaugeVec,
+    pub rollout_failed_total: IntCounterVec,
+    pub probe_success: IntGaugeVec,
+    pub probe_duration_seconds: HistogramVec,
+    pub host_key_mismatch: IntGaugeVec,
+    pub probe_failures_total: IntCounterVec,
     pub manifest_load_errors_total: IntCounter,
     pub events_received_total: IntCounterVec,
     pub workqueue_depth: IntGauge,
@@ -72,6 +77,28 @@ const DNS_RECORDS_PUBLISHED: Def =
     Def("dns_records_published", "Host IPs published in the service's A record.", &["service"]);
 const CONFLICTS: Def =
     Def("conflicts", "Resources in the way that the operator does not own.", &["service", "resource"]);
+const ROLLOUT_FAILED_TOTAL: Def = Def(
+    "rollout_failed_total",
+    "ECS deployments of an applied task definition that failed or were rolled back, once per deployment.",
+    &["service"],
+);
+const PROBE_SUCCESS: Def = Def(
+    "probe_success",
+    "1 when the last probe of the endpoint logged in as the probe account, wrote, read back and deleted a file.",
+    &["service", "endpoint"],
+);
+const PROBE_DURATION_SECONDS: Def =
+    Def("probe_duration_seconds", "Time of one probe, all steps, pass or fail.", &["service", "endpoint"]);
+const HOST_KEY_MISMATCH: Def = Def(
+    "host_key_mismatch",
+    "1 when the endpoint's server offered a host key that is not one of the service's.",
+    &["service", "endpoint"],
+);
+const PROBE_FAILURES_TOTAL: Def = Def(
+    "probe_failures_total",
+    "Failed probes by reason (host-key-changed, login-refused, connect, write, ...).",
+    &["service", "reason"],
+);
 const MANIFEST_LOAD_ERRORS_TOTAL: Def =
     Def("manifest_load_errors_total", "Manifest sets rejected (the last good set stays in force).", &[]);
 const EVENTS_RECEIVED_TOTAL: Def =
@@ -148,6 +175,12 @@ impl Metrics {
             desired_tasks: r.int_gauge_vec(DESIRED_TASKS),
             dns_records_published: r.int_gauge_vec(DNS_RECORDS_PUBLISHED),
             conflicts: r.int_gauge_vec(CONFLICTS),
+            rollout_failed_total: r.int_counter_vec(ROLLOUT_FAILED_TOTAL),
+            probe_success: r.int_gauge_vec(PROBE_SUCCESS),
+            probe_duration_seconds: r
+                .histogram_vec(PROBE_DURATION_SECONDS, &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0]),
+            host_key_mismatch: r.int_gauge_vec(HOST_KEY_MISMATCH),
+            probe_failures_total: r.int_counter_vec(PROBE_FAILURES_TOTAL),
             manifest_load_errors_total: r.int_counter(MANIFEST_LOAD_ERRORS_TOTAL),
             events_received_total: r.int_counter_vec(EVENTS_RECEIVED_TOTAL),
             workqueue_depth: r.int_gauge(WORKQUEUE_DEPTH),
@@ -243,6 +276,11 @@ mod tests {
         m.desired_tasks.with_label_values(&["campus"]).set(1);
         m.dns_records_published.with_label_values(&["campus"]).set(1);
         m.conflicts.with_label_values(&["campus", "dns-record"]).set(0);
+        m.rollout_failed_total.with_label_values(&["campus"]).inc();
+        m.probe_success.with_label_values(&["campus", "10.0.1.5:30020"]).set(1);
+        m.probe_duration_seconds.with_label_values(&["campus", "10.0.1.5:30020"]).observe(0.2);
+        m.host_key_mismatch.with_label_values(&["campus", "10.0.1.5:30020"]).set(0);
+        m.probe_failures_total.with_label_values(&["campus", "login-refused"]).inc();
         m.events_received_total.with_label_values(&["handled"]).inc();
         let text = m.render();
         for name in [
@@ -259,6 +297,11 @@ mod tests {
             "desired_tasks",
             "dns_records_published",
             "conflicts",
+            "rollout_failed_total",
+            "probe_success",
+            "probe_duration_seconds",
+            "host_key_mismatch",
+            "probe_failures_total",
             "manifest_load_errors_total",
             "workqueue_depth",
             "workqueue_retries_total",

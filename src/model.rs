@@ -115,4 +115,19 @@ pub struct Service {
     pub dns: Option<Dns>,
     pub audit_log: bool,
     pub awslogs: Option<AwsLogs>,
+    /// The probe account, when `spec.probe` enables it.
+    pub probe: Option<Probe>,
+}
+
+/// The account `probe` and `run` log in as; no manifest user may take its name.
+pub const PROBE_USER: &str = "sftp-probe";
+/// The one directory in the probe's chroot it writes its test file into.
+pub const PROBE_DIRECTORY: &str = "probe";
+pub const DEFAULT_PROBE_UID: u32 = 59999;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub uid: u32,
+    /// Where its key pair is kept (`sftp-operator/<name>/probe-key`).
+    pub secret: String,
 }

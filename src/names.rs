@@ -38,6 +38,11 @@ impl Names {
     }
 }
 
+/// The probe account's key pair, beside the host keys (same prefix: one ListSecrets finds both).
+pub fn probe_secret(name: &str) -> String {
+    format!("sftp-operator/{name}/probe-key")
+}
+
 /// How every target group name of ours starts (observe reads tags only for target groups named
 /// so, or on a load balancer in scope).
 pub const TARGET_GROUP_PREFIX: &str = "sftp-";

@@ -174,9 +174,35 @@ pub struct EcsService {
     pub circuit_breaker_rollback: Option<bool>,
     pub distinct_instance: Option<bool>,
     pub health_check_grace_period_seconds: Option<i32>,
-    pub rollout_state: Option<String>,
-    pub rollout_reason: Option<String>,
+    /// Newest first, as ECS lists them: the PRIMARY one, then older ones still running tasks.
+    pub deployments: Vec<Deployment>,
     pub tags: Tags,
+}
+
+impl EcsService {
+    /// The deployment ECS is rolling out now (or has finished rolling out).
+    pub fn primary_deployment(&self) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.status == "PRIMARY")
+    }
+}
+
+/// One ECS deployment of a service: a task definition being rolled out, or rolled out before.
+#[derive(Clone, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Deployment {
+    pub id: String,
+    /// `PRIMARY` (the newest), `ACTIVE` (older, still running tasks) or `INACTIVE`.
+    pub status: String,
+    /// The task definition's ARN.
+    pub task_definition: String,
+    /// `IN_PROGRESS`, `COMPLETED` or `FAILED`; `None` when not reported (other deployment
+    /// controllers, a Classic Load Balancer).
+    pub rollout_state: Option<String>,
+    /// Why, e.g. `ECS deployment circuit breaker: tasks failed to start.`
+    pub rollout_state_reason: Option<String>,
+    pub running_count: i32,
+    pub desired_count: i32,
+    pub failed_tasks: i32,
 }
 
 /// A service's link to a target group or a Cloud Map registry.

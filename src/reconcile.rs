@@ -13,7 +13,7 @@ use crate::aws::apply::{self, Applied, ApplyError};
 use crate::aws::observe::{self, Scope};
 use crate::aws::{AwsError, Clients};
 use crate::model::Service;
-use crate::observed::Observed;
+use crate::observed::{Observed, Secret};
 use crate::plan::{self, Action, Kind, Plan, Problem};
 use crate::render::{self, Desired};
 
@@ -44,9 +44,57 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// What each service should own, for this owner.
+/// What each service should own, for this owner, as far as the manifests say: without the
+/// probe account, whose key lives in AWS (see [`render_probed`]).
 pub fn render(services: &[Service], owner: &str) -> Vec<Desired> {
     services.iter().map(|s| render::render(s, owner)).collect()
+}
+
+/// [`render`] with the probe account of each service that enables it: its public key from the
+/// probe-key secret when that secret is ours, a new pair (which the plan stores before the task
+/// definition that authorises it) when there is no secret. A secret of that name that is not
+/// ours never authorises anything: the account is left out and the plan reports the conflict.
+pub fn render_probed(
+    services: &[Service],
+    owner: &str,
+    secrets: &[Secret],
+) -> Result<Vec<Desired>, crate::sshkeys::KeygenError> {
+    services
+        .iter()
+        .map(|s| {
+            let Some(probe) = &s.probe else { return Ok(render::render(s, owner)) };
+            let Some(live) = secrets.iter().find(|x| x.name == probe.secret) else {
+                let pair = crate::sshkeys::generate_probe_key(&probe.secret)?;
+                return Ok(render::render_probed(s, owner, Some(&pair.public.clone()), Some(pair)));
+            };
+            let ours = live.tags.get(crate::names::OWNER_TAG).is_some_and(|o| o == owner)
+                && live.tags.get(crate::names::SERVICE_TAG).is_some_and(|n| *n == s.name);
+            let key = live.public_keys().first().and_then(|k| crate::sshkeys::parse_public_key(k).ok());
+            Ok(render::render_probed(s, owner, key.as_ref().filter(|_| ours), None))
+        })
+        .collect()
+}
+
+/// Renders, and the scope observe reads: when a service has the probe account, its secret is
+/// read first (one ListSecrets, not repeated by observe) so the account's key is in the
+/// rendering the ECS service's hash is compared with.
+async fn render_and_scope(
+    clients: &Clients,
+    services: &[Service],
+    owner: &str,
+    reach: Reach,
+) -> Result<(Vec<Desired>, Scope), AwsError> {
+    let desired = render(services, owner);
+    if !services.iter().any(|s| s.probe.is_some()) {
+        let scope = scope(&desired, reach);
+        return Ok((desired, scope));
+    }
+    let secrets = observe::secrets_in(clients, &scope(&desired, reach)).await?;
+    let desired =
+        render_probed(services, owner, &secrets).map_err(|e| AwsError::other("CreateSecret", e.to_string()))?;
+    let mut scope = scope(&desired, reach);
+    scope.secrets_read = Some(secrets);
+    Ok((desired, scope))
 }
 
 fn scope(desired: &[Desired], reach: Reach) -> Scope {
@@ -57,10 +105,6 @@ fn scope(desired: &[Desired], reach: Reach) -> Scope {
     scope
 }
 
-async fn observe(clients: &Clients, desired: &[Desired], reach: Reach) -> Result<Observed, AwsError> {
-    observe::observe(clients, &scope(desired, reach)).await
-}
-
 /// Renders, observes and plans: everything before the first mutating call.
 pub async fn prepare(
     clients: &Clients,
@@ -68,14 +112,14 @@ pub async fn prepare(
     options: &Options,
     reach: Reach,
 ) -> Result<Prepared, AwsError> {
-    let desired = render(services, &options.owner);
     let reach = Reach { every_service: reach.every_service || options.prune, ..reach };
-    let mut observed = observe(clients, &desired, reach).await?;
+    let (desired, scope) = render_and_scope(clients, services, &options.owner, reach).await?;
+    let mut observed = observe::observe(clients, &scope).await?;
     let mut plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
     // Before creating an ECS service, look at every service in its cluster: one already behind
     // the same target group (a setup made by hand) must be adopted, never doubled.
     if !reach.every_service && creates_ecs_service(&plan) {
-        let census = observe::every_ecs_service(clients, &scope(&desired, reach)).await?;
+        let census = observe::every_ecs_service(clients, &scope).await?;
         (observed.ecs_services, observed.host_ports) = census;
         plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
     }
@@ -89,7 +133,8 @@ fn creates_ecs_service(plan: &Plan) -> bool {
 /// Like [`prepare`], but plans the deletion of everything the services own.
 pub async fn prepare_delete(clients: &Clients, services: &[Service], options: &Options) -> Result<Prepared, AwsError> {
     let desired = render(services, &options.owner);
-    let observed = observe(clients, &desired, Reach { every_service: true, deep: true, ..Reach::default() }).await?;
+    let reach = Reach { every_service: true, deep: true, ..Reach::default() };
+    let observed = observe::observe(clients, &scope(&desired, reach)).await?;
     let plan = plan::plan_delete(&desired, &observed, &options.owner);
     Ok(Prepared { desired, observed, plan })
 }
@@ -111,8 +156,8 @@ pub async fn apply(
     // Only SSHFP records depend on the new keys' public halves.
     let sshfp = |d: &Desired| d.dns.as_ref().is_some_and(|dns| dns.sshfp);
     if prepared.desired.iter().any(|d| new_keys.contains(&d.service.as_str()) && sshfp(d)) {
-        let desired = render(services, &options.owner);
-        let observed = observe(clients, &desired, Reach::default()).await?;
+        let (desired, scope) = render_and_scope(clients, services, &options.owner, Reach::default()).await?;
+        let observed = observe::observe(clients, &scope).await?;
         // Only records follow the new keys; the rules were planned with the first pass.
         let plan = plan::plan_with(&desired, &observed, options, plan::GroupRules::Leave);
         if plan.has_changes() {
@@ -198,6 +243,7 @@ impl Label for Kind {
     fn label(self) -> &'static str {
         match self {
             Kind::HostKeySecret => "host-key-secret",
+            Kind::ProbeKeySecret => "probe-key-secret",
             Kind::TaskDefinition => "task-definition",
             Kind::TargetGroup => "target-group",
             Kind::Listener => "listener",
@@ -221,8 +267,9 @@ impl Label for Action {
 }
 
 /// Every kind, in plan order (per-kind gauges are set for each, zero included).
-pub const ALL_KINDS: [Kind; 8] = [
+pub const ALL_KINDS: [Kind; 9] = [
     Kind::HostKeySecret,
+    Kind::ProbeKeySecret,
     Kind::TaskDefinition,
     Kind::TargetGroup,
     Kind::Listener,
@@ -235,6 +282,45 @@ pub const ALL_KINDS: [Kind; 8] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn probed_service() -> Service {
+        let text = crate::validate::tests::MANIFEST.replace("  access:\n", "  probe: {enabled: true}\n  access:\n");
+        crate::validate::tests::service(&text)
+    }
+
+    fn probe_env(d: &Desired) -> Option<String> {
+        let users = d.task_definition.container_definitions[0].environment.iter().find(|e| e.name == "SFTP_USERS");
+        users.map(|e| e.value.clone()).filter(|v| v.contains(crate::model::PROBE_USER))
+    }
+
+    #[test]
+    fn the_probe_account_is_rendered_with_the_key_of_an_owned_secret_only() {
+        let s = probed_service();
+        let pair = crate::sshkeys::generate_probe_key("k").unwrap();
+        let mut secret = Secret {
+            arn: "arn:secret".into(),
+            name: "sftp-operator/drop/probe-key".into(),
+            description: Some(crate::codec::probe_key_description(&pair.public.line())),
+            tags: render::tags(&s, "o"),
+        };
+        let d = render_probed(std::slice::from_ref(&s), "o", std::slice::from_ref(&secret)).unwrap().remove(0);
+        assert!(probe_env(&d).is_some_and(|u| u.contains("sftp-probe::59999:59999:probe")), "{:?}", probe_env(&d));
+        assert_eq!(d.probe.as_ref().unwrap().new_key, None, "an existing key is never replaced");
+        assert!(format!("{:?}", d.task_definition).contains(&pair.public.blob));
+
+        secret.tags = [("team".to_owned(), "payroll".to_owned())].into();
+        let d = render_probed(std::slice::from_ref(&s), "o", &[secret]).unwrap().remove(0);
+        assert_eq!(probe_env(&d), None, "a key someone else keeps authorises nothing");
+    }
+
+    #[test]
+    fn without_a_secret_a_new_pair_is_generated_and_rendered() {
+        let d = render_probed(&[probed_service()], "o", &[]).unwrap().remove(0);
+        let key = d.probe.as_ref().unwrap().new_key.clone().expect("a new pair");
+        assert!(probe_env(&d).is_some());
+        assert!(format!("{:?}", d.task_definition).contains(&key.public.blob));
+        assert_ne!(d.rendering_hash, render(&[probed_service()], "o")[0].rendering_hash, "the account is in the hash");
+    }
 
     #[test]
     fn labels_are_the_serde_names() {
@@ -251,13 +337,14 @@ mod tests {
         // Adding a Kind breaks this match first, then the count below.
         let index = |k: Kind| match k {
             Kind::HostKeySecret => 0,
-            Kind::TaskDefinition => 1,
-            Kind::TargetGroup => 2,
-            Kind::Listener => 3,
-            Kind::IngressRule => 4,
-            Kind::CloudMapService => 5,
-            Kind::EcsService => 6,
-            Kind::DnsRecord => 7,
+            Kind::ProbeKeySecret => 1,
+            Kind::TaskDefinition => 2,
+            Kind::TargetGroup => 3,
+            Kind::Listener => 4,
+            Kind::IngressRule => 5,
+            Kind::CloudMapService => 6,
+            Kind::EcsService => 7,
+            Kind::DnsRecord => 8,
         };
         let mut seen: Vec<usize> = ALL_KINDS.iter().map(|k| index(*k)).collect();
         seen.dedup();

@@ -44,6 +44,10 @@ pub struct Desired {
     pub dns_records: Vec<DnsRecord>,
     /// The `dns` block, for the planner (A records follow live placement).
     pub dns: Option<crate::model::Dns>,
+    /// The probe account, when enabled: where its key pair is kept, and the pair itself when
+    /// this pass generated it (the secret does not exist yet).
+    #[serde(skip)]
+    pub probe: Option<DesiredProbe>,
     /// Host public keys given in the manifest (generated keys are read from the secret).
     #[serde(skip)]
     pub host_public_keys: Vec<crate::sshkeys::ParsedKey>,
@@ -55,6 +59,16 @@ pub struct Desired {
     #[serde(skip)]
     pub rendering_hash: String,
 }
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredProbe {
+    pub secret: String,
+    /// Generated in this pass, to be stored by CreateSecret before the task definition that
+    /// authorises it is registered.
+    pub new_key: Option<crate::sshkeys::ProbeKeyPair>,
+}
+
+impl Eq for DesiredProbe {}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -563,6 +577,29 @@ pub fn task_definition_hash(td: &TaskDefinition) -> String {
     hex::encode(&Sha256::digest(&json)[..16])
 }
 
+/// [`render`] with the probe account among the users once its public key is known (from its
+/// secret, or generated in this pass: `new_key`). Without a key the account is left out.
+pub fn render_probed(
+    s: &Service,
+    owner: &str,
+    key: Option<&crate::sshkeys::ParsedKey>,
+    new_key: Option<crate::sshkeys::ProbeKeyPair>,
+) -> Desired {
+    let (Some(p), Some(key)) = (&s.probe, key) else { return render(s, owner) };
+    let mut with_probe = s.clone();
+    with_probe.users.push(User {
+        name: crate::model::PROBE_USER.into(),
+        uid: p.uid,
+        gid: Some(p.uid),
+        directories: vec![crate::model::PROBE_DIRECTORY.into()],
+        keys: vec![key.clone()],
+        password_hash: None,
+    });
+    let mut d = render(&with_probe, owner);
+    d.probe = Some(DesiredProbe { secret: p.secret.clone(), new_key });
+    d
+}
+
 pub fn render(s: &Service, owner: &str) -> Desired {
     let td = task_definition(s, false);
     let task_definition_hash = task_definition_hash(&td);
@@ -590,6 +627,7 @@ pub fn render(s: &Service, owner: &str) -> Desired {
         },
         dns_records: dns_records(s, owner),
         dns: s.dns.clone(),
+        probe: s.probe.as_ref().map(|p| DesiredProbe { secret: p.secret.clone(), new_key: None }),
         host_public_keys: s.host_public_keys.clone(),
         key_fingerprints: key_fingerprints(s),
         rendering_hash: String::new(),

@@ -7,7 +7,7 @@
 //! resync ───────────────────────────┘            └─▶ metrics, logs
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,13 +21,14 @@ use tracing::Instrument;
 use crate::aws::apply::{Applied, ApplyError};
 use crate::aws::lease::Lease;
 use crate::aws::{Clients, Outcome};
-use crate::controller::{self, LoopConfig, Outcomes, Reconciler, Trigger};
+use crate::controller::{self, LoopConfig, Next, Outcomes, Reconciler, Trigger};
 use crate::load::LoadError;
 use crate::metrics::{self, Metrics};
 use crate::model::Service;
 use crate::plan::{GroupRules, Kind, Problem, group_scope};
 use crate::reconcile::{self, ALL_KINDS, Label, Options, Prepared, Reach, ReconcileError};
 use crate::render::Desired;
+use crate::rollout;
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -44,8 +45,16 @@ pub struct RunConfig {
     pub reach: Reach,
     /// How often the batched pass reads everything, trusting no rendering hash.
     pub deep_check_interval: Duration,
+    /// How soon a service whose ECS rollout is under way is looked at again.
+    pub rollout_poll: Duration,
     pub loop_config: LoopConfig,
+    /// How the services with a probe account are probed.
+    pub probe: crate::probe::cadence::ProbeConfig,
 }
+
+/// How long `run` follows a rollout it started before leaving it to the resync: ECS deployments
+/// usually finish within minutes; one that cannot place its tasks may stay IN_PROGRESS for hours.
+const ROLLOUT_FOLLOW_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 /// When the batched pass reads everything ([`Reach::deep`]): on the first pass, then whenever
 /// the last deep pass is older than the interval. Per-service passes never do.
@@ -64,6 +73,12 @@ impl DeepCheck {
 /// What one service's part of a pass came to: `success` or `skipped` (not leading, or gone
 /// from the manifests), or why it failed.
 type Passed = Result<&'static str, ReconcileError>;
+
+/// A pass's outcome per service, and the services whose rollout the next pass must see.
+struct Pass {
+    outcomes: BTreeMap<String, Passed>,
+    rolling: BTreeSet<String>,
+}
 
 /// A service with a problem is blocked (its first problem says why); the others are not.
 fn blocked(outcomes: &mut BTreeMap<String, Passed>, problems: &[Problem]) {
@@ -119,6 +134,15 @@ pub struct OperatorReconciler {
     attempted: Mutex<HashSet<String>>,
     reach: Reach,
     deep: Mutex<DeepCheck>,
+    rollout_poll: Duration,
+    /// Ids of the failed deployments counted in `rollout_failed_total`: each once.
+    failed_deployments: std::sync::Mutex<HashSet<String>>,
+    /// Rollouts this process started (by service, since when): followed every `rollout_poll`
+    /// for at most [`ROLLOUT_FOLLOW_WINDOW`]. Others, and older ones (a deployment stuck for
+    /// want of capacity), are looked at by the resync like every service.
+    following: std::sync::Mutex<HashMap<String, Instant>>,
+    /// What each pass saw of the services with a probe account, for the probe loop.
+    probe_subjects: crate::probe::cadence::Subjects,
 }
 
 impl OperatorReconciler {
@@ -146,10 +170,10 @@ impl OperatorReconciler {
     /// One observe → plan → apply over `services`: each one's outcome, or `Err` when the pass
     /// failed as a whole (observe, or the follow-up observe after new host keys). A service with
     /// a problem is blocked on its own; the others are still applied.
-    async fn pass(&self, services: &[Service], reach: Reach) -> Result<BTreeMap<String, Passed>, ReconcileError> {
+    async fn pass(&self, services: &[Service], reach: Reach) -> Result<Pass, ReconcileError> {
         let mut outcomes: BTreeMap<String, Passed> = services.iter().map(|s| (s.name.clone(), Ok("skipped"))).collect();
         if services.is_empty() || !self.leading().await {
-            return Ok(outcomes);
+            return Ok(Pass { outcomes, rolling: BTreeSet::new() });
         }
         let observing = Instant::now();
         let prepared = reconcile::prepare(&self.clients, services, &self.options, reach).await?;
@@ -157,16 +181,19 @@ impl OperatorReconciler {
             self.deep.lock().await.last = Some(observing);
         }
         self.observed_metrics(services, &prepared);
+        let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+        self.probe_subjects.remember(&names, &prepared.desired, &prepared.observed);
+        let mut rolling = self.rollouts(&prepared);
         let plan = &prepared.plan;
         outcomes.values_mut().for_each(|o| *o = Ok("success"));
         blocked(&mut outcomes, &plan.problems);
         if !plan.has_changes() {
-            return Ok(outcomes);
+            return Ok(Pass { outcomes, rolling });
         }
         // Leadership is checked again right before mutating: a lost lease stops us at once.
         if !self.leading().await {
             outcomes.values_mut().filter(|o| o.is_ok()).for_each(|o| *o = Ok("skipped"));
-            return Ok(outcomes);
+            return Ok(Pass { outcomes, rolling });
         }
         let applied = reconcile::apply(&self.clients, services, &self.options, &prepared).await?;
         for a in &applied {
@@ -181,8 +208,81 @@ impl OperatorReconciler {
                 }
             }
         }
+        // A deployment this apply started shows only in the next observe: look again soon.
+        let changed_ecs = applied.iter().filter(|a| a.kind == Kind::EcsService && a.error.is_none());
+        let changed: Vec<String> = changed_ecs.map(|a| a.service.clone()).collect();
+        let now = Instant::now();
+        self.following.lock().unwrap_or_else(|e| e.into_inner()).extend(changed.iter().map(|s| (s.clone(), now)));
+        rolling.extend(changed);
         failed(&mut outcomes, &groups(&prepared.desired), &applied);
-        Ok(outcomes)
+        Ok(Pass { outcomes, rolling })
+    }
+
+    /// Follows the deployment of the task definition each service was last applied with: the
+    /// services still rolling out (to look at again soon); a failed or rolled-back deployment
+    /// is counted once per deployment and logged.
+    fn rollouts(&self, prepared: &Prepared) -> BTreeSet<String> {
+        let mut rolling = BTreeSet::new();
+        for d in &prepared.desired {
+            let want = &d.ecs_service;
+            let live = prepared
+                .observed
+                .ecs_services
+                .iter()
+                .find(|s| s.cluster == want.cluster && s.name == want.name && s.status == "ACTIVE");
+            let Some((live, ours)) = live.and_then(|s| Some((s, rollout::applied(s, &d.names.task_family)?))) else {
+                continue;
+            };
+            match rollout::outcome(live, &ours) {
+                rollout::Outcome::InProgress { running, desired } => {
+                    tracing::debug!(service = %d.service, task_definition = %ours, running, desired, "rollout in progress");
+                    if self.follows(&d.service) {
+                        rolling.insert(d.service.clone());
+                    }
+                }
+                rollout::Outcome::Completed => self.unfollow(&d.service),
+                rollout::Outcome::Failed(f) => {
+                    self.unfollow(&d.service);
+                    // Without a listed deployment, the failure is known by what failed.
+                    let keys = if f.deployments.is_empty() {
+                        vec![format!("{}/{ours}", d.service)]
+                    } else {
+                        f.deployments.clone()
+                    };
+                    let mut counted = self.failed_deployments.lock().unwrap_or_else(|e| e.into_inner());
+                    let seen = keys.iter().any(|k| counted.contains(k));
+                    counted.extend(keys);
+                    if seen {
+                        continue;
+                    }
+                    self.metrics.rollout_failed_total.with_label_values(&[&d.service]).inc();
+                    tracing::warn!(
+                        service = %d.service,
+                        deployments = ?f.deployments,
+                        reason = %f.reason,
+                        rolled_back_to = f.rolled_back_to.as_deref().unwrap_or("(none)"),
+                        "{f}"
+                    );
+                }
+            }
+        }
+        rolling
+    }
+
+    /// Whether `service`'s rollout is one this process started, within the follow window.
+    fn follows(&self, service: &str) -> bool {
+        let mut following = self.following.lock().unwrap_or_else(|e| e.into_inner());
+        following.retain(|_, since| since.elapsed() < ROLLOUT_FOLLOW_WINDOW);
+        following.contains_key(service)
+    }
+
+    fn unfollow(&self, service: &str) {
+        self.following.lock().unwrap_or_else(|e| e.into_inner()).remove(service);
+    }
+
+    /// What a service asks of the loop after a pass that did not fail for it.
+    fn next(&self, rolling: &BTreeSet<String>, service: &str) -> Next {
+        if rolling.contains(service) { Next::RequeueAfter(self.rollout_poll) } else { Next::AwaitChange }
     }
 
     /// Per-service gauges and drift from what a pass observed and planned. A security group's
@@ -244,32 +344,36 @@ impl OperatorReconciler {
 
     /// A pass over `names` with its metrics: each one's outcome, the whole pass's error given to
     /// each when it failed as a whole.
-    async fn run_pass(&self, names: &[String], reach: Reach) -> (BTreeMap<String, Passed>, Option<ReconcileError>) {
+    async fn run_pass(&self, names: &[String], reach: Reach) -> (Pass, Option<ReconcileError>) {
         let started = Instant::now();
         let services = self.current(names);
         let result = self.pass(&services, reach).await;
-        let (mut outcomes, whole) = match result {
-            Ok(outcomes) => (outcomes, None),
-            Err(e) => (services.iter().map(|s| (s.name.clone(), Err(e.clone()))).collect(), Some(e)),
+        let (mut pass, whole) = match result {
+            Ok(pass) => (pass, None),
+            Err(e) => {
+                let outcomes = services.iter().map(|s| (s.name.clone(), Err(e.clone()))).collect();
+                (Pass { outcomes, rolling: BTreeSet::new() }, Some(e))
+            }
         };
         // Named, but gone from the manifests since: nothing to do.
         for n in names {
-            outcomes.entry(n.clone()).or_insert(Ok("skipped"));
+            pass.outcomes.entry(n.clone()).or_insert(Ok("skipped"));
         }
-        self.record(&outcomes, started.elapsed()).await;
-        (outcomes, whole)
+        self.record(&pass.outcomes, started.elapsed()).await;
+        (pass, whole)
     }
 }
 
 impl Reconciler for OperatorReconciler {
-    async fn reconcile(&self, service: String) -> Result<(), ReconcileError> {
+    async fn reconcile(&self, service: String) -> Result<Next, ReconcileError> {
         let span = tracing::info_span!("reconcile", service = %service);
         async {
             let names = [service];
             // One service cannot plan a group shared with others: rules wait for the batched pass.
             let reach = Reach { group_rules: GroupRules::Leave, ..self.reach };
-            let (mut outcomes, _) = self.run_pass(&names, reach).await;
-            outcomes.remove(&names[0]).unwrap_or(Ok("skipped")).map(|_| ())
+            let (mut pass, _) = self.run_pass(&names, reach).await;
+            let next = self.next(&pass.rolling, &names[0]);
+            pass.outcomes.remove(&names[0]).unwrap_or(Ok("skipped")).map(|_| next)
         }
         .instrument(span)
         .await
@@ -282,13 +386,20 @@ impl Reconciler for OperatorReconciler {
         async {
             // Every service of the manifest set: owned ports none of them accounts for close.
             let reach = Reach { deep, group_rules: GroupRules::CloseUnaccounted, ..self.reach };
-            let (outcomes, whole) = self.run_pass(&services, reach).await;
+            let (pass, whole) = self.run_pass(&services, reach).await;
             if let Some(e) = whole {
                 return Err(e);
             }
-            let failed = outcomes.values().filter(|o| o.is_err()).count();
-            tracing::debug!(services = outcomes.len(), failed, took = ?started.elapsed(), "batched pass done");
-            Ok(outcomes.into_iter().map(|(s, o)| (s, o.map(|_| ()))).collect())
+            let failed = pass.outcomes.values().filter(|o| o.is_err()).count();
+            tracing::debug!(services = pass.outcomes.len(), failed, took = ?started.elapsed(), "batched pass done");
+            let Pass { outcomes, rolling } = pass;
+            Ok(outcomes
+                .into_iter()
+                .map(|(s, o)| {
+                    let next = self.next(&rolling, &s);
+                    (s, o.map(|_| next))
+                })
+                .collect())
         }
         .instrument(span)
         .await
@@ -437,7 +548,29 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
         attempted: Mutex::new(HashSet::new()),
         reach: cfg.reach,
         deep: Mutex::new(DeepCheck { interval: cfg.deep_check_interval, last: None }),
+        rollout_poll: cfg.rollout_poll,
+        failed_deployments: std::sync::Mutex::new(HashSet::new()),
+        following: std::sync::Mutex::new(HashMap::new()),
+        probe_subjects: crate::probe::cadence::Subjects::default(),
     });
+    let probe_lease = lease.clone();
+    tokio::spawn(crate::probe::cadence::probe_loop(
+        clients.clone(),
+        reconciler.probe_subjects.clone(),
+        names_rx.clone(),
+        metrics.clone(),
+        cfg.probe.clone(),
+        move || {
+            let lease = probe_lease.clone();
+            async move {
+                match lease {
+                    None => true,
+                    Some(l) => l.is_leader().await,
+                }
+            }
+        },
+        shutdown_rx.clone(),
+    ));
     let signals = shut_down_on_signal(&shutdown_tx)?;
     controller::run_loop(reconciler, cfg.loop_config.clone(), names_rx, trigger_rx, shutdown_rx, Some(metrics.clone()))
         .await;

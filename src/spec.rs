@@ -75,6 +75,23 @@ pub struct Spec {
     /// another tool, adopted in place with `--adopt`); each defaults to the derived name.
     #[serde(default)]
     pub names: Option<NameOverrides>,
+    /// An extra account, `sftp-probe`, that `sftp-operator probe` and `run` log in as to check
+    /// the service end to end (connect, verify the host key, authenticate, write, read, delete).
+    #[serde(default)]
+    pub probe: Option<Probe>,
+}
+
+/// The probe account: its own uid, one directory (`probe`) in its chroot and a key pair the
+/// operator generates once into Secrets Manager. It can do nothing outside that directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    /// Whether the account exists (default true when the block is given).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The account's uid (and group), unique among the service's users, 1000–2147483647.
+    #[serde(default = "default_probe_uid")]
+    pub uid: u32,
 }
 
 /// Existing resources' names; unset ones are derived from `metadata.name`.
@@ -287,6 +304,9 @@ fn default_true() -> bool {
 }
 fn default_rsa_bits() -> u32 {
     crate::sshkeys::DEFAULT_RSA_HOST_KEY_BITS
+}
+fn default_probe_uid() -> u32 {
+    crate::model::DEFAULT_PROBE_UID
 }
 fn default_idle_timeout() -> u32 {
     3600

@@ -163,6 +163,8 @@ pub enum KeygenError {
     Der(pkcs1::der::Error),
     #[error(transparent)]
     Ssh(#[from] ssh_key::Error),
+    #[error("the generated public key: {0}")]
+    Public(#[from] KeyError),
 }
 
 /// The RSA host-key sizes `spec.hostKeys.rsaBits` takes.
@@ -186,6 +188,39 @@ pub fn generate_host_keys(comment: &str, rsa_bits: u32) -> Result<GeneratedHostK
         secret_json: zeroize::Zeroizing::new(json.to_string()),
         public_keys: vec![ed.public_key().to_openssh()?, rsa.public_key().to_openssh()?],
     })
+}
+
+/// The probe account's key pair: the private half (OpenSSH PEM) goes only into the probe-key
+/// secret; the public half into the task definition and the secret's description.
+#[derive(Clone)]
+pub struct ProbeKeyPair {
+    pub private_openssh: std::sync::Arc<zeroize::Zeroizing<String>>,
+    pub public: ParsedKey,
+}
+
+/// Never the private half in a `{:?}`.
+impl std::fmt::Debug for ProbeKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeKeyPair").field("public", &self.public.line()).finish_non_exhaustive()
+    }
+}
+
+/// Two pairs are the same when their public halves are.
+impl PartialEq for ProbeKeyPair {
+    fn eq(&self, other: &Self) -> bool {
+        self.public == other.public
+    }
+}
+
+/// A fresh Ed25519 pair for the probe account (microseconds: no need to leave the async worker).
+pub fn generate_probe_key(comment: &str) -> Result<ProbeKeyPair, KeygenError> {
+    use ssh_key::private::Ed25519Keypair;
+    use ssh_key::{LineEnding, PrivateKey};
+    let mut key = PrivateKey::from(Ed25519Keypair::random(&mut rand_core::OsRng));
+    key.set_comment(comment);
+    let pem = key.to_openssh(LineEnding::LF)?;
+    let public = parse_public_key(&key.public_key().to_openssh()?)?;
+    Ok(ProbeKeyPair { private_openssh: std::sync::Arc::new(zeroize::Zeroizing::new(pem.to_string())), public })
 }
 
 /// RSA from AWS-LC (already linked for TLS): the pure-Rust `rsa` crate takes 2–18 s per 4096-bit

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::observed::{EcsService, Observed, name_from_arn};
 use crate::plan::{Action, Change, Plan};
 use crate::render::Desired;
+use crate::rollout;
 
 /// One service's live state, as `status` prints it (and `--output json` later).
 #[derive(Debug, Serialize)]
@@ -87,17 +88,40 @@ fn synced(d: &Desired, plan: &Plan, mine: &[&Change]) -> Condition {
     }
 }
 
-/// Ready: the ECS service exists, its deployment has not failed and every task runs.
+/// Ready: the ECS service exists, the deployment of the task definition we last applied has not
+/// failed or been rolled back, and every task runs.
 fn ready(d: &Desired, live: Option<&EcsService>, running: i32) -> Condition {
+    if let Some(s) = live
+        && let Some(ours) = rollout::applied(s, &d.names.task_family)
+        && let rollout::Outcome::Failed(f) = rollout::outcome(s, &ours)
+    {
+        return (false, f.to_string());
+    }
     match live {
         None => (false, "ECS service does not exist".to_owned()),
-        Some(s) if s.rollout_state.as_deref() == Some("FAILED") => {
-            (false, format!("deployment failed: {}", s.rollout_reason.clone().unwrap_or_default()))
-        }
         Some(_) if running < d.ecs_service.desired_count as i32 => {
             (false, format!("{running} of {} tasks running", d.ecs_service.desired_count))
         }
         Some(_) => (true, "all tasks running".into()),
+    }
+}
+
+/// Probe: whether the probe account could log in, write, read back and delete at every
+/// endpoint probed, and else where and why not.
+pub fn probe_condition(reports: &[&crate::probe::Report]) -> Condition {
+    let failed: Vec<&&crate::probe::Report> = reports.iter().filter(|r| !r.ok).collect();
+    match failed.first() {
+        None => (true, format!("logged in, wrote, read back and deleted a file at {} endpoint(s)", reports.len())),
+        Some(r) => (
+            false,
+            format!(
+                "{} of {} endpoint(s) failed; {}: {}",
+                failed.len(),
+                reports.len(),
+                r.target.endpoint,
+                r.error.as_deref().unwrap_or("failed")
+            ),
+        ),
     }
 }
 
@@ -158,6 +182,35 @@ fn notes(d: &Desired, o: &Observed, mine: &[&Change]) -> Vec<String> {
         notes.push(format!("conflict: {} {}: {}", c.kind.as_str(), c.name, c.reason.clone().unwrap_or_default()));
     }
     notes
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+    use crate::probe::{Failure, Outcome, Report, Target, Via};
+
+    fn report(endpoint: &str, failure: Option<Failure>) -> Report {
+        let target = Target { service: "drop".into(), via: Via::Direct, endpoint: endpoint.into() };
+        Report::new(target, Outcome { failure, steps: vec![], seconds: 0.1 })
+    }
+
+    #[test]
+    fn the_probe_condition_holds_when_every_endpoint_passed_and_names_the_first_failure() {
+        let ok = report("10.0.1.5:30020", None);
+        let bad = report("nlb:22", Some(Failure::LoginRefused));
+        assert_eq!(
+            probe_condition(&[&ok]),
+            (true, "logged in, wrote, read back and deleted a file at 1 endpoint(s)".to_owned())
+        );
+        assert_eq!(
+            probe_condition(&[&ok, &bad]),
+            (
+                false,
+                "1 of 2 endpoint(s) failed; nlb:22: login refused: the server did not accept the probe account's key"
+                    .to_owned()
+            )
+        );
+    }
 }
 
 #[cfg(test)]
@@ -259,12 +312,29 @@ mod tests {
     #[test]
     fn ready_says_why_not_a_failed_deployment_or_missing_tasks() {
         let d = desired();
-        let mut failed = live(&d, 1);
-        failed.rollout_state = Some("FAILED".into());
-        failed.rollout_reason = Some("tasks failed to start".into());
-        let o = Observed { ecs_services: vec![failed], ..Observed::default() };
+        let family = d.names.task_family.clone();
+        let arn = |rev: i32| format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{family}:{rev}");
+        let deployment = |id: &str, status: &str, rev: i32, state: &str| crate::observed::Deployment {
+            id: id.into(),
+            status: status.into(),
+            task_definition: arn(rev),
+            rollout_state: Some(state.into()),
+            rollout_state_reason: (state == "FAILED").then(|| "tasks failed to start.".into()),
+            ..crate::observed::Deployment::default()
+        };
+        // We applied revision 2; the circuit breaker rolled it back to 1, whose deployment completed.
+        let mut rolled_back = live(&d, 1);
+        rolled_back.task_definition = Some(arn(1));
+        rolled_back.deployments =
+            vec![deployment("ecs-svc/3", "PRIMARY", 1, "COMPLETED"), deployment("ecs-svc/2", "ACTIVE", 2, "FAILED")];
+        let rendering = crate::codec::Rendering { hash: d.rendering_hash.clone(), revision: 2, port: 30020 };
+        rolled_back.tags.insert(crate::names::RENDERING_TAG.into(), crate::codec::rendering_tag(&rendering));
+        let o = Observed { ecs_services: vec![rolled_back], ..Observed::default() };
         let s = service_status(&d, &o, &Plan::default(), &[]);
-        assert_eq!((s.ready, s.ready_reason.as_str()), (false, "deployment failed: tasks failed to start"));
+        assert_eq!(
+            (s.ready, s.ready_reason),
+            (false, format!("deployment of {family}:2 failed (tasks failed to start.), rolled back to {family}:1"))
+        );
 
         let o = Observed { ecs_services: vec![live(&d, 0)], ..Observed::default() };
         let s = service_status(&d, &o, &Plan::default(), &[]);

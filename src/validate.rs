@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos, quote};
 use crate::load::{self, LoadError, LoadedManifest, Origin, PathIndex, SourceFile};
-pub use crate::model::{AwsLogs, Dns, HostKeySource, PasswordHash, Service, Storage, User};
+pub use crate::model::{AwsLogs, Dns, HostKeySource, PROBE_USER, PasswordHash, Probe, Service, Storage, User};
 use crate::names::{self, Names, normalize_dns_name};
 use crate::spec::{self, Manifest};
 use crate::sshkeys::{self, ParsedKey};
@@ -305,6 +305,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     }
     let awslogs = s.logging.awslogs.as_ref().map(|l| check_awslogs(c, l));
     let names = check_names(c, &m.metadata.name, s.names.as_ref());
+    let probe = s.probe.as_ref().filter(|p| p.enabled).map(|p| check_probe(c, &m.metadata.name, p, s));
 
     if c.out.len() > before {
         return None;
@@ -337,6 +338,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         dns,
         audit_log: s.logging.audit,
         awslogs,
+        probe,
     };
     check_task_definition_size(c, &service).then_some(service)
 }
@@ -673,6 +675,13 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
     for (i, u) in users.iter().enumerate() {
         let p = format!("spec.users[{i}]");
         check_user_name(c, &format!("{p}.name"), &u.name);
+        if u.name == PROBE_USER {
+            c.hint(
+                &format!("{p}.name"),
+                format!("`{PROBE_USER}` is the operator's probe account"),
+                "choose another name (enable the probe with spec.probe)",
+            );
+        }
         if let Some(first) = names_seen.insert(u.name.clone(), i) {
             c.err(&format!("{p}.name"), format!("duplicate user `{}` (also spec.users[{first}])", quote(&u.name)));
         }
@@ -700,6 +709,33 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
         });
     }
     out
+}
+
+/// The probe account: a uid of its own, and host keys it can verify.
+fn check_probe(c: &mut Checker<'_>, name: &str, p: &spec::Probe, s: &spec::Spec) -> Probe {
+    if p.uid < 1000 {
+        c.hint(
+            "spec.probe.uid",
+            format!("uid {} is below 1000", p.uid),
+            "uids under 1000 belong to system accounts in the image",
+        );
+    }
+    c.range("spec.probe.uid", p.uid, 0, MAX_ID, "Linux ids are signed 32-bit: useradd refuses larger ones");
+    if let Some(i) = s.users.iter().position(|u| u.uid == p.uid) {
+        c.hint(
+            "spec.probe.uid",
+            format!("uid {} is also spec.users[{i}]'s", p.uid),
+            "the probe account needs a uid of its own: set spec.probe.uid to an unused one",
+        );
+    }
+    if s.host_keys.secret_arn.is_some() && s.host_keys.public_keys.is_empty() {
+        c.hint(
+            "spec.probe",
+            "the probe cannot verify the host key of a secret it may not read",
+            "list the host keys' public halves in spec.hostKeys.publicKeys",
+        );
+    }
+    Probe { uid: p.uid, secret: crate::names::probe_secret(name) }
 }
 
 /// The user at `p`'s uid and gid: outside the system ranges and within what Linux tools accept.
@@ -1096,6 +1132,32 @@ spec:
         let text = with_bits("2048");
         let d = problem(&text);
         assert_eq!((d.field.as_str(), d.pos), ("spec.hostKeys.rsaBits", at(&text, "2048")));
+    }
+
+    #[test]
+    fn the_probe_account_has_its_own_name_and_uid_and_verifiable_host_keys() {
+        let with_probe = |probe: &str| MANIFEST.replace("  access:\n", &format!("  probe: {probe}\n  access:\n"));
+        let s = service(&with_probe("{enabled: true}"));
+        let probe = Probe { uid: crate::model::DEFAULT_PROBE_UID, secret: "sftp-operator/drop/probe-key".into() };
+        assert_eq!(s.probe, Some(probe));
+        assert_eq!(service(&with_probe("{enabled: false, uid: 1001}")).probe, None, "disabled: nothing checked");
+        assert_eq!(service(MANIFEST).probe, None);
+
+        let text = with_probe("{uid: 1002}");
+        let d = problem(&text);
+        assert_eq!((d.field.as_str(), d.pos), ("spec.probe.uid", at(&text, "1002}")));
+        assert_eq!(d.message, "uid 1002 is also spec.users[1]'s");
+
+        let text = MANIFEST.replace("name: bob", &format!("name: {PROBE_USER}"));
+        let d = problem(&text);
+        assert_eq!(d.field, "spec.users[1].name");
+        assert_eq!(d.message, "`sftp-probe` is the operator's probe account");
+
+        let keys = "  hostKeys: {generate: false, secretArn: \"arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf\"}\n";
+        let text = with_probe("{enabled: true}").replace("  access:\n", &format!("{keys}  access:\n"));
+        let d = problem(&text);
+        assert_eq!(d.field, "spec.probe");
+        assert_eq!(d.hint.as_deref(), Some("list the host keys' public halves in spec.hostKeys.publicKeys"));
     }
 
     #[test]

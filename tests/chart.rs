@@ -108,6 +108,7 @@ fn the_rendered_example_is_accepted_by_kubectl_and_matches_the_template_argument
         ("{{ .Values.region }}", "us-east-1"),
         ("{{ .Values.resync }}", "60s"),
         ("{{ .Values.deepCheckInterval }}", "1h"),
+        ("{{ .Values.probeInterval }}", "60s"),
         ("{{ .Values.concurrency }}", "4"),
         ("{{ .Values.logFormat }}", "json"),
     ];
@@ -129,6 +130,37 @@ fn the_rendered_example_is_accepted_by_kubectl_and_matches_the_template_argument
     for flag in template.split_whitespace().filter_map(|w| w.strip_prefix("--")).map(|f| f.split('=').next().unwrap()) {
         assert!(help.contains(&format!("--{flag}")), "run --help lacks --{flag}");
     }
+}
+
+/// The PrometheusRule's alerts, taken out of the template as a plain rules file, pass
+/// `promtool check rules` (expressions parse, durations are valid).
+#[test]
+fn the_alert_rules_pass_promtool() {
+    let template = std::fs::read_to_string(Path::new(CHART).join("templates/prometheusrule.yaml")).unwrap();
+    let body: String = template
+        .lines()
+        .skip_while(|l| l.trim() != "rules:")
+        .skip(1)
+        .filter(|l| !l.trim_start().starts_with("{{-"))
+        .map(|l| l.replace("{{ \"{{\" }}", "{{").replace("{{ \"}}\" }}", "}}") + "\n")
+        .collect();
+    let rules = format!("groups:\n  - name: sftp-operator\n    rules:\n{body}");
+    for alert in ["SftpProbeFailing", "SftpHostKeyMismatch", "SftpRolloutFailed"] {
+        assert!(rules.contains(&format!("alert: {alert}")), "{alert} in\n{rules}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(&file, &rules).unwrap();
+    let Ok(out) = Command::new("promtool").arg("check").arg("rules").arg(&file).output() else {
+        assert!(std::env::var_os("CI").is_none(), "promtool is missing: .ci/run installs Debian's prometheus package");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -111,7 +111,7 @@ fn aws_commands_check_the_manifests_before_calling_aws() {
 #[test]
 fn the_readme_documents_every_flag_of_every_command() {
     let readme = std::fs::read_to_string("README.md").unwrap();
-    for cmd in ["validate", "render", "plan", "converge", "status", "delete", "run"] {
+    for cmd in ["validate", "render", "plan", "converge", "status", "probe", "delete", "run"] {
         let out = op().args([cmd, "--help"]).assert().success().get_output().stdout.clone();
         let help = String::from_utf8(out).unwrap();
         for flag in help.split_whitespace().filter(|w| w.starts_with("--")).map(|w| w.trim_end_matches([',', '.'])) {

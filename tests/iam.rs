@@ -775,6 +775,8 @@ fn the_iam_policy_denies_what_the_operator_never_does() {
     let foreign_td = arn("ecs", "task-definition/sftp-payroll:3");
     let foreign_tg = arn("elasticloadbalancing", "targetgroup/sftp-payroll/0123456789abcdef");
     let foreign_cloud_map = arn("servicediscovery", "service/srv-payroll0");
+    let probe_key = arn("secretsmanager", "secret:sftp-operator/campus-sftp/probe-key-AbCdEf");
+    let host_keys = arn("secretsmanager", "secret:sftp-operator/campus-sftp/host-keys-AbCdEf");
     let queue = arn("sqs", "sftp-operator-sftp-operator-events");
     let rule_arn = arn("events", "rule/sftp-operator-sftp-operator-ecs-tasks");
     let zone_arn = |z: &str| format!("arn:aws:route53:::hostedzone/{z}");
@@ -893,6 +895,18 @@ fn the_iam_policy_denies_what_the_operator_never_does() {
             Req::new("control: the operator's queue", "events:PutTargets", &rule_arn)
                 .key("events:TargetArn", vec![queue.clone()]),
         ),
+        // The probe reads only its own account's key: never host keys, never another owner's.
+        allow(Req::new("control: our probe key", "secretsmanager:GetSecretValue", &probe_key).resource_tags(&ours)),
+        deny(
+            Req::new("a probe key of another owner", "secretsmanager:GetSecretValue", &probe_key)
+                .resource_tags(&theirs),
+        ),
+        deny(Req::new("the host private keys", "secretsmanager:GetSecretValue", &host_keys).resource_tags(&ours)),
+        deny(Req::new(
+            "another secret",
+            "secretsmanager:GetSecretValue",
+            &arn("secretsmanager", "secret:prod/db-AbCdEf"),
+        )),
         // Names outside the operator's.
         deny(
             Req::new("another secret", "secretsmanager:CreateSecret", &arn("secretsmanager", "secret:prod/db-AbCdEf"))

@@ -73,48 +73,10 @@ fn run_converges_follows_manifest_edits_and_keeps_the_last_good_set() {
 /// A real Prometheus server (Debian's package) on loopback scrapes the operator; its query
 /// API must return reconcile totals above zero.
 fn scraped_by_prometheus(run: &RunProc) {
-    let Some(bin) = which("prometheus") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus is missing: .ci/run installs Debian's prometheus package"
-        );
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sftp-operator\n    static_configs: [{{targets: ['{}']}}]\n", run.metrics),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut prom = std::process::Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let query = |q: &str| -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(s, "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
-    };
+    let Some(prom) = common::Prometheus::scraping(run) else { return };
     eventually("Prometheus has scraped sftp_operator_reconcile_total", || {
-        query("sum(sftp_operator_reconcile_total)").is_some_and(|v| {
-            v["data"]["result"][0]["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(|x| x > 0.0)
-        })
+        prom.value("sum(sftp_operator_reconcile_total)").is_some_and(|x| x > 0.0)
     });
-    let _ = prom.kill();
-    let _ = prom.wait();
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
 
 #[test]

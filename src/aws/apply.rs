@@ -255,6 +255,7 @@ fn ecs_tags(tags: &Tags) -> Vec<ecs::Tag> {
 async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
     match op {
         Op::CreateSecret { name, rsa_bits, tags } => create_secret(c, name, *rsa_bits, tags).await,
+        Op::CreateProbeSecret { name, key, tags } => create_probe_secret(c, name, key, tags).await,
         Op::TagResource { kind, arn, tags, description } => tag_resource(c, *kind, arn, tags, description).await,
         Op::TagEcsService { arn, family, rendering } => {
             let value = rendering_value(refs, family, rendering.as_ref())?;
@@ -386,6 +387,28 @@ fn ignore(r: Result<impl Sized>, codes: &[&str]) -> Result<()> {
     }
 }
 
+fn secret_tags(tags: &Tags) -> Vec<aws_sdk_secretsmanager::types::Tag> {
+    tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect()
+}
+
+async fn create_probe_secret(c: &Clients, name: &str, key: &crate::sshkeys::ProbeKeyPair, tags: &Tags) -> Result<()> {
+    let value = zeroize::Zeroizing::new(
+        serde_json::json!({ crate::codec::PROBE_KEY_FIELD: key.private_openssh.as_str() }).to_string(),
+    );
+    let r = c
+        .secrets
+        .create_secret()
+        .name(name)
+        .description(crate::codec::probe_key_description(&key.public.line()))
+        .secret_string(value.as_str())
+        .set_tags(Some(secret_tags(tags)))
+        .send()
+        .await
+        .map_err(aws("CreateSecret"));
+    // A secret made by an earlier, interrupted pass stays: the task definition follows its key.
+    ignore(r, &["ResourceExistsException"])
+}
+
 async fn create_secret(c: &Clients, name: &str, rsa_bits: u32, tags: &Tags) -> Result<()> {
     // RSA generation is CPU-bound: off the async workers, so services generate in parallel.
     let comment = name.to_owned();
@@ -399,9 +422,7 @@ async fn create_secret(c: &Clients, name: &str, rsa_bits: u32, tags: &Tags) -> R
         .name(name)
         .description(crate::codec::host_key_description(&keys.public_keys))
         .secret_string(keys.secret_json.as_str())
-        .set_tags(Some(
-            tags.iter().map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build()).collect(),
-        ))
+        .set_tags(Some(secret_tags(tags)))
         .send()
         .await
         .map_err(aws("CreateSecret"));
@@ -434,12 +455,14 @@ async fn tag_resource(c: &Clients, kind: Kind, arn: &str, tags: &Tags, descripti
             let id = crate::observed::name_from_arn(arn);
             c.cloudmap.update_service().id(id).service(change).send().await.map_err(aws("UpdateService"))?;
         }
-        Kind::HostKeySecret => {
-            let t = tags
-                .iter()
-                .map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build())
-                .collect();
-            c.secrets.tag_resource().secret_id(arn).set_tags(Some(t)).send().await.map_err(aws("TagResource"))?;
+        Kind::HostKeySecret | Kind::ProbeKeySecret => {
+            c.secrets
+                .tag_resource()
+                .secret_id(arn)
+                .set_tags(Some(secret_tags(tags)))
+                .send()
+                .await
+                .map_err(aws("TagResource"))?;
         }
         // DNS ownership is the TXT record the plan writes, not a tag.
         Kind::DnsRecord => {}
@@ -912,20 +935,4 @@ async fn delete_ecs_service(c: &Clients, cluster: &str, name: &str) -> Result<()
     let r =
         c.ecs.delete_service().cluster(cluster).service(name).force(true).send().await.map_err(aws("DeleteService"));
     ignore(r, &["ServiceNotFoundException", "ServiceNotActiveException"])
-}
-
-/// The primary deployment's rollout state (`IN_PROGRESS`, `COMPLETED`, `FAILED`) and counts.
-pub async fn rollout(c: &Clients, cluster: &str, name: &str) -> Result<(Option<String>, i32, i32)> {
-    let out =
-        c.ecs.describe_services().cluster(cluster).services(name).send().await.map_err(aws("DescribeServices"))?;
-    let Some(s) = out.services().first() else {
-        return Ok((None, 0, 0));
-    };
-    let state = s
-        .deployments()
-        .iter()
-        .find(|d| d.status() == Some("PRIMARY"))
-        .and_then(|d| d.rollout_state())
-        .map(|r| r.as_str().to_owned());
-    Ok((state, s.running_count(), s.desired_count()))
 }

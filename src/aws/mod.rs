@@ -328,6 +328,26 @@ where
     move |e| AwsError::new(operation, e)
 }
 
+/// The probe account's private key from its secret (`None`: no such secret yet). Only `probe`
+/// and `run`'s probes read it; the value never reaches a log or an error message.
+pub async fn read_probe_key(c: &Clients, secret: &str) -> Result<Option<zeroize::Zeroizing<String>>, AwsError> {
+    let out = match c.secrets.get_secret_value().secret_id(secret).send().await.map_err(aws("GetSecretValue")) {
+        Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
+        r => r?,
+    };
+    let value = zeroize::Zeroizing::new(out.secret_string().unwrap_or_default().to_owned());
+    let mut fields: std::collections::BTreeMap<String, String> = serde_json::from_str(&value)
+        .map_err(|_| AwsError::other("GetSecretValue", format!("{secret} is not a JSON object of strings")))?;
+    let key = fields.remove(crate::codec::PROBE_KEY_FIELD).map(zeroize::Zeroizing::new);
+    fields.values_mut().for_each(zeroize::Zeroize::zeroize);
+    match key {
+        Some(k) => Ok(Some(k)),
+        None => {
+            Err(AwsError::other("GetSecretValue", format!("{secret} has no `{}` field", crate::codec::PROBE_KEY_FIELD)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

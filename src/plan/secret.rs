@@ -5,6 +5,30 @@ use super::service::Ctx;
 use super::{Action, Change, Kind, Op};
 
 pub(super) fn plan(ctx: &Ctx) -> Vec<Change> {
+    let mut changes = host_keys(ctx);
+    changes.extend(probe_key(ctx));
+    changes
+}
+
+/// The probe account's key pair: created with the pair render put in the task definition,
+/// otherwise only claimed like the host keys. Kept by `delete` too (nothing else uses it).
+fn probe_key(ctx: &Ctx) -> Option<Change> {
+    let probe = ctx.d.probe.as_ref()?;
+    let name = &probe.secret;
+    let Some(live) = ctx.o.secrets.iter().find(|s| &s.name == name) else {
+        let key = probe.new_key.clone()?;
+        let ops = vec![Op::CreateProbeSecret { name: name.clone(), key, tags: ctx.d.tags.clone() }];
+        let create = ctx.change(Kind::ProbeKeySecret, name, Action::Create, ops);
+        return Some(create.because("generate an Ed25519 key for the probe account"));
+    };
+    match ctx.claim(Kind::ProbeKeySecret, name, &live.arn, &live.tags) {
+        Err(conflict) => Some(*conflict),
+        Ok(ops) if ops.is_empty() => None,
+        Ok(ops) => Some(ctx.change(Kind::ProbeKeySecret, name, Action::Update, ops)),
+    }
+}
+
+fn host_keys(ctx: &Ctx) -> Vec<Change> {
     let Some(name) = &ctx.d.host_key_secret else {
         return vec![];
     };
@@ -60,6 +84,46 @@ mod tests {
         o.secrets.push(mk_live_secret(&d));
         d.host_key_rsa_bits = 4096;
         assert!(plan(&ctx(&d, &o, &mk_options(false))).is_empty());
+    }
+
+    fn mk_desired_with_probe(new_key: bool) -> Desired {
+        let mut d = mk_desired(SERVICE);
+        let key = new_key.then(|| crate::sshkeys::generate_probe_key("t").unwrap());
+        d.probe =
+            Some(crate::render::DesiredProbe { secret: format!("sftp-operator/{SERVICE}/probe-key"), new_key: key });
+        d
+    }
+
+    fn probe_secret(d: &Desired, tags: crate::observed::Tags) -> crate::observed::Secret {
+        let name = d.probe.as_ref().unwrap().secret.clone();
+        crate::observed::Secret { arn: format!("arn:secret:{name}"), name, description: None, tags }
+    }
+
+    #[test]
+    fn the_probe_key_generated_for_the_rendering_is_stored_and_an_owned_one_kept() {
+        let d = mk_desired_with_probe(true);
+        let (mut o, opts) = (mk_world(), mk_options(false));
+        let c = plan(&ctx(&d, &o, &opts));
+        let secret = d.probe.as_ref().unwrap().secret.clone();
+        assert_eq!(summary(&c), [(Kind::ProbeKeySecret, Action::Create, secret)]);
+        let key = d.probe.as_ref().unwrap().new_key.clone().unwrap();
+        assert_eq!(
+            c[0].ops,
+            [Op::CreateProbeSecret { name: d.probe.as_ref().unwrap().secret.clone(), key, tags: d.tags.clone() }]
+        );
+        assert!(!format!("{:?}", c[0].ops).contains("PRIVATE KEY"), "the private half never reaches a {{:?}}");
+
+        o.secrets.push(probe_secret(&d, d.tags.clone()));
+        assert!(plan(&ctx(&mk_desired_with_probe(false), &o, &opts)).is_empty());
+    }
+
+    #[test]
+    fn a_probe_secret_of_someone_else_is_a_conflict() {
+        let d = mk_desired_with_probe(false);
+        let mut o = mk_world();
+        o.secrets.push(probe_secret(&d, foreign_tags()));
+        let c = plan(&ctx(&d, &o, &mk_options(false)));
+        assert_eq!((c[0].kind, c[0].action), (Kind::ProbeKeySecret, Action::Conflict));
     }
 
     #[test]

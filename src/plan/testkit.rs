@@ -72,6 +72,7 @@ pub fn mk_desired(service: &str) -> Desired {
         host_key_rsa_bits: crate::sshkeys::DEFAULT_RSA_HOST_KEY_BITS,
         dns_records: vec![],
         dns: None,
+        probe: None,
         host_public_keys: vec![],
         key_fingerprints: vec![],
         rendering_hash: format!("{service}-rendering"),

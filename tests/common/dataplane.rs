@@ -201,6 +201,36 @@ impl Task {
         c
     }
 
+    /// Plays Docker's port publishing the way its userland proxy does: a listener on the test
+    /// host's loopback whose connections are forwarded to the task's port 22, connected from a
+    /// thread inside the task's network namespace. Returns `127.0.0.1:PORT`. The host's routes
+    /// and interfaces are left alone; the threads end with the test process.
+    pub fn publish(&self) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let netns = std::fs::File::open(format!("/run/netns/{}", self.netns)).unwrap();
+        let (accepted, to_connect) = std::sync::mpsc::channel::<std::net::TcpStream>();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread only; the fd is open for the call.
+            let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            for client in to_connect {
+                // A failed connection closes the client's: it sees what a stopped container gives.
+                let Ok(upstream) = std::net::TcpStream::connect("127.0.0.1:22") else { continue };
+                splice(client, upstream);
+            }
+        });
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if accepted.send(client).is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
     /// A path inside the task's root filesystem, as the test host sees it (the overlay's upper
     /// layer holds what the task changed).
     pub fn changed_file(&self, path: &str) -> PathBuf {
@@ -216,6 +246,19 @@ impl Drop for Task {
         let _ = self.child.wait();
         let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
     }
+}
+
+/// Copies both ways between two connections until either side closes.
+fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let pump = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    pump(a, b2);
+    pump(b, a2);
 }
 
 /// `arn:…:secret:NAME:json-key:version-stage:version-id` → that key of the secret's JSON.

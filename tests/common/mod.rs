@@ -119,12 +119,7 @@ impl Proxy {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let rec = ops.clone();
         rt.spawn(async move {
-            // JSON APIs name the operation in a header, query APIs in the body, Route 53 (REST)
-            // in the method and path.
-            let re = Regex::new(
-                r"(?i)x-amz-target:\s*[A-Za-z0-9_.]*\.([A-Za-z]+)|(?:^|\r\n\r\n|&)Action=([A-Za-z]+)|(?:^|\n)(GET|POST) /2013-04-01/hostedzone(/[A-Za-z0-9]+/rrset)?[ ?]",
-            )
-            .unwrap();
+            let re = operation_regex();
             loop {
                 let Ok((mut client, _)) = listener.accept().await else { return };
                 let upstream = upstream.clone();
@@ -145,18 +140,12 @@ impl Proxy {
                             pending.push_str(&String::from_utf8_lossy(&buf[..n]));
                             let mut last = 0;
                             for c in re.captures_iter(&pending) {
-                                let op = match (c.get(1).or(c.get(2)), c.get(3).map(|m| m.as_str()), c.get(4).is_some()) {
-                                    (Some(m), _, _) => m.as_str().to_owned(),
-                                    (None, Some("POST"), true) => "ChangeResourceRecordSets".to_owned(),
-                                    (None, Some("POST"), false) => "CreateHostedZone".to_owned(),
-                                    (None, _, true) => "ListResourceRecordSets".to_owned(),
-                                    (None, _, false) => "ListHostedZones".to_owned(),
-                                };
-                                rec.lock().unwrap().push(op);
+                                rec.lock().unwrap().push(operation(&c));
                                 last = c.get(0).unwrap().end();
                             }
                             let keep = pending.len().saturating_sub(256).max(last);
-                            let keep = (keep..=pending.len()).find(|i| pending.is_char_boundary(*i)).unwrap_or(pending.len());
+                            let keep =
+                                (keep..=pending.len()).find(|i| pending.is_char_boundary(*i)).unwrap_or(pending.len());
                             pending.drain(..keep);
                             if sw.write_all(&buf[..n]).await.is_err() {
                                 break;
@@ -175,6 +164,52 @@ impl Proxy {
         Proxy { url, ops, rt }
     }
 
+    /// Like [`Proxy::start`], but HTTP/1.1-aware: each request and response is read whole (head,
+    /// then a Content-Length or chunked body), and every JSON response body passes through
+    /// `rewrite` with its operation (as recorded: `DescribeServices`) before it goes back, its
+    /// framing fixed. Tests play with it what moto cannot (ECS deployments that progress).
+    pub fn rewriting(upstream: &str, rewrite: impl Fn(&str, &mut serde_json::Value) + Send + Sync + 'static) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let ops = Arc::new(Mutex::new(Vec::new()));
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let rec = ops.clone();
+        let rewrite: Arc<Rewrite> = Arc::new(rewrite);
+        rt.spawn(async move {
+            let re = operation_regex();
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let (upstream, rec, re, rewrite) = (upstream.clone(), rec.clone(), re.clone(), rewrite.clone());
+                tokio::spawn(async move {
+                    let (cr, mut cw) = client.into_split();
+                    let mut cr = tokio::io::BufReader::new(cr);
+                    while let Some(request) = http::read(&mut cr, false).await {
+                        let text = format!("{}{}", request.head, String::from_utf8_lossy(&request.body));
+                        let op = re.captures(&text).map(|c| operation(&c));
+                        if let Some(op) = &op {
+                            rec.lock().unwrap().push(op.clone());
+                        }
+                        // A connection per request: moto's server closes after each answer anyway.
+                        let Some(mut response) = http::exchange(&upstream, &request).await else { return };
+                        let json = http::header(&response.head, "content-type").is_some_and(|t| t.contains("json"));
+                        if let (Some(op), true) = (&op, json)
+                            && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&response.body)
+                        {
+                            rewrite(op, &mut value);
+                            response.body = serde_json::to_vec(&value).unwrap();
+                            response.rewritten = true;
+                        }
+                        if cw.write_all(&response.bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { url, ops, rt }
+    }
+
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.ops.lock().unwrap())
     }
@@ -185,6 +220,124 @@ impl Proxy {
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
+    }
+}
+
+/// A change to the JSON body of a response, given its operation.
+type Rewrite = dyn Fn(&str, &mut serde_json::Value) + Send + Sync;
+
+/// JSON APIs name the operation in a header, query APIs in the body, Route 53 (REST) in the
+/// method and path.
+fn operation_regex() -> Regex {
+    Regex::new(
+        r"(?i)x-amz-target:\s*[A-Za-z0-9_.]*\.([A-Za-z]+)|(?:^|\r\n\r\n|&)Action=([A-Za-z]+)|(?:^|\n)(GET|POST) /2013-04-01/hostedzone(/[A-Za-z0-9]+/rrset)?[ ?]",
+    )
+    .unwrap()
+}
+
+/// The operation one match of [`operation_regex`] names.
+fn operation(c: &regex::Captures) -> String {
+    match (c.get(1).or(c.get(2)), c.get(3).map(|m| m.as_str()), c.get(4).is_some()) {
+        (Some(m), _, _) => m.as_str().to_owned(),
+        (None, Some("POST"), true) => "ChangeResourceRecordSets".to_owned(),
+        (None, Some("POST"), false) => "CreateHostedZone".to_owned(),
+        (None, _, true) => "ListResourceRecordSets".to_owned(),
+        (None, _, false) => "ListHostedZones".to_owned(),
+    }
+}
+
+/// Just enough HTTP/1.1 for [`Proxy::rewriting`]: one message at a time, read whole.
+mod http {
+    use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+    pub struct Message {
+        /// Start line and headers, up to and including the blank line.
+        pub head: String,
+        /// The body, de-chunked.
+        pub body: Vec<u8>,
+        /// The body changed: checksums of the original (DynamoDB's `x-amz-crc32`) no longer hold.
+        pub rewritten: bool,
+    }
+
+    impl Message {
+        /// Head and body, framed by a Content-Length of the body as it is now.
+        pub fn bytes(&self) -> Vec<u8> {
+            let mut lines = self.head.trim_end().split("\r\n");
+            let mut head = lines.next().unwrap_or_default().to_owned();
+            for line in lines {
+                let name = line.split(':').next().unwrap_or_default().trim().to_ascii_lowercase();
+                // Framing is rewritten below; a checksum of the original body would no longer hold.
+                let dropped = name == "content-length"
+                    || name == "transfer-encoding"
+                    || (self.rewritten && name == "x-amz-crc32");
+                if !dropped {
+                    head.push_str("\r\n");
+                    head.push_str(line);
+                }
+            }
+            let mut out = format!("{head}\r\nContent-Length: {}\r\n\r\n", self.body.len()).into_bytes();
+            out.extend_from_slice(&self.body);
+            out
+        }
+    }
+
+    pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// One message; `None` at the end of the stream. A response without a length runs to the
+    /// end of the stream (`to_eof`); a request without one has no body.
+    pub async fn read<R: AsyncBufRead + Unpin>(r: &mut R, to_eof: bool) -> Option<Message> {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            if r.read_until(b'\n', &mut head).await.ok()? == 0 {
+                return None;
+            }
+        }
+        let head = String::from_utf8(head).ok()?;
+        let status = head.split(' ').nth(1).unwrap_or_default();
+        let bodiless = to_eof && (status.starts_with('1') || status == "204" || status == "304");
+        let chunked = header(&head, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let mut body = Vec::new();
+        if bodiless {
+            return Some(Message { head, body, rewritten: false });
+        }
+        if chunked {
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).await.ok()?;
+                let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+                if size == 0 {
+                    // Trailers, up to the blank line.
+                    while !matches!(line.as_str(), "\r\n" | "") {
+                        line.clear();
+                        r.read_line(&mut line).await.ok()?;
+                    }
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                r.read_exact(&mut body[start..]).await.ok()?;
+                r.read_line(&mut line).await.ok()?;
+            }
+        } else if let Some(n) = header(&head, "content-length") {
+            body.resize(n.parse().ok()?, 0);
+            r.read_exact(&mut body).await.ok()?;
+        } else if to_eof {
+            r.read_to_end(&mut body).await.ok()?;
+        }
+        Some(Message { head, body, rewritten: false })
+    }
+
+    /// Sends `request` to `upstream` on a connection of its own; the response.
+    pub async fn exchange(upstream: &str, request: &Message) -> Option<Message> {
+        let server = tokio::net::TcpStream::connect(upstream).await.ok()?;
+        let (sr, mut sw) = server.into_split();
+        sw.write_all(&request.bytes()).await.ok()?;
+        read(&mut tokio::io::BufReader::new(sr), true).await
     }
 }
 
@@ -338,9 +491,18 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
+        World::with_proxy(Proxy::start)
+    }
+
+    /// A world whose proxy passes every JSON response through `rewrite` ([`Proxy::rewriting`]).
+    pub fn rewriting(rewrite: impl Fn(&str, &mut serde_json::Value) + Send + Sync + 'static) -> World {
+        World::with_proxy(|url| Proxy::rewriting(url, rewrite))
+    }
+
+    fn with_proxy(proxy: impl FnOnce(&str) -> Proxy) -> World {
         let moto = Moto::start();
         let ids = moto.seed();
-        let proxy = Proxy::start(&moto.url);
+        let proxy = proxy(&moto.url);
         let dir = tempfile::tempdir().unwrap();
         examples_for(&ids, dir.path());
         World { endpoint: moto.url.clone(), moto, proxy, ids, dir }
@@ -495,4 +657,80 @@ pub fn edit_file(path: &Path, from: &str, to: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text.replacen(from, to, 1)).unwrap();
     std::fs::rename(tmp, path).unwrap();
+}
+
+/// A real Prometheus server (Debian's package) on loopback, scraping a `run` process every
+/// second; stopped on drop. `None` where it is not installed (never in CI).
+pub struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn scraping(run: &RunProc) -> Option<Prometheus> {
+        let Some(bin) = which("prometheus") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "prometheus is missing: .ci/run installs Debian's prometheus package"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sftp-operator\n    static_configs: [{{targets: ['{}']}}]\n",
+                run.metrics
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Some(Prometheus { child, port, _dir: dir })
+    }
+
+    /// An instant query's JSON answer (`None` while the server is not up yet).
+    pub fn query(&self, q: &str) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let q: String = q
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        write!(s, "GET /api/v1/query?query={q} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    /// The first sample's value of an instant query.
+    pub fn value(&self, q: &str) -> Option<f64> {
+        self.query(q)?["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }

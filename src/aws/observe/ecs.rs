@@ -276,7 +276,6 @@ fn add_host_ips(
 
 fn ecs_service(cluster: &str, s: &ecs::types::Service) -> observed::EcsService {
     let dc = s.deployment_configuration();
-    let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
     observed::EcsService {
         arn: s.service_arn().unwrap_or_default().to_owned(),
         name: s.service_name().unwrap_or_default().to_owned(),
@@ -312,9 +311,21 @@ fn ecs_service(cluster: &str, s: &ecs::types::Service) -> observed::EcsService {
             s.placement_constraints().iter().any(|p| p.r#type().map(|t| t.as_str()) == Some("distinctInstance"))
         }),
         health_check_grace_period_seconds: s.health_check_grace_period_seconds(),
-        rollout_state: primary.and_then(|d| d.rollout_state()).map(|r| r.as_str().to_owned()),
-        rollout_reason: primary.and_then(|d| d.rollout_state_reason()).map(str::to_owned),
+        deployments: s.deployments().iter().map(deployment).collect(),
         tags: tag_map(s.tags().iter().map(|t| (t.key(), t.value()))),
+    }
+}
+
+fn deployment(d: &ecs::types::Deployment) -> observed::Deployment {
+    observed::Deployment {
+        id: d.id().unwrap_or_default().to_owned(),
+        status: d.status().unwrap_or_default().to_owned(),
+        task_definition: d.task_definition().unwrap_or_default().to_owned(),
+        rollout_state: d.rollout_state().map(|r| r.as_str().to_owned()),
+        rollout_state_reason: d.rollout_state_reason().map(str::to_owned),
+        running_count: d.running_count(),
+        desired_count: d.desired_count(),
+        failed_tasks: d.failed_tasks(),
     }
 }
 
@@ -426,8 +437,8 @@ fn volume(v: &ecs::types::Volume) -> Volume {
 #[cfg(test)]
 mod tests {
     use ecs::types::{
-        Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, EfsVolumeConfiguration, Failure, KeyValuePair,
-        PlacementConstraint, PlacementConstraintType, Service, Tag, Task, TaskDefinitionStatus,
+        Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, EfsVolumeConfiguration,
+        Failure, KeyValuePair, PlacementConstraint, PlacementConstraintType, Service, Tag, Task, TaskDefinitionStatus,
     };
 
     use super::*;
@@ -461,12 +472,62 @@ mod tests {
         assert_eq!((o.name.as_str(), o.cluster.as_str(), o.desired_count), ("campus", "sftp", Some(2)));
         assert_eq!((o.minimum_healthy_percent, o.maximum_percent), (Some(50), None));
         assert_eq!(o.circuit_breaker_rollback, Some(true));
-        assert_eq!((o.distinct_instance, o.rollout_reason.as_deref()), (None, Some("new")));
+        assert_eq!(o.distinct_instance, None);
+        assert_eq!(o.primary_deployment().and_then(|d| d.rollout_state_reason.as_deref()), Some("new"));
         assert_eq!(o.tags, [("k".into(), "v".into())].into());
         let constrained = Service::builder()
             .placement_constraints(PlacementConstraint::builder().r#type(PlacementConstraintType::MemberOf).build())
             .build();
         assert_eq!(ecs_service("sftp", &constrained).distinct_instance, Some(false));
+    }
+
+    #[test]
+    fn deployments_convert_in_order_with_their_rollout_state_and_counts() {
+        let ours = Deployment::builder()
+            .id("ecs-svc/2")
+            .status("ACTIVE")
+            .task_definition("arn:aws:ecs:us-east-1:1:task-definition/sftp-campus:2")
+            .rollout_state(DeploymentRolloutState::Failed)
+            .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
+            .desired_count(1)
+            .failed_tasks(3)
+            .build();
+        let rollback = Deployment::builder()
+            .id("ecs-svc/3")
+            .status("PRIMARY")
+            .task_definition("arn:aws:ecs:us-east-1:1:task-definition/sftp-campus:1")
+            .rollout_state(DeploymentRolloutState::InProgress)
+            .running_count(1)
+            .desired_count(1)
+            .build();
+        let o = ecs_service("sftp", &Service::builder().deployments(rollback).deployments(ours).build());
+        assert_eq!(
+            o.deployments,
+            [
+                observed::Deployment {
+                    id: "ecs-svc/3".into(),
+                    status: "PRIMARY".into(),
+                    task_definition: "arn:aws:ecs:us-east-1:1:task-definition/sftp-campus:1".into(),
+                    rollout_state: Some("IN_PROGRESS".into()),
+                    rollout_state_reason: None,
+                    running_count: 1,
+                    desired_count: 1,
+                    failed_tasks: 0,
+                },
+                observed::Deployment {
+                    id: "ecs-svc/2".into(),
+                    status: "ACTIVE".into(),
+                    task_definition: "arn:aws:ecs:us-east-1:1:task-definition/sftp-campus:2".into(),
+                    rollout_state: Some("FAILED".into()),
+                    rollout_state_reason: Some("ECS deployment circuit breaker: tasks failed to start.".into()),
+                    running_count: 0,
+                    desired_count: 1,
+                    failed_tasks: 3,
+                },
+            ]
+        );
+        assert_eq!(o.primary_deployment().map(|d| d.id.as_str()), Some("ecs-svc/3"));
+        assert!(ecs_service("sftp", &Service::builder().build()).deployments.is_empty());
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Scope {
     pub families: BTreeSet<String>,
     pub ecs_services: BTreeMap<String, BTreeSet<String>>,
     pub secrets: BTreeSet<String>,
+    /// The secrets, when read before the rest (to render the probe account): not read again.
+    pub secrets_read: Option<Vec<observed::Secret>>,
     /// Zone references (names or ids) from `dns` blocks.
     pub zones: BTreeSet<String>,
     /// Services (cluster → names) whose task placement feeds DNS.
@@ -174,6 +176,13 @@ impl Scope {
             if let Some(name) = &d.host_key_secret {
                 s.secrets.insert(name.clone());
             }
+            if let Some(probe) = &d.probe {
+                s.secrets.insert(probe.secret.clone());
+            }
+            // The probe reaches each task's host directly, like the direct record.
+            if d.probe.is_some() {
+                s.placements.entry(d.ecs_service.cluster.clone()).or_default().insert(d.ecs_service.name.clone());
+            }
             if let Some(dns) = &d.dns {
                 s.zones.insert(dns.zone.clone());
                 s.zones.extend(dns.public_zone.clone());
@@ -224,6 +233,30 @@ pub async fn every_ecs_service(
     Ok((services, host_ports))
 }
 
+/// One ECS service as DescribeServices reports it now (`None` when it does not exist): what
+/// `converge --wait` polls while it follows a rollout.
+pub async fn ecs_service(c: &Clients, cluster: &str, name: &str) -> Result<Option<observed::EcsService>> {
+    let scope = Scope {
+        clusters: [cluster.to_owned()].into(),
+        ecs_services: [(cluster.to_owned(), [name.to_owned()].into())].into(),
+        ..Scope::default()
+    };
+    let (_, services) = ecs::ecs_services(c, &scope).await?;
+    Ok(services.into_iter().find(|s| s.name == name))
+}
+
+/// The ARN of a family's latest ACTIVE revision: the one apply puts on its ECS service.
+pub async fn latest_task_definition(c: &Clients, family: &str) -> Result<Option<String>> {
+    let scope = Scope { families: [family.to_owned()].into(), deep: true, ..Scope::default() };
+    let revisions = ecs::task_definitions(c, &scope, &Vouched::default()).await?;
+    Ok(revisions.into_values().next().map(|r| r.arn))
+}
+
+/// The secrets in scope (host keys, probe keys): one ListSecrets.
+pub async fn secrets_in(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
+    secrets::secrets(c, scope).await
+}
+
 pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     // The ECS services first: the rendering hash they carry decides what else must be read.
     let (clusters, ecs_services) = ecs::ecs_services(c, scope).await?;
@@ -234,7 +267,12 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
         ec2::security_groups(c, scope),
         cloud_map::cloud_map(c, scope),
         ecs::task_definitions(c, scope, &vouched),
-        secrets::secrets(c, scope),
+        async {
+            match &scope.secrets_read {
+                Some(read) => Ok(read.clone()),
+                None => secrets::secrets(c, scope).await,
+            }
+        },
         route53::route53(c, scope),
         ecs::placements(c, scope),
     )?;
