@@ -56,12 +56,13 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             let services = load_services(&manifests)?;
             block_on(crate::commands::plan(&services, &aws, output))
         }
-        Command::Converge { manifests, aws, dry_run, wait, wait_timeout, wait_poll, ensure_events } => {
+        Command::Converge { manifests, aws, dry_run, wait, wait_timeout, wait_poll, no_probe, ensure_events } => {
             let services = load_services(&manifests)?;
             if dry_run {
                 return block_on(crate::commands::plan(&services, &aws, PlanFormat::Text));
             }
-            let wait = wait.then_some(crate::commands::Wait { timeout: wait_timeout, poll: wait_poll });
+            let wait =
+                wait.then_some(crate::commands::Wait { timeout: wait_timeout, poll: wait_poll, probe: !no_probe });
             block_on(crate::commands::converge(&services, &aws, wait, ensure_events))
         }
         Command::Status { manifests, aws, no_probe } => {

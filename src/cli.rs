@@ -103,6 +103,9 @@ pub enum Command {
         /// How often `--wait` asks ECS how the deployment stands.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, hide = true)]
         wait_poll: std::time::Duration,
+        /// Skip the probe that follows the rollouts --wait sees complete, for services with a probe account (a runner with no path to the endpoints).
+        #[arg(long)]
+        no_probe: bool,
         /// Also ensure the SQS queue and EventBridge rule that feed `run --events-queue-url`.
         #[arg(long)]
         ensure_events: bool,
@@ -296,6 +299,8 @@ pub enum CliError {
     ApplyFailed(usize),
     #[error("service `{0}` has no probe account: enable it with `spec.probe: {{enabled: true}}` and converge")]
     NoProbe(String),
+    #[error("--endpoint is one service's address: name it with --service")]
+    EndpointForOneService,
     #[error("no service in the manifests has a probe account (spec.probe)")]
     NothingToProbe,
     #[error("`run` never prunes; use `converge --prune` when a manifest is gone")]

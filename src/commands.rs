@@ -44,6 +44,8 @@ pub async fn plan(services: &[Service], args: &AwsArgs, format: PlanFormat) -> R
 pub struct Wait {
     pub timeout: Duration,
     pub poll: Duration,
+    /// Probe the services with a probe account once their rollout completed.
+    pub probe: bool,
 }
 
 pub async fn converge(
@@ -94,8 +96,11 @@ pub async fn converge(
             }
         }
         // A completed deployment says the tasks run; the probe says users can log in.
-        let probed: Vec<Service> =
-            services.iter().filter(|s| s.probe.is_some() && completed.contains(&s.name)).cloned().collect();
+        let probed: Vec<Service> = services
+            .iter()
+            .filter(|s| wait.probe && s.probe.is_some() && completed.contains(&s.name))
+            .cloned()
+            .collect();
         if !probed.is_empty() {
             let Prepared { desired, observed, .. } =
                 reconcile::prepare(&clients, &probed, &options, args.reach()).await?;
@@ -273,6 +278,9 @@ pub async fn probe(
         }
         None => services.iter().filter(|s| s.probe.is_some()).cloned().collect(),
     };
+    if p.endpoint.is_some() && chosen.len() > 1 {
+        return Err(CliError::EndpointForOneService);
+    }
     match chosen.iter().find(|s| s.probe.is_none()) {
         Some(s) => return Err(CliError::NoProbe(s.name.clone())),
         None if chosen.is_empty() => return Err(CliError::NothingToProbe),

@@ -89,7 +89,8 @@ async fn render_and_scope(
         let scope = scope(&desired, reach);
         return Ok((desired, scope));
     }
-    let secrets = observe::secrets_in(clients, &scope(&desired, reach)).await?;
+    let probe_secrets: Vec<&str> = services.iter().filter_map(|s| Some(s.probe.as_ref()?.secret.as_str())).collect();
+    let secrets = observe::secrets_in(clients, &scope(&desired, reach), &probe_secrets).await?;
     let desired =
         render_probed(services, owner, &secrets).map_err(|e| AwsError::other("CreateSecret", e.to_string()))?;
     let mut scope = scope(&desired, reach);

@@ -68,6 +68,12 @@ pub fn applied(service: &EcsService, family: &str) -> Option<String> {
     Some(format!("{family}:{}", rendering.revision))
 }
 
+/// Whether the rendering whose deployment failed is still the one wanted: the service's
+/// rendering tag records `rendering_hash` (the manifest has not changed since).
+pub fn failed_as_rendered(service: &EcsService, rendering_hash: &str) -> bool {
+    service.tags.get(RENDERING_TAG).and_then(|v| parse_rendering_tag(v)).is_some_and(|r| r.hash == rendering_hash)
+}
+
 /// The outcome of `service`'s rollout of `ours` (a task-definition ARN or `family:revision`).
 pub fn outcome(service: &EcsService, ours: &str) -> Outcome {
     let ours = revision(ours);
@@ -84,11 +90,10 @@ pub fn outcome(service: &EcsService, ours: &str) -> Outcome {
         };
     }
     // Ours is not the PRIMARY deployment: failed (and rolled back), replaced, or not listed yet.
-    let mine = service
-        .deployments
-        .iter()
-        .filter(|d| is_ours(&d.task_definition))
-        .max_by_key(|d| d.rollout_state.as_deref() == Some("FAILED"));
+    // Deployments are listed newest first: the newest of ours that failed, else the newest.
+    let failed = |d: &&Deployment| d.rollout_state.as_deref() == Some("FAILED");
+    let ours_listed = || service.deployments.iter().filter(|d| is_ours(&d.task_definition));
+    let mine = ours_listed().find(failed).or_else(|| ours_listed().next());
     let runs_ours = service.task_definition.as_deref().is_some_and(is_ours);
     if mine.is_none() && runs_ours {
         // The service already names ours but lists no deployment of it: one is about to start.

@@ -141,6 +141,8 @@ pub struct OperatorReconciler {
     /// for at most [`ROLLOUT_FOLLOW_WINDOW`]. Others, and older ones (a deployment stuck for
     /// want of capacity), are looked at by the resync like every service.
     following: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Rollouts (`service/family:revision`) this process saw in progress.
+    watched: std::sync::Mutex<HashSet<String>>,
     /// What each pass saw of the services with a probe account, for the probe loop.
     probe_subjects: crate::probe::cadence::Subjects,
 }
@@ -176,14 +178,20 @@ impl OperatorReconciler {
             return Ok(Pass { outcomes, rolling: BTreeSet::new() });
         }
         let observing = Instant::now();
-        let prepared = reconcile::prepare(&self.clients, services, &self.options, reach).await?;
+        let mut prepared = reconcile::prepare(&self.clients, services, &self.options, reach).await?;
         if reach.deep {
             self.deep.lock().await.last = Some(observing);
         }
         self.observed_metrics(services, &prepared);
         let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
         self.probe_subjects.remember(&names, &prepared.desired, &prepared.observed);
-        let mut rolling = self.rollouts(&prepared);
+        let (mut rolling, held) = self.rollouts(&prepared);
+        // A rendering whose deployment failed is not rolled out again on a timer (the circuit
+        // breaker would only roll it back again): it waits for a manifest change or a converge.
+        for service in &held {
+            tracing::warn!(service = %service, "holding the ECS service: its deployment of this manifest failed; a manifest change or `converge` retries it");
+        }
+        prepared.plan.changes.retain(|c| !(held.contains(&c.service) && c.kind == Kind::EcsService));
         let plan = &prepared.plan;
         outcomes.values_mut().for_each(|o| *o = Ok("success"));
         blocked(&mut outcomes, &plan.problems);
@@ -221,8 +229,9 @@ impl OperatorReconciler {
     /// Follows the deployment of the task definition each service was last applied with: the
     /// services still rolling out (to look at again soon); a failed or rolled-back deployment
     /// is counted once per deployment and logged.
-    fn rollouts(&self, prepared: &Prepared) -> BTreeSet<String> {
+    fn rollouts(&self, prepared: &Prepared) -> (BTreeSet<String>, BTreeSet<String>) {
         let mut rolling = BTreeSet::new();
+        let mut held = BTreeSet::new();
         for d in &prepared.desired {
             let want = &d.ecs_service;
             let live = prepared
@@ -233,15 +242,27 @@ impl OperatorReconciler {
             let Some((live, ours)) = live.and_then(|s| Some((s, rollout::applied(s, &d.names.task_family)?))) else {
                 continue;
             };
+            let rollout_key = format!("{}/{ours}", d.service);
+            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
             match rollout::outcome(live, &ours) {
                 rollout::Outcome::InProgress { running, desired } => {
                     tracing::debug!(service = %d.service, task_definition = %ours, running, desired, "rollout in progress");
+                    watched.insert(rollout_key);
                     if self.follows(&d.service) {
                         rolling.insert(d.service.clone());
                     }
                 }
-                rollout::Outcome::Completed => self.unfollow(&d.service),
+                rollout::Outcome::Completed => {
+                    watched.remove(&rollout_key);
+                    self.unfollow(&d.service);
+                }
                 rollout::Outcome::Failed(f) => {
+                    if rollout::failed_as_rendered(live, &d.rendering_hash) {
+                        held.insert(d.service.clone());
+                    }
+                    // Counted only when this process saw it roll (or started it): a failure
+                    // from before a restart or a leader change is not counted again.
+                    let witnessed = watched.remove(&rollout_key) || self.follows(&d.service);
                     self.unfollow(&d.service);
                     // Without a listed deployment, the failure is known by what failed.
                     let keys = if f.deployments.is_empty() {
@@ -255,7 +276,9 @@ impl OperatorReconciler {
                     if seen {
                         continue;
                     }
-                    self.metrics.rollout_failed_total.with_label_values(&[&d.service]).inc();
+                    if witnessed {
+                        self.metrics.rollout_failed_total.with_label_values(&[&d.service]).inc();
+                    }
                     tracing::warn!(
                         service = %d.service,
                         deployments = ?f.deployments,
@@ -266,7 +289,7 @@ impl OperatorReconciler {
                 }
             }
         }
-        rolling
+        (rolling, held)
     }
 
     /// Whether `service`'s rollout is one this process started, within the follow window.
@@ -297,6 +320,8 @@ impl OperatorReconciler {
                 m.conflicts.with_label_values(&[name, kind.label()]).set(n as i64);
             }
             m.desired_tasks.with_label_values(&[name]).set(i64::from(service.desired_count));
+            // The series exists from the start, so `increase()` sees the first failure.
+            m.rollout_failed_total.with_label_values(&[name]).inc_by(0);
             let running = observed
                 .ecs_services
                 .iter()
@@ -551,6 +576,7 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
         rollout_poll: cfg.rollout_poll,
         failed_deployments: std::sync::Mutex::new(HashSet::new()),
         following: std::sync::Mutex::new(HashMap::new()),
+        watched: std::sync::Mutex::new(HashSet::new()),
         probe_subjects: crate::probe::cadence::Subjects::default(),
     });
     let probe_lease = lease.clone();

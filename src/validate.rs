@@ -728,11 +728,18 @@ fn check_probe(c: &mut Checker<'_>, name: &str, p: &spec::Probe, s: &spec::Spec)
             "the probe account needs a uid of its own: set spec.probe.uid to an unused one",
         );
     }
+    let verifiable = |k: &String| k.starts_with("ssh-ed25519 ") || k.starts_with("ecdsa-sha2-");
     if s.host_keys.secret_arn.is_some() && s.host_keys.public_keys.is_empty() {
         c.hint(
             "spec.probe",
             "the probe cannot verify the host key of a secret it may not read",
             "list the host keys' public halves in spec.hostKeys.publicKeys",
+        );
+    } else if !s.host_keys.public_keys.is_empty() && !s.host_keys.public_keys.iter().any(verifiable) {
+        c.hint(
+            "spec.probe",
+            "the probe verifies Ed25519 and ECDSA host keys, and spec.hostKeys.publicKeys lists neither",
+            "add the server's Ed25519 host key to spec.hostKeys.publicKeys",
         );
     }
     Probe { uid: p.uid, secret: crate::names::probe_secret(name) }
@@ -1158,6 +1165,10 @@ spec:
         let d = problem(&text);
         assert_eq!(d.field, "spec.probe");
         assert_eq!(d.hint.as_deref(), Some("list the host keys' public halves in spec.hostKeys.publicKeys"));
+        let rsa_only =
+            text.replace("}\n  access:", ", publicKeys: [\"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ host\"]}\n  access:");
+        let d = problems(&rsa_only).into_iter().find(|d| d.field == "spec.probe").expect("a probe problem");
+        assert!(d.message.contains("neither"), "{}", d.message);
     }
 
     #[test]

@@ -902,6 +902,8 @@ fn the_iam_policy_denies_what_the_operator_never_does() {
                 .resource_tags(&theirs),
         ),
         deny(Req::new("the host private keys", "secretsmanager:GetSecretValue", &host_keys).resource_tags(&ours)),
+        allow(Req::new("control: a probe key's metadata by name", "secretsmanager:DescribeSecret", &probe_key)),
+        deny(Req::new("another secret's metadata", "secretsmanager:DescribeSecret", &host_keys)),
         deny(Req::new(
             "another secret",
             "secretsmanager:GetSecretValue",

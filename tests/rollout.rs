@@ -130,11 +130,15 @@ fn run_counts_a_failed_rollout_once_across_passes() {
     new_revision(&w);
     let run = RunProc::start(&w.proxy.url, &["-f", &f, "--resync", "2s", "--rollout-poll", "100ms"]);
     let failed = "sftp_operator_rollout_failed_total{service=\"efs-drop\"}";
-    eventually("the failed rollout counted", || run.metric(failed).is_some());
-    assert_eq!(run.metric(failed), Some(1.0));
-    // Later passes see the same failed deployment (then only its rollback): not counted again.
+    eventually("the failed rollout counted", || run.metric(failed) == Some(1.0));
+    // Later passes see the same failed deployment (then only its rollback): not counted again,
+    // and the failed rendering is not rolled out again on the timer.
+    w.proxy.take();
     let passes = || run.metric("sftp_operator_reconcile_total{result=\"success\",service=\"efs-drop\"}").unwrap_or(0.0);
     let seen = passes();
     eventually("three more passes", || passes() >= seen + 3.0);
     assert_eq!(run.metric(failed), Some(1.0));
+    let ops = w.proxy.take();
+    assert!(ops.iter().any(|o| o == "DescribeServices"), "{ops:?}");
+    assert!(!ops.iter().any(|o| o == "UpdateService"), "the failed rendering is held: {ops:?}");
 }

@@ -405,8 +405,9 @@ async fn create_probe_secret(c: &Clients, name: &str, key: &crate::sshkeys::Prob
         .send()
         .await
         .map_err(aws("CreateSecret"));
-    // A secret made by an earlier, interrupted pass stays: the task definition follows its key.
-    ignore(r, &["ResourceExistsException"])
+    // The secret exists though the pass did not see it (ListSecrets lags): its key is not the
+    // one this pass rendered, so the task definition after it must not be registered.
+    r.map(|_| ())
 }
 
 async fn create_secret(c: &Clients, name: &str, rsa_bits: u32, tags: &Tags) -> Result<()> {

@@ -2,7 +2,7 @@
 //! `--prune`: clients must never see a changed host key.
 
 use super::service::Ctx;
-use super::{Action, Change, Kind, Op};
+use super::{Action, Change, Kind, Op, Options};
 
 pub(super) fn plan(ctx: &Ctx) -> Vec<Change> {
     let mut changes = host_keys(ctx);
@@ -21,7 +21,10 @@ fn probe_key(ctx: &Ctx) -> Option<Change> {
         let create = ctx.change(Kind::ProbeKeySecret, name, Action::Create, ops);
         return Some(create.because("generate an Ed25519 key for the probe account"));
     };
-    match ctx.claim(Kind::ProbeKeySecret, name, &live.arn, &live.tags) {
+    // Never adopted: its key would be trusted without our having made it.
+    let strict = Options { adopt: false, ..ctx.opts.clone() };
+    let strict = Ctx { opts: &strict, ..*ctx };
+    match strict.claim(Kind::ProbeKeySecret, name, &live.arn, &live.tags) {
         Err(conflict) => Some(*conflict),
         Ok(ops) if ops.is_empty() => None,
         Ok(ops) => Some(ctx.change(Kind::ProbeKeySecret, name, Action::Update, ops)),
@@ -124,6 +127,8 @@ mod tests {
         o.secrets.push(probe_secret(&d, foreign_tags()));
         let c = plan(&ctx(&d, &o, &mk_options(false)));
         assert_eq!((c[0].kind, c[0].action), (Kind::ProbeKeySecret, Action::Conflict));
+        let c = plan(&ctx(&d, &o, &mk_options(true)));
+        assert_eq!((c[0].kind, c[0].action), (Kind::ProbeKeySecret, Action::Conflict), "never adopted");
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub async fn probe_loop<L, F>(
         return;
     }
     let mut keys: BTreeMap<String, Arc<Credentials>> = BTreeMap::new();
+    let mut exported: Vec<[String; 2]> = Vec::new();
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -91,6 +92,8 @@ pub async fn probe_loop<L, F>(
             _ = ticker.tick() => {}
         }
         if !leading().await {
+            // A standby's last results would hide (or keep firing) the leader's.
+            forget(&metrics, &mut exported, &[]);
             continue;
         }
         let current = names.borrow().clone();
@@ -112,7 +115,11 @@ pub async fn probe_loop<L, F>(
                 keys.insert(service, c);
             }
         }
+        let probed: Vec<[String; 2]> =
+            reports.iter().map(|r| [r.target.service.clone(), r.target.endpoint.clone()]).collect();
+        forget(&metrics, &mut exported, &probed);
         record(&metrics, &reports);
+        exported = probed;
         for r in reports.iter().filter(|r| !r.ok) {
             if r.failure.as_ref().is_some_and(rereads_key) {
                 keys.remove(&r.target.service);
@@ -121,11 +128,20 @@ pub async fn probe_loop<L, F>(
     }
 }
 
-/// The reports into the metrics and the log. Gauges are reset first: an endpoint that is gone
-/// (a task moved) leaves no stale series behind.
+/// Removes the series of the last round that this one does not `keep`: an endpoint that is
+/// gone (a task moved), or every endpoint once this replica no longer leads, leaves nothing
+/// stale behind.
+fn forget(metrics: &Metrics, exported: &mut Vec<[String; 2]>, keep: &[[String; 2]]) {
+    for [service, endpoint] in exported.drain(..).filter(|l| !keep.contains(l)) {
+        let labels = [service.as_str(), endpoint.as_str()];
+        let _ = metrics.probe_success.remove_label_values(&labels);
+        let _ = metrics.host_key_mismatch.remove_label_values(&labels);
+        let _ = metrics.probe_duration_seconds.remove_label_values(&labels);
+    }
+}
+
+/// The reports into the metrics and the log.
 fn record(metrics: &Metrics, reports: &[Report]) {
-    metrics.probe_success.reset();
-    metrics.host_key_mismatch.reset();
     for r in reports {
         let labels = [r.target.service.as_str(), r.target.endpoint.as_str()];
         metrics.probe_success.with_label_values(&labels).set(i64::from(r.ok));

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::observed::Observed;
@@ -200,11 +201,17 @@ pub fn targets(d: &Desired, o: &Observed, via: Option<Via>) -> Vec<Target> {
     out
 }
 
+/// Whether `secret` carries `d`'s owner and service tags: only then is what it says trusted.
+fn ours(secret: &crate::observed::Secret, d: &Desired) -> bool {
+    [crate::names::OWNER_TAG, crate::names::SERVICE_TAG].iter().all(|k| secret.tags.get(*k) == d.tags.get(*k))
+}
+
 /// The host keys a probe of `d` trusts: those the manifest lists and the public halves kept
-/// on the generated host-key secret.
+/// on the generated host-key secret, when that secret is ours.
 pub fn host_keys(d: &Desired, o: &Observed) -> Vec<ParsedKey> {
     let mut keys = d.host_public_keys.clone();
-    if let Some(secret) = d.host_key_secret.as_ref().and_then(|n| o.secrets.iter().find(|s| &s.name == n)) {
+    let generated = d.host_key_secret.as_ref().and_then(|n| o.secrets.iter().find(|s| &s.name == n));
+    if let Some(secret) = generated.filter(|s| ours(s, d)) {
         keys.extend(secret.public_keys().iter().filter_map(|k| crate::sshkeys::parse_public_key(k).ok()));
     }
     keys
@@ -223,6 +230,8 @@ pub struct Select {
 pub struct Subject {
     pub service: String,
     pub secret: String,
+    /// Why the probe-key secret must not be used (it is not this service's), if so.
+    pub refused: Option<String>,
     pub host_keys: Vec<ParsedKey>,
     pub targets: Vec<Target>,
 }
@@ -237,9 +246,11 @@ pub fn subjects(desired: &[Desired], observed: &Observed, select: &Select) -> Ve
                 Some(e) => vec![Target { service: d.service.clone(), via: Via::Given, endpoint: e.clone() }],
                 None => targets(d, observed, select.via),
             };
+            let foreign = observed.secrets.iter().find(|s| s.name == probe.secret).filter(|s| !ours(s, d));
             Some(Subject {
                 service: d.service.clone(),
                 secret: probe.secret.clone(),
+                refused: foreign.map(|s| format!("the secret {} is not this service's: its key is not used", s.name)),
                 host_keys: host_keys(d, observed),
                 targets,
             })
@@ -254,6 +265,9 @@ pub async fn credentials(
     subjects: &[&Subject],
 ) -> BTreeMap<String, Result<Arc<Credentials>, Failure>> {
     let reads = subjects.iter().map(|s| async move {
+        if let Some(why) = &s.refused {
+            return (s.service.clone(), Err(Failure::Setup(why.clone())));
+        }
         let creds = match crate::aws::read_probe_key(clients, &s.secret).await {
             Ok(Some(key)) => Ok(Arc::new(Credentials {
                 user: crate::model::PROBE_USER.to_owned(),
@@ -270,7 +284,10 @@ pub async fn credentials(
     futures_util::future::join_all(reads).await.into_iter().collect()
 }
 
-/// Probes every target of each subject, all at once, each within `timeout`.
+/// At most this many endpoints are probed at the same time.
+const MAX_PROBES_AT_ONCE: usize = 16;
+
+/// Probes every target of each subject, [`MAX_PROBES_AT_ONCE`] at a time, each within `timeout`.
 pub async fn probe_all(
     subjects: &[&Subject],
     creds: &BTreeMap<String, Result<Arc<Credentials>, Failure>>,
@@ -297,7 +314,9 @@ pub async fn probe_all(
             })),
         }
     }
-    reports.extend(futures_util::future::join_all(runs).await);
+    // Bounded: many services must not open hundreds of connections at once.
+    let done: Vec<Report> = futures_util::stream::iter(runs).buffer_unordered(MAX_PROBES_AT_ONCE).collect().await;
+    reports.extend(done);
     reports.sort_by(|a, b| a.target.cmp(&b.target));
     reports
 }

@@ -192,7 +192,9 @@ impl Proxy {
                         }
                         // A connection per request: moto's server closes after each answer anyway.
                         let Some(mut response) = http::exchange(&upstream, &request).await else { return };
-                        let json = http::header(&response.head, "content-type").is_some_and(|t| t.contains("json"));
+                        // moto labels some JSON answers (Secrets Manager's) text/html.
+                        let json = http::header(&response.head, "content-type").is_some_and(|t| t.contains("json"))
+                            || response.body.first() == Some(&b'{');
                         if let (Some(op), true) = (&op, json)
                             && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&response.body)
                         {

@@ -252,9 +252,19 @@ pub async fn latest_task_definition(c: &Clients, family: &str) -> Result<Option<
     Ok(revisions.into_values().next().map(|r| r.arn))
 }
 
-/// The secrets in scope (host keys, probe keys): one ListSecrets.
-pub async fn secrets_in(c: &Clients, scope: &Scope) -> Result<Vec<observed::Secret>> {
-    secrets::secrets(c, scope).await
+/// The secrets in scope (host keys, probe keys): one ListSecrets, plus a DescribeSecret for
+/// each of `must_know` the listing lacks — ListSecrets can lag minutes behind a creation, and a
+/// probe key taken for missing would be generated anew.
+pub async fn secrets_in(c: &Clients, scope: &Scope, must_know: &[&str]) -> Result<Vec<observed::Secret>> {
+    let mut found = secrets::secrets(c, scope).await?;
+    for name in must_know {
+        if !found.iter().any(|s| s.name == *name)
+            && let Some(s) = secrets::secret_named(c, name).await?
+        {
+            found.push(s);
+        }
+    }
+    Ok(found)
 }
 
 pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {

@@ -24,6 +24,21 @@ pub(super) async fn secrets(c: &Clients, scope: &Scope) -> Result<Vec<observed::
     Ok(out)
 }
 
+/// One secret by name (a consistent read, where ListSecrets may lag behind a creation);
+/// `None` when there is no such secret.
+pub(super) async fn secret_named(c: &Clients, name: &str) -> Result<Option<observed::Secret>> {
+    match c.secrets.describe_secret().secret_id(name).send().await.map_err(aws("DescribeSecret")) {
+        Ok(s) => Ok(Some(observed::Secret {
+            arn: s.arn().unwrap_or_default().to_owned(),
+            name: s.name().unwrap_or_default().to_owned(),
+            description: s.description().map(str::to_owned),
+            tags: tag_map(s.tags().iter().map(|t| (t.key(), t.value()))),
+        })),
+        Err(e) if e.is("ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 // Conversions (pure): SDK values → observed pieces.
 
 fn secret(s: &sm::types::SecretListEntry) -> observed::Secret {
