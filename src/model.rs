@@ -46,6 +46,8 @@ pub struct User {
     pub directories: Vec<String>,
     pub keys: Vec<ParsedKey>,
     pub password_hash: Option<PasswordHash>,
+    /// Where this user may log in from; empty: anywhere the service allows.
+    pub allowed_cidrs: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -117,6 +119,31 @@ pub struct Service {
     pub awslogs: Option<AwsLogs>,
     /// The probe account, when `spec.probe` enables it.
     pub probe: Option<Probe>,
+    pub security: Security,
+}
+
+pub use crate::spec::CryptoPolicy;
+
+/// sshd's policy, checked; `authentication` resolved (never `auto`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Security {
+    pub policy: CryptoPolicy,
+    pub authentication: AuthMethods,
+    pub max_auth_tries: u32,
+    pub login_grace_time_seconds: u32,
+    pub max_startups: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthMethods {
+    /// Keys only: passwords are never asked for.
+    PublicKey,
+    /// A key or a password (some user has only a password).
+    PublicKeyOrPassword,
+    /// A key, then the password.
+    PublicKeyAndPassword,
 }
 
 /// The account `probe` and `run` log in as; no manifest user may take its name.

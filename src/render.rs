@@ -337,8 +337,20 @@ fi
 {
   echo 'AuthorizedKeysFile /etc/ssh/authorized_keys/%u'
   if [ "${SFTP_AUDIT_LOG:-0}" = 1 ]; then echo 'LogLevel VERBOSE'; fi
-  cat /etc/ssh/sshd_config.atmoz
+  if [ -n "${SFTP_SSHD_CONFIG:-}" ]; then printf '%s\n' "$SFTP_SSHD_CONFIG"; fi
+  # Our HostKey lines (when given) replace atmoz's: their order is the order sshd offers them in.
+  if printf '%s\n' "${SFTP_SSHD_CONFIG:-}" | grep -q '^HostKey '; then
+    grep -v '^HostKey ' /etc/ssh/sshd_config.atmoz
+  else
+    cat /etc/ssh/sshd_config.atmoz
+  fi
+  if [ -n "${SFTP_SSHD_MATCH:-}" ]; then printf '%s\n' "$SFTP_SSHD_MATCH"; fi
 } > /etc/ssh/sshd_config
+if [ -n "${SFTP_MODULI_MIN:-}" ] && [ -f /etc/ssh/moduli ]; then
+  [ -f /etc/ssh/moduli.atmoz ] || cp /etc/ssh/moduli /etc/ssh/moduli.atmoz
+  awk -v min="$SFTP_MODULI_MIN" '$5 + 0 >= min + 0' /etc/ssh/moduli.atmoz > /etc/ssh/moduli
+fi
+unset SFTP_SSHD_CONFIG SFTP_SSHD_MATCH SFTP_MODULI_MIN
 if [ -n "${SFTP_S3_BUCKET:-}" ]; then
   cat > /etc/sftp.d/50-goofys <<'EOF'
 #!/bin/sh
@@ -471,7 +483,86 @@ fn environment(s: &Service, redact: bool) -> Vec<KeyValue> {
     if s.audit_log {
         environment.push(KeyValue { name: "SFTP_AUDIT_LOG".into(), value: "1".into() });
     }
+    let sshd = sshd_settings(s);
+    environment.push(KeyValue { name: "SFTP_SSHD_CONFIG".into(), value: sshd.first.join("\n") });
+    if !sshd.last.is_empty() {
+        environment.push(KeyValue { name: "SFTP_SSHD_MATCH".into(), value: sshd.last.join("\n") });
+    }
+    if let Some(bits) = sshd.moduli_min {
+        environment.push(KeyValue { name: "SFTP_MODULI_MIN".into(), value: bits.to_string() });
+    }
     environment
+}
+
+/// ssh-audit's hardened OpenSSH choices (its policy for the image's OpenSSH 9.2, which later
+/// releases keep): every name exists in OpenSSH 9.2 and later, so one list serves both images.
+const MODERN_KEX: &str = "sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,\
+diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,diffie-hellman-group-exchange-sha256";
+const MODERN_CIPHERS: &str =
+    "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
+const MODERN_MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,umac-128-etm@openssh.com";
+/// In ssh-audit's order (a client picks by its own preference: OpenSSH's takes Ed25519 first).
+const MODERN_HOST_KEY_ALGORITHMS: &str = "rsa-sha2-512,rsa-sha2-256,ssh-ed25519";
+/// Group-exchange moduli below 3072 bits are dropped (the moduli file's size column is the
+/// bit length minus one).
+const MODERN_MODULI_MIN: u32 = 3071;
+
+/// sshd settings the prelude writes: `first` before atmoz's `sshd_config` (the first value of a
+/// keyword wins; `AllowUsers` lines add up), `last` after it (`Match` blocks end a config).
+struct SshdSettings {
+    first: Vec<String>,
+    last: Vec<String>,
+    moduli_min: Option<u32>,
+}
+
+fn sshd_settings(s: &Service) -> SshdSettings {
+    use crate::model::AuthMethods;
+    let sec = &s.security;
+    let mut first = Vec::new();
+    if sec.policy == crate::model::CryptoPolicy::Modern {
+        first.push(format!("KexAlgorithms {MODERN_KEX}"));
+        first.push(format!("Ciphers {MODERN_CIPHERS}"));
+        first.push(format!("MACs {MODERN_MACS}"));
+        first.push(format!("HostKeyAlgorithms {MODERN_HOST_KEY_ALGORITHMS}"));
+        // sshd offers its keys in the order they are loaded: RSA first, as ssh-audit's policy lists them.
+        first.push("HostKey /etc/ssh/ssh_host_rsa_key".into());
+        first.push("HostKey /etc/ssh/ssh_host_ed25519_key".into());
+    }
+    match sec.authentication {
+        AuthMethods::PublicKey => {
+            first.push("PasswordAuthentication no".into());
+            first.push("KbdInteractiveAuthentication no".into());
+            first.push("AuthenticationMethods publickey".into());
+        }
+        AuthMethods::PublicKeyOrPassword => first.push("KbdInteractiveAuthentication no".into()),
+        AuthMethods::PublicKeyAndPassword => {
+            first.push("KbdInteractiveAuthentication no".into());
+            first.push("AuthenticationMethods publickey,password".into());
+        }
+    }
+    first.push(format!("MaxAuthTries {}", sec.max_auth_tries));
+    first.push(format!("LoginGraceTime {}", sec.login_grace_time_seconds));
+    first.push(format!("MaxStartups {}", sec.max_startups));
+    // Once one user has networks, sshd admits only users an AllowUsers line names: every user
+    // gets one, with their networks or from anywhere.
+    if s.users.iter().any(|u| !u.allowed_cidrs.is_empty()) {
+        for u in &s.users {
+            let patterns: Vec<String> = if u.allowed_cidrs.is_empty() {
+                vec![u.name.clone()]
+            } else {
+                u.allowed_cidrs.iter().map(|net| format!("{}@{net}", u.name)).collect()
+            };
+            first.push(format!("AllowUsers {}", patterns.join(" ")));
+        }
+    }
+    let mut last = Vec::new();
+    if sec.authentication == AuthMethods::PublicKeyAndPassword && s.probe.is_some() {
+        // The probe account has no password: it logs in with its key alone.
+        last.push(format!("Match User {}", crate::model::PROBE_USER));
+        last.push("  AuthenticationMethods publickey".into());
+    }
+    let gex = sec.policy == crate::model::CryptoPolicy::Modern;
+    SshdSettings { first, last, moduli_min: gex.then_some(MODERN_MODULI_MIN) }
 }
 
 /// The host keys, read by ECS from Secrets Manager into the prelude's variables.
@@ -594,6 +685,7 @@ pub fn render_probed(
         directories: vec![crate::model::PROBE_DIRECTORY.into()],
         keys: vec![key.clone()],
         password_hash: None,
+        allowed_cidrs: Vec::new(),
     });
     let mut d = render(&with_probe, owner);
     d.probe = Some(DesiredProbe { secret: p.secret.clone(), new_key });
@@ -788,7 +880,17 @@ mod tests {
         let td = task_definition(&service(MANIFEST), false);
         let c = container(&td);
         let names: Vec<&str> = c.environment.iter().map(|kv| kv.name.as_str()).collect();
-        assert_eq!(names, ["SFTP_AUTHORIZED_KEYS_1", "SFTP_MANAGED_USERS", "SFTP_PASSWORD_HASH_2", "SFTP_USERS"]);
+        assert_eq!(
+            names,
+            [
+                "SFTP_AUTHORIZED_KEYS_1",
+                "SFTP_MANAGED_USERS",
+                "SFTP_MODULI_MIN",
+                "SFTP_PASSWORD_HASH_2",
+                "SFTP_SSHD_CONFIG",
+                "SFTP_USERS"
+            ]
+        );
         assert_eq!(env(c, "SFTP_USERS"), Some("alice::1001::upload bob::1002:100:upload,shared/in"));
         assert_eq!(env(c, "SFTP_MANAGED_USERS"), Some("alice bob"));
         assert_eq!(env(c, "SFTP_PASSWORD_HASH_2"), Some("$6$salt$hash"));
@@ -811,6 +913,53 @@ mod tests {
         let desired = render(&s, OWNER);
         assert!(env(container(&desired.task_definition), "SFTP_PASSWORD_HASH_2").is_some_and(|v| v.starts_with("$6$")));
         assert!(!format!("{desired:?}").contains("$6$"));
+    }
+
+    fn sshd_lines(text: &str) -> (Vec<String>, Vec<String>) {
+        let s = service(text);
+        let SshdSettings { first, last, .. } = sshd_settings(&s);
+        (first, last)
+    }
+
+    #[test]
+    fn the_modern_policy_and_key_only_logins_are_the_defaults_without_passwords() {
+        let keyed = MANIFEST.replace(
+            "      passwordHash: $6$salt$hash\n",
+            "      keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINvzrb/pQTV0amUyWyMEWMB38bM1teRm7QEI4+smhNXc bob\"]\n",
+        );
+        let (first, last) = sshd_lines(&keyed);
+        assert!(
+            first[0].starts_with("KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,"),
+            "{first:?}"
+        );
+        assert!(first.contains(&"AuthenticationMethods publickey".to_owned()), "{first:?}");
+        assert!(first.contains(&"PasswordAuthentication no".to_owned()));
+        assert!(!first.iter().any(|l| l.starts_with("AllowUsers")), "no user has networks: no AllowUsers");
+        assert!(last.is_empty());
+        assert_eq!(sshd_settings(&service(&keyed)).moduli_min, Some(3071));
+
+        // bob has only a password: either method, and the compatible policy keeps OpenSSH's lists.
+        let text = MANIFEST.replace("  access:\n", "  security: {policy: compatible, maxAuthTries: 2}\n  access:\n");
+        let (first, _) = sshd_lines(&text);
+        assert_eq!(
+            first,
+            ["KbdInteractiveAuthentication no", "MaxAuthTries 2", "LoginGraceTime 30", "MaxStartups 10:30:60"]
+        );
+        assert_eq!(sshd_settings(&service(&text)).moduli_min, None);
+    }
+
+    #[test]
+    fn a_users_networks_list_every_user_and_both_methods_spare_the_probe() {
+        let text = MANIFEST
+            .replace("      directories: [upload]\n", "      directories: [upload]\n      allowedCidrs: [198.51.100.0/25]\n")
+            .replace("  access:\n", "  security: {authentication: publicKeyAndPassword}\n  probe: {}\n  access:\n")
+            .replace("      passwordHash: $6$salt$hash\n", "      passwordHash: $6$salt$hash\n      keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINvzrb/pQTV0amUyWyMEWMB38bM1teRm7QEI4+smhNXc bob\"]\n")
+            .replace("      keys:\n        - ssh-ed25519", "      passwordHash: $6$salt$hash\n      keys:\n        - ssh-ed25519");
+        let (first, last) = sshd_lines(&text);
+        let allow: Vec<&String> = first.iter().filter(|l| l.starts_with("AllowUsers")).collect();
+        assert_eq!(allow, ["AllowUsers alice@198.51.100.0/25", "AllowUsers bob"]);
+        assert!(first.contains(&"AuthenticationMethods publickey,password".to_owned()), "{first:?}");
+        assert_eq!(last, ["Match User sftp-probe", "  AuthenticationMethods publickey"]);
     }
 
     #[test]

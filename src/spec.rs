@@ -79,6 +79,63 @@ pub struct Spec {
     /// the service end to end (connect, verify the host key, authenticate, write, read, delete).
     #[serde(default)]
     pub probe: Option<Probe>,
+    /// sshd's policy: algorithms, how users authenticate, limits on failed logins.
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// sshd's settings, put before atmoz's `sshd_config` by the task's prelude (no custom image).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Security {
+    /// `modern` (default): the key exchanges, ciphers, MACs and host-key algorithms ssh-audit's
+    /// hardened OpenSSH policy allows, and DH group-exchange moduli of 3072 bits or more.
+    /// `compatible`: OpenSSH's defaults, as the image ships them, for old clients.
+    #[serde(default)]
+    pub policy: CryptoPolicy,
+    /// `auto` (default): public keys only when no user has a `passwordHash`, else a key or a
+    /// password. `publicKey`: keys only. `publicKeyAndPassword`: both, one after the other.
+    #[serde(default)]
+    pub authentication: Authentication,
+    /// Failed authentications per connection before sshd drops it (1–10).
+    #[serde(default = "default_max_auth_tries")]
+    pub max_auth_tries: u32,
+    /// Seconds a connection may take to authenticate (5–600).
+    #[serde(default = "default_login_grace_time")]
+    pub login_grace_time_seconds: u32,
+    /// Unauthenticated connections at once, `start:rate:full` (sshd's `MaxStartups`): beyond
+    /// `start`, new ones are dropped with `rate`% chance, all beyond `full`.
+    #[serde(default = "default_max_startups")]
+    pub max_startups: String,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            policy: CryptoPolicy::default(),
+            authentication: Authentication::default(),
+            max_auth_tries: default_max_auth_tries(),
+            login_grace_time_seconds: default_login_grace_time(),
+            max_startups: default_max_startups(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CryptoPolicy {
+    #[default]
+    Modern,
+    Compatible,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Authentication {
+    #[default]
+    Auto,
+    PublicKey,
+    PublicKeyAndPassword,
 }
 
 /// The probe account: its own uid, one directory (`probe`) in its chroot and a key pair the
@@ -134,6 +191,10 @@ pub struct User {
     /// crypt(3) hash (`$6$...`, `$y$...`); plaintext passwords are refused.
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Networks this user may log in from (sshd's `AllowUsers user@cidr`), each inside
+    /// `spec.access.allowedCidrs`; empty: wherever the service is reachable from.
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
 }
 
 /// The password hash never reaches a `{:?}`.
@@ -146,6 +207,7 @@ impl std::fmt::Debug for User {
             .field("directories", &self.directories)
             .field("keys", &self.keys)
             .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field("allowed_cidrs", &self.allowed_cidrs)
             .finish()
     }
 }
@@ -307,6 +369,15 @@ fn default_rsa_bits() -> u32 {
 }
 fn default_probe_uid() -> u32 {
     crate::model::DEFAULT_PROBE_UID
+}
+fn default_max_auth_tries() -> u32 {
+    3
+}
+fn default_login_grace_time() -> u32 {
+    30
+}
+fn default_max_startups() -> String {
+    "10:30:60".to_owned()
 }
 fn default_idle_timeout() -> u32 {
     3600

@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos, quote};
 use crate::load::{self, LoadError, LoadedManifest, Origin, PathIndex, SourceFile};
-pub use crate::model::{AwsLogs, Dns, HostKeySource, PROBE_USER, PasswordHash, Probe, Service, Storage, User};
+pub use crate::model::{
+    AuthMethods, AwsLogs, Dns, HostKeySource, PROBE_USER, PasswordHash, Probe, Security, Service, Storage, User,
+};
 use crate::names::{self, Names, normalize_dns_name};
 use crate::spec::{self, Manifest};
 use crate::sshkeys::{self, ParsedKey};
@@ -306,6 +308,9 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
     let awslogs = s.logging.awslogs.as_ref().map(|l| check_awslogs(c, l));
     let names = check_names(c, &m.metadata.name, s.names.as_ref());
     let probe = s.probe.as_ref().filter(|p| p.enabled).map(|p| check_probe(c, &m.metadata.name, p, s));
+    let mut users = users;
+    check_user_cidrs(c, &s.users, &allowed_cidrs, &mut users);
+    let security = check_security(c, &s.security, &s.users);
 
     if c.out.len() > before {
         return None;
@@ -339,6 +344,7 @@ fn check_document(c: &mut Checker<'_>, origin: &Origin, m: &Manifest) -> Option<
         audit_log: s.logging.audit,
         awslogs,
         probe,
+        security,
     };
     check_task_definition_size(c, &service).then_some(service)
 }
@@ -706,9 +712,81 @@ fn check_users(c: &mut Checker<'_>, users: &[spec::User]) -> Vec<User> {
             directories: u.directories.clone(),
             keys,
             password_hash,
+            allowed_cidrs: Vec::new(),
         });
     }
     out
+}
+
+/// Each user's `allowedCidrs`: CIDR blocks inside the service's own allowed networks (a
+/// narrower door, never another one).
+fn check_user_cidrs(c: &mut Checker<'_>, given: &[spec::User], service: &[IpNet], users: &mut [User]) {
+    for (i, (u, out)) in given.iter().zip(users.iter_mut()).enumerate() {
+        let p = format!("spec.users[{i}].allowedCidrs");
+        out.allowed_cidrs = parse_cidrs(c, &p, &u.allowed_cidrs);
+        // Located at the item as written (the parsed list is sorted).
+        for (j, raw) in u.allowed_cidrs.iter().enumerate() {
+            let Ok(net) = raw.parse::<IpNet>() else { continue };
+            if !service.iter().any(|s| s.contains(&net)) {
+                c.hint(
+                    &format!("{p}[{j}]"),
+                    format!("`{net}` is not inside spec.access.allowedCidrs"),
+                    "a user's networks narrow the service's; add it there too, or narrow it",
+                );
+            }
+        }
+    }
+}
+
+/// sshd's policy; `auto` authentication resolved from the users' credentials.
+fn check_security(c: &mut Checker<'_>, s: &spec::Security, users: &[spec::User]) -> Security {
+    c.range("spec.security.maxAuthTries", s.max_auth_tries, 1, 10, "sshd drops a connection after this many failures");
+    c.range("spec.security.loginGraceTimeSeconds", s.login_grace_time_seconds, 5, 600, "time to authenticate");
+    let startups: Vec<u32> = s.max_startups.split(':').filter_map(|n| n.parse().ok()).collect();
+    let valid = match startups[..] {
+        [start] => start >= 1 && s.max_startups.split(':').count() == 1,
+        [start, rate, full] => start >= 1 && rate <= 100 && full >= start && s.max_startups.split(':').count() == 3,
+        _ => false,
+    };
+    if !valid {
+        c.hint(
+            "spec.security.maxStartups",
+            format!("`{}` is not `start` or `start:rate:full`", quote(&s.max_startups)),
+            "for example `10:30:60` (rate is a percentage, full at least start)",
+        );
+    }
+    let with_password = users.iter().filter(|u| u.password_hash.is_some()).count();
+    let authentication = match s.authentication {
+        spec::Authentication::Auto if with_password == 0 => AuthMethods::PublicKey,
+        spec::Authentication::Auto => AuthMethods::PublicKeyOrPassword,
+        spec::Authentication::PublicKey => {
+            for (i, u) in users.iter().enumerate().filter(|(_, u)| u.password_hash.is_some()) {
+                c.hint(
+                    &format!("spec.users[{i}].passwordHash"),
+                    format!("`{}` has a password, and spec.security.authentication is publicKey", quote(&u.name)),
+                    "remove the passwordHash, or set authentication to auto",
+                );
+            }
+            AuthMethods::PublicKey
+        }
+        spec::Authentication::PublicKeyAndPassword => {
+            for (i, u) in users.iter().enumerate().filter(|(_, u)| u.password_hash.is_none() || u.keys.is_empty()) {
+                c.hint(
+                    &format!("spec.users[{i}]"),
+                    format!("`{}` needs both a key and a passwordHash to log in", quote(&u.name)),
+                    "spec.security.authentication is publicKeyAndPassword",
+                );
+            }
+            AuthMethods::PublicKeyAndPassword
+        }
+    };
+    Security {
+        policy: s.policy,
+        authentication,
+        max_auth_tries: s.max_auth_tries,
+        login_grace_time_seconds: s.login_grace_time_seconds,
+        max_startups: s.max_startups.clone(),
+    }
 }
 
 /// The probe account: a uid of its own, and host keys it can verify.
@@ -883,9 +961,25 @@ fn check_storage(c: &mut Checker<'_>, s: &spec::Spec) -> Option<Storage> {
 }
 
 fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec<IpNet> {
+    let out = parse_cidrs(c, "spec.access.allowedCidrs", cidrs);
+    for (i, raw) in cidrs.iter().enumerate() {
+        let everywhere = raw.parse::<IpNet>().is_ok_and(|n| n.prefix_len() == 0 && n.trunc() == n);
+        if everywhere && !allow_public {
+            c.hint(
+                &format!("spec.access.allowedCidrs[{i}]"),
+                format!("`{raw}` opens the port to the whole internet"),
+                "set `spec.access.allowPublic: true` if that is intended",
+            );
+        }
+    }
+    out
+}
+
+/// CIDR blocks at `field`: each parsed, without host bits, once; sorted.
+fn parse_cidrs(c: &mut Checker<'_>, field: &str, cidrs: &[String]) -> Vec<IpNet> {
     let mut out = BTreeSet::new();
     for (i, raw) in cidrs.iter().enumerate() {
-        let p = format!("spec.access.allowedCidrs[{i}]");
+        let p = format!("{field}[{i}]");
         let net: IpNet = match raw.parse::<IpNet>() {
             Ok(n) => n,
             Err(_) => match raw.parse::<IpAddr>() {
@@ -903,13 +997,6 @@ fn check_cidrs(c: &mut Checker<'_>, cidrs: &[String], allow_public: bool) -> Vec
         if net.trunc() != net {
             c.hint(&p, format!("`{raw}` has host bits set"), format!("did you mean `{}`?", net.trunc()));
             continue;
-        }
-        if net.prefix_len() == 0 && !allow_public {
-            c.hint(
-                &p,
-                format!("`{raw}` opens the port to the whole internet"),
-                "set `spec.access.allowPublic: true` if that is intended",
-            );
         }
         if !out.insert(net) {
             c.err(&p, format!("duplicate CIDR `{net}`"));
@@ -1169,6 +1256,44 @@ spec:
             text.replace("}\n  access:", ", publicKeys: [\"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ host\"]}\n  access:");
         let d = problems(&rsa_only).into_iter().find(|d| d.field == "spec.probe").expect("a probe problem");
         assert!(d.message.contains("neither"), "{}", d.message);
+    }
+
+    #[test]
+    fn the_security_settings_are_checked_and_auto_follows_the_users_credentials() {
+        let with = |security: &str| MANIFEST.replace("  access:\n", &format!("  security: {security}\n  access:\n"));
+        assert_eq!(service(MANIFEST).security.authentication, AuthMethods::PublicKeyOrPassword, "bob has a password");
+        let text = with("{maxAuthTries: 0, loginGraceTimeSeconds: 1, maxStartups: \"10:300:5\"}");
+        let fields: Vec<String> = problems(&text).into_iter().map(|d| d.field).collect();
+        assert_eq!(
+            fields,
+            ["spec.security.maxAuthTries", "spec.security.loginGraceTimeSeconds", "spec.security.maxStartups"]
+        );
+        let d = problem(&with("{authentication: publicKey}"));
+        assert_eq!(
+            (d.field.as_str(), d.message.as_str()),
+            ("spec.users[1].passwordHash", "`bob` has a password, and spec.security.authentication is publicKey")
+        );
+        let both: Vec<String> =
+            problems(&with("{authentication: publicKeyAndPassword}")).into_iter().map(|d| d.message).collect();
+        assert_eq!(
+            both,
+            [
+                "`alice` needs both a key and a passwordHash to log in",
+                "`bob` needs both a key and a passwordHash to log in"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_users_networks_must_lie_inside_the_services() {
+        let text = MANIFEST.replace(
+            "      directories: [upload]\n",
+            "      directories: [upload]\n      allowedCidrs: [198.51.100.128/25, 10.0.0.0/8]\n",
+        );
+        let d = problem(&text);
+        assert_eq!((d.field.as_str(), d.pos), ("spec.users[0].allowedCidrs[1]", at(&text, "10.0.0.0/8")));
+        let ok = text.replace(", 10.0.0.0/8", "");
+        assert_eq!(service(&ok).users[0].allowed_cidrs, ["198.51.100.128/25".parse::<IpNet>().unwrap()]);
     }
 
     #[test]

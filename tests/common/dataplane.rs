@@ -310,9 +310,23 @@ impl Task {
     /// with `-` may fail). The host key is checked strictly against `known_hosts` under the name
     /// `host_key_alias` (the way `status` prints it); `None` accepts any host key.
     pub fn sftp(&self, user: &str, auth: Auth<'_>, known_hosts: Option<(&Path, &str)>, commands: &str) -> Session {
+        self.sftp_from("127.0.0.1", user, auth, known_hosts, commands)
+    }
+
+    /// [`Task::sftp`] from `source`, another loopback address of the task's namespace (the whole
+    /// of 127.0.0.0/8 is local there): a client on another network, as sshd sees it.
+    pub fn sftp_from(
+        &self,
+        source: &str,
+        user: &str,
+        auth: Auth<'_>,
+        known_hosts: Option<(&Path, &str)>,
+        commands: &str,
+    ) -> Session {
         let mut args: Vec<String> = vec!["-F".into(), "/dev/null".into()];
         let mut o = |kv: &str| args.extend(["-o".to_owned(), kv.to_owned()]);
         o("ConnectTimeout=20");
+        o(&format!("BindAddress={source}"));
         o("GlobalKnownHostsFile=/dev/null");
         match known_hosts {
             Some((file, alias)) => {
