@@ -62,6 +62,9 @@ pub struct Observed {
     /// Host ports of the task definitions other ECS services run, by task-definition ARN: read
     /// only when every service in the clusters is listed (before creating a service).
     pub host_ports: BTreeMap<String, Vec<u16>>,
+    /// ACTIVE container instances per cluster name: read only when a pass would roll a
+    /// service (how it rolls depends on a free instance).
+    pub container_instances: BTreeMap<String, usize>,
 }
 
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]

@@ -124,7 +124,16 @@ pub async fn prepare(
         (observed.ecs_services, observed.host_ports) = census;
         plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
     }
+    // How a service rolls depends on a free container instance: counted only when one rolls.
+    if rolls_ecs_service(&plan) {
+        observed.container_instances = observe::container_instances(clients, &scope).await?;
+        plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
+    }
     Ok(Prepared { desired, observed, plan })
+}
+
+fn rolls_ecs_service(plan: &Plan) -> bool {
+    plan.actionable().flat_map(|c| &c.ops).any(|op| matches!(op, plan::Op::UpdateEcsService { rolls: true, .. }))
 }
 
 fn creates_ecs_service(plan: &Plan) -> bool {

@@ -166,3 +166,46 @@ fn a_batch_with_one_bad_change_still_lands_the_good_ones() {
     // A delete of something already gone counts as done; nothing else failed.
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// Issue 14's hand-over: with a free container instance, a key change rolls with the new task
+/// started first (plan says so); the A record holds both hosts while both tasks run and follows
+/// the new one when the old stops. moto places no task: the test plays ECS's two tasks.
+#[test]
+fn a_rollout_with_a_free_instance_starts_the_new_task_first_and_dns_hands_over() {
+    let w = World::new();
+    let efs = w.manifest("efs.yaml");
+    assert_eq!(w.run(&["converge", "-f", &efs]).0, 0);
+    let old = w.start_task("efs-drop", 0);
+    assert_eq!(w.run(&["converge", "-f", &efs]).0, 0);
+    let (_, a) = w.instance(0);
+    let (_, b) = w.instance(1);
+    assert_eq!(w.a_values("efs-drop.example.edu."), vec![a.clone()]);
+
+    w.edit("efs.yaml", "directories: [upload]", "directories: [upload, archive]");
+    let (code, out, _, _) = w.run(&["plan", "-f", &efs]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "rolls with the new task started first (minimum 100%, maximum 200%): 2 container instances for 1 task(s)"
+        ),
+        "{out}"
+    );
+    let (code, out, _, ops) = w.run(&["converge", "-f", &efs]);
+    assert_eq!(code, 0, "{out}");
+    assert!(ops.iter().any(|o| o == "ListContainerInstances"), "{ops:?}");
+    let svc = aws_cli(&w.endpoint, &["ecs", "describe-services", "--cluster", "sftp", "--services", "efs-drop"]);
+    let dc = &svc["services"][0]["deploymentConfiguration"];
+    assert_eq!((dc["minimumHealthyPercent"].as_i64(), dc["maximumPercent"].as_i64()), (Some(100), Some(200)), "{dc}");
+
+    // ECS starts the new revision's task on the free instance, then stops the old one.
+    w.start_task("efs-drop", 1);
+    assert_eq!(w.run(&["converge", "-f", &efs]).0, 0);
+    let mut both = vec![a, b.clone()];
+    both.sort();
+    assert_eq!(w.a_values("efs-drop.example.edu."), both, "both hosts while both tasks run");
+    w.stop_task(&old);
+    let (code, out, _, ops) = w.run(&["converge", "-f", &efs]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.a_values("efs-drop.example.edu."), vec![b]);
+    assert!(!ops.iter().any(|o| o == "UpdateService"), "the rollout's mode is not drift: {ops:?}");
+}

@@ -306,7 +306,7 @@ async fn execute(c: &Clients, op: &Op, refs: &mut Refs) -> Result<()> {
             }
             create_ecs_service(c, service, &td, &tg, registry, &tags).await
         }
-        Op::UpdateEcsService { service, family, target_group } => {
+        Op::UpdateEcsService { service, family, target_group, .. } => {
             let tg = lookup(&refs.target_groups, target_group, "UpdateService")?;
             let td = refs.task_definitions.get(family).cloned().unwrap_or_else(|| family.clone());
             let registry = refs.registries.get(&service.name).cloned();

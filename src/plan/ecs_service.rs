@@ -36,6 +36,39 @@ struct Binding {
     container_port: Option<i32>,
 }
 
+/// The two ways a service rolls: the running task stopped first, or the new one started first.
+const STOP_FIRST: (u32, u32) = (0, 100);
+const START_FIRST: (u32, u32) = (100, 200);
+
+/// How the service rolls to a new revision, and why. A task holds its static host port on its
+/// instance, so the new task can start first only where no task of the service runs: when the
+/// cluster has more ACTIVE container instances than tasks. (ECS still checks CPU and memory.)
+/// `None` when the instances were not counted (no rollout in the pass).
+fn rollout_mode(ctx: &Ctx) -> Option<((u32, u32), String)> {
+    let want = &ctx.d.ecs_service;
+    let instances = *ctx.o.container_instances.get(&want.cluster)?;
+    let port = ctx.d.target_group.port;
+    Some(if instances > want.desired_count as usize {
+        (
+            START_FIRST,
+            format!(
+                "rolls with the new task started first (minimum 100%, maximum 200%): {instances} container \
+                 instances for {} task(s), so one is free of port {port}; clients keep a server throughout",
+                want.desired_count
+            ),
+        )
+    } else {
+        (
+            STOP_FIRST,
+            format!(
+                "rolls by stopping the running task first (minimum 0%): the cluster's {instances} container \
+                 instance(s) all hold port {port}; SFTP is down until the new task runs (a free instance avoids \
+                 that)"
+            ),
+        )
+    })
+}
+
 impl Fields {
     fn wanted(ctx: &Ctx, new_revision: bool) -> Fields {
         let (d, want) = (ctx.d, &ctx.d.ecs_service);
@@ -59,6 +92,25 @@ impl Fields {
             circuit_breaker_rollback: Some(want.circuit_breaker_rollback),
             distinct_instance: Some(want.distinct_instance),
             health_check_grace_period_seconds: Some(want.health_check_grace_period_seconds.into()),
+        }
+        .with_mode(new_revision.then(|| rollout_mode(ctx)).flatten().map(|(m, _)| m))
+    }
+
+    /// The deployment percentages: the mode of this rollout, or (no rollout) either mode, as
+    /// the last rollout left it.
+    fn with_mode(mut self, mode: Option<(u32, u32)>) -> Fields {
+        if let Some((min, max)) = mode {
+            (self.minimum_healthy_percent, self.maximum_percent) = (Some(min.into()), Some(max.into()));
+        }
+        self
+    }
+
+    /// Either mode in the live service is in sync when nothing rolls.
+    fn accept_either_mode(&mut self, live: &Fields) {
+        let live_mode = (live.minimum_healthy_percent, live.maximum_percent);
+        let modes = [STOP_FIRST, START_FIRST].map(|(a, b)| (Some(i64::from(a)), Some(i64::from(b))));
+        if modes.contains(&live_mode) && modes.contains(&(self.minimum_healthy_percent, self.maximum_percent)) {
+            (self.minimum_healthy_percent, self.maximum_percent) = live_mode;
         }
     }
 
@@ -136,9 +188,25 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool, withdrawn: bool) 
         Ok(ops) => ops,
         Err(conflict) => return Ok(vec![*conflict]),
     };
-    let diff = diff(&Fields::wanted(ctx, new_revision), &Fields::live(ctx, live));
-    let op = Op::UpdateEcsService { service: want.clone(), family: family.clone(), target_group: tg };
+    let live_fields = Fields::live(ctx, live);
+    let mut wanted = Fields::wanted(ctx, new_revision);
+    let mode = new_revision.then(|| rollout_mode(ctx)).flatten();
+    if mode.is_none() {
+        wanted.accept_either_mode(&live_fields);
+    }
+    let diff = diff(&wanted, &live_fields);
+    let mut service = want.clone();
+    if let (Some(min), Some(max)) = (wanted.minimum_healthy_percent, wanted.maximum_percent) {
+        (service.minimum_healthy_percent, service.maximum_percent) = (min as u32, max as u32);
+    }
+    let op = Op::UpdateEcsService { service, family: family.clone(), target_group: tg, rolls: new_revision };
     let mut changes = ctx.update(Kind::EcsService, &want.name, ops, diff, op);
+    if let (Some((_, why)), Some(c)) = (mode, changes.first_mut()) {
+        c.reason = Some(match c.reason.take() {
+            Some(r) => format!("{r}; {why}"),
+            None => why,
+        });
+    }
     let runs = live.task_definition.as_deref().and_then(observed::family_revision).map(|(_, r)| r);
     let current = carried(live).is_some_and(|c| {
         !new_revision && Some(c.revision) == runs && c.hash == d.rendering_hash && c.port == d.target_group.port
@@ -274,6 +342,46 @@ mod tests {
         assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty());
         d.cloud_map = Some(mk_cloud_map(SERVICE));
         assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty());
+    }
+
+    /// The rollout's percentages and reason with `instances` ACTIVE container instances.
+    fn rollout_with(instances: Option<usize>, live_mode: (i32, i32), new_revision: bool) -> Vec<Change> {
+        let d = mk_desired(SERVICE);
+        let mut l = live(&d);
+        (l.minimum_healthy_percent, l.maximum_percent) = (Some(live_mode.0), Some(live_mode.1));
+        let mut o = mk_world_with(&d, Some(l));
+        if let Some(n) = instances {
+            o.container_instances.insert(d.ecs_service.cluster.clone(), n);
+        }
+        changes(plan(&ctx(&d, &o, &mk_options(false)), new_revision, true, false))
+    }
+
+    fn percentages(c: &[Change]) -> (u32, u32) {
+        match &c[0].ops[0] {
+            Op::UpdateEcsService { service, rolls: true, .. } => {
+                (service.minimum_healthy_percent, service.maximum_percent)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_free_container_instance_lets_the_new_task_start_first_and_plan_says_so() {
+        let c = rollout_with(Some(2), (0, 100), true);
+        assert_eq!(percentages(&c), (100, 200));
+        let why = c[0].reason.clone().unwrap();
+        assert!(why.starts_with("rolls with the new task started first (minimum 100%, maximum 200%): 2 container instances for 1 task(s)"), "{why}");
+
+        let c = rollout_with(Some(1), (100, 200), true);
+        assert_eq!(percentages(&c), (0, 100));
+        assert!(c[0].reason.clone().unwrap().contains("SFTP is down until the new task runs"), "{:?}", c[0].reason);
+
+        // No rollout: whichever mode the last one left is in sync.
+        assert!(rollout_with(None, (100, 200), false).is_empty());
+        assert!(rollout_with(None, (0, 100), false).is_empty());
+        let c = rollout_with(None, (50, 100), false);
+        let paths: Vec<&str> = c[0].diff.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["minimumHealthyPercent"], "anything else is drift");
     }
 
     #[test]

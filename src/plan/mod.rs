@@ -177,10 +177,13 @@ pub enum Op {
         tags: Tags,
         rendering: Option<RenderingWant>,
     },
+    /// `rolls`: a new task-definition revision, so ECS starts a deployment (the service's
+    /// deployment settings say whether the new task starts first).
     UpdateEcsService {
         service: render::EcsService,
         family: String,
         target_group: String,
+        rolls: bool,
     },
     DeleteEcsService {
         cluster: String,

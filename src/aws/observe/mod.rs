@@ -267,6 +267,26 @@ pub async fn secrets_in(c: &Clients, scope: &Scope, must_know: &[&str]) -> Resul
     Ok(found)
 }
 
+/// ACTIVE container instances in each cluster in scope (ListContainerInstances, 100 a page).
+pub async fn container_instances(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, usize>> {
+    let mut out = BTreeMap::new();
+    for cluster in &scope.clusters {
+        let mut pages = c
+            .ecs
+            .list_container_instances()
+            .cluster(cluster)
+            .status(aws_sdk_ecs::types::ContainerInstanceStatus::Active)
+            .into_paginator()
+            .send();
+        let mut n = 0;
+        while let Some(page) = pages.next().await {
+            n += page.map_err(crate::aws::aws("ListContainerInstances"))?.container_instance_arns().len();
+        }
+        out.insert(cluster.clone(), n);
+    }
+    Ok(out)
+}
+
 pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
     // The ECS services first: the rendering hash they carry decides what else must be read.
     let (clusters, ecs_services) = ecs::ecs_services(c, scope).await?;
@@ -308,6 +328,7 @@ pub async fn observe(c: &Clients, scope: &Scope) -> Result<Observed> {
         record_sets,
         placements,
         host_ports: BTreeMap::new(),
+        container_instances: BTreeMap::new(),
     })
 }
 
