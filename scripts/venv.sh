@@ -8,4 +8,4 @@ if [ -x .venv/bin/moto_server ] && [ -x .venv/bin/aws ] && [ -x .venv/bin/check-
   exit 0
 fi
 [ -x .venv/bin/pip ] || python3 -m venv .venv
-.venv/bin/pip install --quiet 'moto[server]>=5.1,<6' awscli check-jsonschema 'ssh-audit>=3.3,<4'
+.venv/bin/pip install --quiet 'moto[server]>=5.1,<6' awscli check-jsonschema 'ssh-audit==3.9.0'

@@ -62,7 +62,7 @@ pub enum Storage {
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum HostKeySource {
     /// Generated on first converge into the owned secret `sftp-operator/<name>/host-keys`, with
-    /// an RSA key of `rsa_bits` (3072 or 4096; only when the secret is created).
+    /// an RSA key of `rsa_bits` (4096 or 3072; only when the secret is created).
     Generate { rsa_bits: u32 },
     /// A secret the user manages.
     Secret(String),

@@ -64,7 +64,7 @@ pub struct Observed {
     pub host_ports: BTreeMap<String, Vec<u16>>,
     /// ACTIVE container instances per cluster name: read only when a pass would roll a
     /// service (how it rolls depends on a free instance).
-    pub container_instances: BTreeMap<String, usize>,
+    pub container_instances: BTreeMap<String, Vec<ContainerInstance>>,
 }
 
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,6 +227,27 @@ pub struct TaskDefinitionRevision {
     /// vouches for it (a deep pass reads it).
     pub definition: Option<TaskDefinition>,
     pub tags: Tags,
+}
+
+/// An ACTIVE container instance, as far as placing one more task goes.
+#[derive(Clone, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerInstance {
+    pub agent_connected: bool,
+    pub remaining_cpu: i64,
+    pub remaining_memory: i64,
+    /// Host ports tasks hold on it (`remainingResources` PORTS).
+    pub reserved_ports: Vec<u16>,
+}
+
+impl ContainerInstance {
+    /// Whether a task on host `port` with `cpu` units and `memory` MiB could start here now.
+    pub fn fits(&self, port: u16, cpu: u32, memory: u32) -> bool {
+        self.agent_connected
+            && !self.reserved_ports.contains(&port)
+            && self.remaining_cpu >= i64::from(cpu)
+            && self.remaining_memory >= i64::from(memory)
+    }
 }
 
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]

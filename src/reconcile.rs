@@ -126,7 +126,15 @@ pub async fn prepare(
     }
     // How a service rolls depends on a free container instance: counted only when one rolls.
     if rolls_ecs_service(&plan) {
-        observed.container_instances = observe::container_instances(clients, &scope).await?;
+        observed.container_instances = match observe::container_instances(clients, &scope).await {
+            Ok(instances) => instances,
+            // A role from before this release: roll the safe way (stop first) rather than fail.
+            Err(e) if e.is("AccessDeniedException") => {
+                tracing::warn!(error = %e, "cannot count container instances; rolling with the running task stopped first");
+                scope.clusters.iter().map(|c| (c.clone(), Vec::new())).collect()
+            }
+            Err(e) => return Err(e),
+        };
         plan = plan::plan_with(&desired, &observed, options, reach.group_rules);
     }
     Ok(Prepared { desired, observed, plan })

@@ -1018,11 +1018,11 @@ mod tests {
     #[test]
     fn the_rsa_size_reaches_the_secret_and_nothing_already_applied() {
         let d = render(&service(MANIFEST), OWNER);
-        assert_eq!(d.host_key_rsa_bits, 3072);
-        let text = MANIFEST.replace("  access:\n", "  hostKeys:\n    rsaBits: 4096\n  access:\n");
-        let d4096 = render(&service(&text), OWNER);
-        assert_eq!(d4096.host_key_rsa_bits, 4096);
-        assert_eq!(serde_json::to_value(&d4096).unwrap(), serde_json::to_value(&d).unwrap());
+        assert_eq!(d.host_key_rsa_bits, 4096);
+        let text = MANIFEST.replace("  access:\n", "  hostKeys:\n    rsaBits: 3072\n  access:\n");
+        let d3072 = render(&service(&text), OWNER);
+        assert_eq!(d3072.host_key_rsa_bits, 3072);
+        assert_eq!(serde_json::to_value(&d3072).unwrap(), serde_json::to_value(&d).unwrap());
     }
 
     #[test]

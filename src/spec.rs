@@ -257,7 +257,8 @@ pub struct HostKeys {
     /// Generate Ed25519 + RSA host keys once and keep them in Secrets Manager.
     #[serde(default = "default_true")]
     pub generate: bool,
-    /// Size of the generated RSA host key: 3072 (OpenSSH's default) or 4096. Only a new secret
+    /// Size of the generated RSA host key: 4096 (what ssh-audit's hardened policy asks) or 3072
+    /// (OpenSSH's default). Only a new secret
     /// uses it: existing host keys are never regenerated.
     #[serde(default = "default_rsa_bits")]
     pub rsa_bits: u32,

@@ -169,8 +169,9 @@ pub enum KeygenError {
 
 /// The RSA host-key sizes `spec.hostKeys.rsaBits` takes.
 pub const RSA_HOST_KEY_BITS: [u32; 2] = [3072, 4096];
-/// OpenSSH's default RSA size, and ours.
-pub const DEFAULT_RSA_HOST_KEY_BITS: u32 = 3072;
+/// What ssh-audit's hardened OpenSSH policy asks of an RSA host key (OpenSSH's own default is
+/// 3072); here 0.43 s per pair against 0.29 s for 3072.
+pub const DEFAULT_RSA_HOST_KEY_BITS: u32 = 4096;
 
 /// An Ed25519 key and an RSA key of `rsa_bits` (one of [`RSA_HOST_KEY_BITS`]).
 pub fn generate_host_keys(comment: &str, rsa_bits: u32) -> Result<GeneratedHostKeys, KeygenError> {
@@ -321,7 +322,7 @@ mod tests {
         for (name, public) in [("ed25519", &keys.public_keys[0]), ("rsa", &keys.public_keys[1])] {
             let parsed = parse_public_key(public).unwrap();
             if name == "rsa" {
-                assert_eq!(parsed.bits, Some(3072));
+                assert_eq!(parsed.bits, Some(4096));
             }
             let Ok(_) = std::process::Command::new("ssh-keygen").arg("-?").output() else {
                 assert!(std::env::var_os("CI").is_none(), "ssh-keygen is missing: .ci/run installs openssh-client");

@@ -491,7 +491,7 @@ fn check_host_keys(c: &mut Checker<'_>, k: &spec::HostKeys) -> (HostKeySource, V
         c.hint(
             "spec.hostKeys.rsaBits",
             format!("{} is not a supported RSA host-key size", k.rsa_bits),
-            "use 3072 (the default, as in OpenSSH) or 4096",
+            "use 4096 (the default, as ssh-audit's hardened policy asks) or 3072 (OpenSSH's default)",
         );
     }
     let mut public_keys = Vec::new();
@@ -742,19 +742,23 @@ fn check_user_cidrs(c: &mut Checker<'_>, given: &[spec::User], service: &[IpNet]
 fn check_security(c: &mut Checker<'_>, s: &spec::Security, users: &[spec::User]) -> Security {
     c.range("spec.security.maxAuthTries", s.max_auth_tries, 1, 10, "sshd drops a connection after this many failures");
     c.range("spec.security.loginGraceTimeSeconds", s.login_grace_time_seconds, 5, 600, "time to authenticate");
-    let startups: Vec<u32> = s.max_startups.split(':').filter_map(|n| n.parse().ok()).collect();
-    let valid = match startups[..] {
-        [start] => start >= 1 && s.max_startups.split(':').count() == 1,
-        [start, rate, full] => start >= 1 && rate <= 100 && full >= start && s.max_startups.split(':').count() == 3,
-        _ => false,
+    // sshd refuses to start on a rate of 0 or numbers past its int: checked here, not in the task.
+    let parts: Vec<Option<u32>> = s.max_startups.split(':').map(|n| n.parse().ok().filter(|n| *n <= 10_000)).collect();
+    let startups = match parts[..] {
+        [Some(start)] if start >= 1 => Some((start, 100, start)),
+        [Some(start), Some(rate), Some(full)] if start >= 1 && (1..=100).contains(&rate) && full >= start => {
+            Some((start, rate, full))
+        }
+        _ => None,
     };
-    if !valid {
+    if startups.is_none() {
         c.hint(
             "spec.security.maxStartups",
             format!("`{}` is not `start` or `start:rate:full`", quote(&s.max_startups)),
-            "for example `10:30:60` (rate is a percentage, full at least start)",
+            "for example `10:30:60` (start 1–10000, rate 1–100 percent, full at least start)",
         );
     }
+    let (start, rate, full) = startups.unwrap_or((10, 30, 60));
     let with_password = users.iter().filter(|u| u.password_hash.is_some()).count();
     let authentication = match s.authentication {
         spec::Authentication::Auto if with_password == 0 => AuthMethods::PublicKey,
@@ -785,7 +789,7 @@ fn check_security(c: &mut Checker<'_>, s: &spec::Security, users: &[spec::User])
         authentication,
         max_auth_tries: s.max_auth_tries,
         login_grace_time_seconds: s.login_grace_time_seconds,
-        max_startups: s.max_startups.clone(),
+        max_startups: format!("{start}:{rate}:{full}"),
     }
 }
 
@@ -1210,7 +1214,7 @@ spec:
         assert_eq!(s.origin, Origin { file: "test.yaml".into(), doc: 0 });
         let cidrs: Vec<String> = s.allowed_cidrs.iter().map(ToString::to_string).collect();
         assert_eq!(cidrs, ["192.0.2.0/24", "198.51.100.0/24"], "sorted");
-        assert_eq!(s.host_keys, HostKeySource::Generate { rsa_bits: 3072 });
+        assert_eq!(s.host_keys, HostKeySource::Generate { rsa_bits: 4096 });
         assert_eq!(s.storage, Storage::HostPath { path: "/srv/sftp".into() });
         assert_eq!(s.users.len(), 2);
         assert_eq!((s.users[0].keys.len(), s.users[0].password_hash.is_none()), (1, true));
@@ -1268,6 +1272,12 @@ spec:
             fields,
             ["spec.security.maxAuthTries", "spec.security.loginGraceTimeSeconds", "spec.security.maxStartups"]
         );
+        // What sshd would refuse to start on is refused here.
+        for bad in ["10:0:60", "3000000000", "0", "10:30", "10:30:5", "a:b:c"] {
+            let d = problem(&with(&format!("{{maxStartups: \"{bad}\"}}")));
+            assert_eq!(d.field, "spec.security.maxStartups", "{bad}");
+        }
+        assert_eq!(service(&with("{maxStartups: \"20\"}")).security.max_startups, "20:100:20");
         let d = problem(&with("{authentication: publicKey}"));
         assert_eq!(
             (d.field.as_str(), d.message.as_str()),

@@ -454,12 +454,6 @@ fn ssh_audit(task: &Task, version: &str) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Host keys with an RSA key of 4096 bits (what the hardened policy asks of RSA host keys).
-fn host_keys_4096() -> &'static sshkeys::GeneratedHostKeys {
-    static HOST: OnceLock<sshkeys::GeneratedHostKeys> = OnceLock::new();
-    HOST.get_or_init(|| sshkeys::generate_host_keys("dataplane-test", 4096).unwrap())
-}
-
 #[test]
 fn the_default_policy_passes_ssh_audits_hardened_policy_and_compatible_does_not() {
     let Some(image) = dataplane::image() else { return };
@@ -467,8 +461,7 @@ fn the_default_policy_passes_ssh_audits_hardened_policy_and_compatible_does_not(
     let k = keys();
     let users = user("alice", 1001, "upload", &[&k.alice_ed25519.1]);
     let home = home();
-    let modern =
-        Task::start(image, &rendered(&users), &host_keys_4096().secret_json, Some(home.path()), Options::default());
+    let modern = Task::start(image, &rendered(&users), &host_keys().secret_json, Some(home.path()), Options::default());
     let (passed, report) = ssh_audit(&modern, &version);
     println!("modern:\n{report}");
     assert!(passed, "{report}");
@@ -477,7 +470,7 @@ fn the_default_policy_passes_ssh_audits_hardened_policy_and_compatible_does_not(
     let text =
         manifest(&users, "{hostPath: /srv/sftp}").replace("  logging:", "  security: {policy: compatible}\n  logging:");
     let compatible = render::render(&service(&text), "test");
-    let task = Task::start(image, &compatible, &host_keys_4096().secret_json, Some(home.path()), Options::default());
+    let task = Task::start(image, &compatible, &host_keys().secret_json, Some(home.path()), Options::default());
     let (passed, report) = ssh_audit(&task, &version);
     println!("compatible (OpenSSH's defaults, as atmoz ships them):\n{report}");
     assert!(!passed, "OpenSSH's defaults fail the hardened policy:\n{report}");
@@ -488,7 +481,7 @@ fn a_key_only_service_refuses_passwords_and_a_password_service_keeps_them() {
     let Some(image) = dataplane::image() else { return };
     let k = keys();
     let home = home();
-    // alice has a key and the hash too, but no user is a password-only one: keys only.
+    // A password beside keys under `publicKey` is refused before anything runs.
     let keyed = format!(
         "    - {{name: alice, uid: 1001, gid: 100, directories: [upload], keys: [\"{}\"], passwordHash: \"{PASSWORD_HASH}\"}}\n",
         k.alice_ed25519.1
@@ -497,13 +490,15 @@ fn a_key_only_service_refuses_passwords_and_a_password_service_keeps_them() {
         .replace("  logging:", "  security: {authentication: publicKey}\n  logging:");
     let problems =
         validate::validate(&load::parse_sources(&[load::SourceFile { path: "m.yaml".into(), text }]).unwrap());
-    assert!(problems.is_err(), "a password under publicKey is refused by validation");
+    assert!(problems.unwrap_err().to_string().contains("spec.users[0].passwordHash"), "refused at the hash");
 
     let key_only = rendered(&user("alice", 1001, "upload", &[&k.alice_ed25519.1]));
     let task = start(image, &key_only, home.path());
     assert!(task.sftp("alice", key(&k.alice_ed25519), None, "ls\n").ok);
     let pw = task.sftp("alice", Auth::Password(PASSWORD), None, "ls\n");
-    assert!(!pw.ok, "no password is even asked for: {}", pw.stderr);
+    assert!(!pw.ok);
+    // sshd offers public keys only: the client never gets to send a password.
+    assert!(pw.stderr.contains("Permission denied (publickey)"), "no password method offered: {}", pw.stderr);
     drop(task);
 
     let task = start(image, &rendered(&password_user()), home.path());

@@ -186,13 +186,15 @@ fn a_rollout_with_a_free_instance_starts_the_new_task_first_and_dns_hands_over()
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains(
-            "rolls with the new task started first (minimum 100%, maximum 200%): 2 container instances for 1 task(s)"
+            "rolls with the new task started first (minimum 100%, maximum 200%): 1 container instance(s) free of port \
+             30010 with room for the task, for 1 task(s)"
         ),
         "{out}"
     );
     let (code, out, _, ops) = w.run(&["converge", "-f", &efs]);
     assert_eq!(code, 0, "{out}");
     assert!(ops.iter().any(|o| o == "ListContainerInstances"), "{ops:?}");
+    assert!(ops.iter().any(|o| o == "DescribeContainerInstances"), "{ops:?}");
     let svc = aws_cli(&w.endpoint, &["ecs", "describe-services", "--cluster", "sftp", "--services", "efs-drop"]);
     let dc = &svc["services"][0]["deploymentConfiguration"];
     assert_eq!((dc["minimumHealthyPercent"].as_i64(), dc["maximumPercent"].as_i64()), (Some(100), Some(200)), "{dc}");

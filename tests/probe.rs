@@ -77,6 +77,7 @@ fn the_probe_logs_in_writes_reads_back_and_deletes_through_the_real_server() {
     let endpoint = task.publish();
 
     let (code, out, err) = probe(&c, &endpoint, &[]);
+    println!("{out}"); // the step times, for the record
     assert_eq!(code, 0, "{out}{err}\n{}", task.log());
     assert!(out.starts_with(&format!("efs-drop given {endpoint}  ok  ")), "{out}");
     for step in ["connect", "authenticate", "session", "write", "read", "delete"] {

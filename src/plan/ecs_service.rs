@@ -36,34 +36,39 @@ struct Binding {
     container_port: Option<i32>,
 }
 
-/// The two ways a service rolls: the running task stopped first, or the new one started first.
-const STOP_FIRST: (u32, u32) = (0, 100);
-const START_FIRST: (u32, u32) = (100, 200);
-
-/// How the service rolls to a new revision, and why. A task holds its static host port on its
-/// instance, so the new task can start first only where no task of the service runs: when the
-/// cluster has more ACTIVE container instances than tasks. (ECS still checks CPU and memory.)
-/// `None` when the instances were not counted (no rollout in the pass).
+/// How the service rolls, and why. A task holds its static host port on its instance, so a new
+/// task can start first only on an instance that is free: agent connected, the port not
+/// reserved (by any task, ours draining included), CPU and memory left for the task. With
+/// `free` such instances for `n` tasks: start first, `maximumPercent` 100 + what `free` holds
+/// (ECS must not try to place more new tasks than fit); none free: stop first, keeping `n - 1`
+/// tasks up where there are several. `None` when the instances were not read (no rollout).
 fn rollout_mode(ctx: &Ctx) -> Option<((u32, u32), String)> {
     let want = &ctx.d.ecs_service;
-    let instances = *ctx.o.container_instances.get(&want.cluster)?;
+    let instances = ctx.o.container_instances.get(&want.cluster)?;
+    let container = ctx.d.task_definition.container_definitions.first();
+    let (cpu, memory) = container.map_or((0, 0), |c| (c.cpu, c.memory));
     let port = ctx.d.target_group.port;
-    Some(if instances > want.desired_count as usize {
+    let free = instances.iter().filter(|i| i.fits(port, cpu, memory)).count() as u32;
+    let n = want.desired_count.max(1);
+    Some(if free > 0 {
+        let max = 100 + (100 * free.min(n)) / n;
         (
-            START_FIRST,
+            (100, max),
             format!(
-                "rolls with the new task started first (minimum 100%, maximum 200%): {instances} container \
-                 instances for {} task(s), so one is free of port {port}; clients keep a server throughout",
-                want.desired_count
+                "rolls with the new task started first (minimum 100%, maximum {max}%): {free} container \
+                 instance(s) free of port {port} with room for the task, for {n} task(s); clients keep a server \
+                 throughout"
             ),
         )
     } else {
+        let min = 100 * (n - 1) / n;
         (
-            STOP_FIRST,
+            (min, 100),
             format!(
-                "rolls by stopping the running task first (minimum 0%): the cluster's {instances} container \
-                 instance(s) all hold port {port}; SFTP is down until the new task runs (a free instance avoids \
-                 that)"
+                "rolls by stopping a running task first (minimum {min}%): none of the cluster's {} container \
+                 instance(s) is free of port {port} with room for the task; {}",
+                instances.len(),
+                if n > 1 { "the other tasks keep serving" } else { "SFTP is down until the new task runs" }
             ),
         )
     })
@@ -93,7 +98,6 @@ impl Fields {
             distinct_instance: Some(want.distinct_instance),
             health_check_grace_period_seconds: Some(want.health_check_grace_period_seconds.into()),
         }
-        .with_mode(new_revision.then(|| rollout_mode(ctx)).flatten().map(|(m, _)| m))
     }
 
     /// The deployment percentages: the mode of this rollout, or (no rollout) either mode, as
@@ -105,12 +109,14 @@ impl Fields {
         self
     }
 
-    /// Either mode in the live service is in sync when nothing rolls.
+    /// Whatever mode the last rollout left is in sync when nothing rolls: a minimum of 0–100%
+    /// with a maximum of 100–200% (anything else is drift).
     fn accept_either_mode(&mut self, live: &Fields) {
-        let live_mode = (live.minimum_healthy_percent, live.maximum_percent);
-        let modes = [STOP_FIRST, START_FIRST].map(|(a, b)| (Some(i64::from(a)), Some(i64::from(b))));
-        if modes.contains(&live_mode) && modes.contains(&(self.minimum_healthy_percent, self.maximum_percent)) {
-            (self.minimum_healthy_percent, self.maximum_percent) = live_mode;
+        let (Some(min), Some(max)) = (live.minimum_healthy_percent, live.maximum_percent) else { return };
+        let start_first = min == 100 && (100..=200).contains(&max);
+        let stop_first = max == 100 && (0..100).contains(&min);
+        if start_first || stop_first {
+            (self.minimum_healthy_percent, self.maximum_percent) = (Some(min), Some(max));
         }
     }
 
@@ -189,8 +195,16 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool, withdrawn: bool) 
         Err(conflict) => return Ok(vec![*conflict]),
     };
     let live_fields = Fields::live(ctx, live);
-    let mut wanted = Fields::wanted(ctx, new_revision);
-    let mode = new_revision.then(|| rollout_mode(ctx)).flatten();
+    let wanted = Fields::wanted(ctx, new_revision);
+    // A new revision, or the service running another one (rolled back, or a pass cut short
+    // before its update), or new load-balancer, registry or placement settings: ECS deploys.
+    let rolls = diff(&wanted, &live_fields).iter().any(|f| {
+        ["taskDefinition", "loadBalancers", "serviceRegistries", "distinctInstance"]
+            .iter()
+            .any(|p| f.path.starts_with(p))
+    });
+    let mode = rolls.then(|| rollout_mode(ctx)).flatten();
+    let mut wanted = wanted.with_mode(mode.as_ref().map(|(m, _)| *m));
     if mode.is_none() {
         wanted.accept_either_mode(&live_fields);
     }
@@ -199,7 +213,7 @@ pub(super) fn plan(ctx: &Ctx, new_revision: bool, vouch: bool, withdrawn: bool) 
     if let (Some(min), Some(max)) = (wanted.minimum_healthy_percent, wanted.maximum_percent) {
         (service.minimum_healthy_percent, service.maximum_percent) = (min as u32, max as u32);
     }
-    let op = Op::UpdateEcsService { service, family: family.clone(), target_group: tg, rolls: new_revision };
+    let op = Op::UpdateEcsService { service, family: family.clone(), target_group: tg, rolls };
     let mut changes = ctx.update(Kind::EcsService, &want.name, ops, diff, op);
     if let (Some((_, why)), Some(c)) = (mode, changes.first_mut()) {
         c.reason = Some(match c.reason.take() {
@@ -344,14 +358,21 @@ mod tests {
         assert!(changes(plan_against(&d, Some(live(&d)), false, false)).is_empty());
     }
 
-    /// The rollout's percentages and reason with `instances` ACTIVE container instances.
-    fn rollout_with(instances: Option<usize>, live_mode: (i32, i32), new_revision: bool) -> Vec<Change> {
+    /// The rollout's percentages and reason with (instances, of which free) container instances;
+    /// the busy ones hold the service's port.
+    fn rollout_with(instances: Option<(usize, usize)>, live_mode: (i32, i32), new_revision: bool) -> Vec<Change> {
         let d = mk_desired(SERVICE);
         let mut l = live(&d);
         (l.minimum_healthy_percent, l.maximum_percent) = (Some(live_mode.0), Some(live_mode.1));
         let mut o = mk_world_with(&d, Some(l));
-        if let Some(n) = instances {
-            o.container_instances.insert(d.ecs_service.cluster.clone(), n);
+        if let Some((n, free)) = instances {
+            let instance = |i: usize| observed::ContainerInstance {
+                agent_connected: true,
+                remaining_cpu: 2048,
+                remaining_memory: 4096,
+                reserved_ports: if i < free { vec![22] } else { vec![22, d.target_group.port] },
+            };
+            o.container_instances.insert(d.ecs_service.cluster.clone(), (0..n).map(instance).collect());
         }
         changes(plan(&ctx(&d, &o, &mk_options(false)), new_revision, true, false))
     }
@@ -367,21 +388,37 @@ mod tests {
 
     #[test]
     fn a_free_container_instance_lets_the_new_task_start_first_and_plan_says_so() {
-        let c = rollout_with(Some(2), (0, 100), true);
+        let c = rollout_with(Some((2, 1)), (0, 100), true);
         assert_eq!(percentages(&c), (100, 200));
         let why = c[0].reason.clone().unwrap();
-        assert!(why.starts_with("rolls with the new task started first (minimum 100%, maximum 200%): 2 container instances for 1 task(s)"), "{why}");
+        assert!(why.starts_with("rolls with the new task started first (minimum 100%, maximum 200%): 1 container instance(s) free of port 30020"), "{why}");
 
-        let c = rollout_with(Some(1), (100, 200), true);
+        // Two instances, both holding the port (ours draining, or another service's): stop first.
+        let c = rollout_with(Some((2, 0)), (100, 200), true);
         assert_eq!(percentages(&c), (0, 100));
         assert!(c[0].reason.clone().unwrap().contains("SFTP is down until the new task runs"), "{:?}", c[0].reason);
+
+        // A service running another revision (rolled back) rolls too: the mode is chosen again.
+        let d = mk_desired(SERVICE);
+        let mut l = live(&d);
+        l.task_definition = l.task_definition.map(|a| a.replace(":4", ":3"));
+        let mut o = mk_world_with(&d, Some(l));
+        let free = observed::ContainerInstance {
+            agent_connected: true,
+            remaining_cpu: 2048,
+            remaining_memory: 4096,
+            ..Default::default()
+        };
+        o.container_instances.insert(d.ecs_service.cluster.clone(), vec![free]);
+        let c = changes(plan(&ctx(&d, &o, &mk_options(false)), false, true, false));
+        assert_eq!(percentages(&c), (100, 200));
 
         // No rollout: whichever mode the last one left is in sync.
         assert!(rollout_with(None, (100, 200), false).is_empty());
         assert!(rollout_with(None, (0, 100), false).is_empty());
-        let c = rollout_with(None, (50, 100), false);
+        let c = rollout_with(None, (50, 150), false);
         let paths: Vec<&str> = c[0].diff.iter().map(|d| d.path.as_str()).collect();
-        assert_eq!(paths, ["minimumHealthyPercent"], "anything else is drift");
+        assert_eq!(paths, ["maximumPercent", "minimumHealthyPercent"], "anything else is drift");
     }
 
     #[test]

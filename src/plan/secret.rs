@@ -66,18 +66,18 @@ mod tests {
         let (o, opts) = (mk_world(), mk_options(false));
         let c = plan(&ctx(&d, &o, &opts));
         assert_eq!(summary(&c), [(Kind::HostKeySecret, Action::Create, d.names.host_key_secret.clone())]);
-        let op = Op::CreateSecret { name: d.names.host_key_secret.clone(), rsa_bits: 3072, tags: d.tags.clone() };
+        let op = Op::CreateSecret { name: d.names.host_key_secret.clone(), rsa_bits: 4096, tags: d.tags.clone() };
         assert_eq!(c[0].ops, [op]);
-        assert_eq!(c[0].reason.as_deref(), Some("generate Ed25519 and RSA-3072 host keys"));
+        assert_eq!(c[0].reason.as_deref(), Some("generate Ed25519 and RSA-4096 host keys"));
     }
 
     #[test]
     fn a_new_secret_gets_the_rsa_size_asked_for() {
         let mut d = mk_desired_with_secret();
-        d.host_key_rsa_bits = 4096;
+        d.host_key_rsa_bits = 3072;
         let c = plan(&ctx(&d, &mk_world(), &mk_options(false)));
-        assert!(matches!(&c[0].ops[..], [Op::CreateSecret { rsa_bits: 4096, .. }]), "{:?}", c[0].ops);
-        assert_eq!(c[0].reason.as_deref(), Some("generate Ed25519 and RSA-4096 host keys"));
+        assert!(matches!(&c[0].ops[..], [Op::CreateSecret { rsa_bits: 3072, .. }]), "{:?}", c[0].ops);
+        assert_eq!(c[0].reason.as_deref(), Some("generate Ed25519 and RSA-3072 host keys"));
     }
 
     #[test]

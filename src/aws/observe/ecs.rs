@@ -434,6 +434,18 @@ fn volume(v: &ecs::types::Volume) -> Volume {
     }
 }
 
+/// What placing one more task on `i` depends on.
+pub(super) fn container_instance(i: &aws_sdk_ecs::types::ContainerInstance) -> observed::ContainerInstance {
+    let remaining = |name: &str| i.remaining_resources().iter().find(|r| r.name() == Some(name));
+    let ports = remaining("PORTS").map(|r| r.string_set_value().iter().filter_map(|p| p.parse().ok()).collect());
+    observed::ContainerInstance {
+        agent_connected: i.agent_connected(),
+        remaining_cpu: remaining("CPU").map_or(0, |r| i64::from(r.integer_value())),
+        remaining_memory: remaining("MEMORY").map_or(0, |r| i64::from(r.integer_value())),
+        reserved_ports: ports.unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ecs::types::{

@@ -267,22 +267,28 @@ pub async fn secrets_in(c: &Clients, scope: &Scope, must_know: &[&str]) -> Resul
     Ok(found)
 }
 
-/// ACTIVE container instances in each cluster in scope (ListContainerInstances, 100 a page).
-pub async fn container_instances(c: &Clients, scope: &Scope) -> Result<BTreeMap<String, usize>> {
+/// ACTIVE container instances in each cluster in scope: ListContainerInstances (100 a page),
+/// DescribeContainerInstances (100 a call).
+pub async fn container_instances(
+    c: &Clients,
+    scope: &Scope,
+) -> Result<BTreeMap<String, Vec<observed::ContainerInstance>>> {
     let mut out = BTreeMap::new();
     for cluster in &scope.clusters {
-        let mut pages = c
-            .ecs
-            .list_container_instances()
-            .cluster(cluster)
-            .status(aws_sdk_ecs::types::ContainerInstanceStatus::Active)
-            .into_paginator()
-            .send();
-        let mut n = 0;
+        let mut arns = Vec::new();
+        let active = aws_sdk_ecs::types::ContainerInstanceStatus::Active;
+        let mut pages = c.ecs.list_container_instances().cluster(cluster).status(active).into_paginator().send();
         while let Some(page) = pages.next().await {
-            n += page.map_err(crate::aws::aws("ListContainerInstances"))?.container_instance_arns().len();
+            arns.extend(page.map_err(crate::aws::aws("ListContainerInstances"))?.container_instance_arns().to_vec());
         }
-        out.insert(cluster.clone(), n);
+        let mut found = Vec::new();
+        for chunk in arns.chunks(100) {
+            let call =
+                c.ecs.describe_container_instances().cluster(cluster).set_container_instances(Some(chunk.to_vec()));
+            let described = call.send().await.map_err(crate::aws::aws("DescribeContainerInstances"))?;
+            found.extend(described.container_instances().iter().map(ecs::container_instance));
+        }
+        out.insert(cluster.clone(), found);
     }
     Ok(out)
 }
