@@ -158,10 +158,7 @@ impl OperatorReconciler {
     }
 
     async fn leading(&self) -> bool {
-        match &self.lease {
-            None => true,
-            Some(l) => l.is_leader().await,
-        }
+        leads(self.lease.as_deref()).await
     }
 
     /// The named services of the current manifest set, in its order.
@@ -588,12 +585,7 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
         cfg.probe.clone(),
         move || {
             let lease = probe_lease.clone();
-            async move {
-                match lease {
-                    None => true,
-                    Some(l) => l.is_leader().await,
-                }
-            }
+            async move { leads(lease.as_deref()).await }
         },
         shutdown_rx.clone(),
     ));
@@ -608,6 +600,14 @@ pub async fn operate(cfg: RunConfig) -> Result<(), RunError> {
     let _ = shutdown_tx.send(true);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whether this replica leads: it holds the lease, or runs without one.
+async fn leads(lease: Option<&Lease>) -> bool {
+    match lease {
+        None => true,
+        Some(l) => l.is_leader().await,
+    }
 }
 
 /// Feeds every AWS call the clients make into the API metrics.

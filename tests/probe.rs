@@ -32,11 +32,7 @@ fn converged() -> Converged {
     let (code, out, _, ops) = world.run(&["converge", "-f", &manifest]);
     assert_eq!((code, common::Proxy::mutating(&ops)), (0, vec![]), "a second converge changes nothing:\n{out}");
 
-    let services = sftp_operator::validate::load_and_validate(&[sftp_operator::load::SourceFile {
-        path: manifest.clone().into(),
-        text: std::fs::read_to_string(&manifest).unwrap(),
-    }])
-    .unwrap();
+    let services = validated(&manifest);
     let clients = common::clients(&world.proxy, &world.endpoint);
     let options = reconcile::Options { owner: "sftp-operator".into(), adopt: false, prune: false };
     let prepared = world.proxy.block_on(reconcile::prepare(&clients, &services, &options, Reach::default())).unwrap();
@@ -47,6 +43,12 @@ fn converged() -> Converged {
     );
     let host_keys = secret["SecretString"].as_str().unwrap().to_owned();
     Converged { world, manifest, desired, host_keys }
+}
+
+/// The services of the manifest file at `path`.
+fn validated(path: &str) -> Vec<sftp_operator::validate::Service> {
+    let text = std::fs::read_to_string(path).unwrap();
+    sftp_operator::validate::load_and_validate(&[sftp_operator::load::SourceFile { path: path.into(), text }]).unwrap()
 }
 
 /// A `/home` volume for the task, world-traversable like a host directory.
@@ -101,12 +103,7 @@ fn a_key_the_server_does_not_authorise_fails_as_login_refused() {
     let Some(image) = dataplane::image() else { return };
     let c = converged();
     // The task authorises another key for the probe account than the one in its secret.
-    let service = sftp_operator::validate::load_and_validate(&[sftp_operator::load::SourceFile {
-        path: c.manifest.clone().into(),
-        text: std::fs::read_to_string(&c.manifest).unwrap(),
-    }])
-    .unwrap()
-    .remove(0);
+    let service = validated(&c.manifest).remove(0);
     let other = sftp_operator::sshkeys::generate_probe_key("another").unwrap();
     let wrong = sftp_operator::render::render_probed(&service, "sftp-operator", Some(&other.public), None);
     let home = home();
@@ -152,6 +149,17 @@ fn a_task_with_other_host_keys_fails_as_host_key_changed() {
     assert!(!task.log().contains("Accepted publickey"), "nothing was sent to an impostor:\n{}", task.log());
 }
 
+/// `run` probing the converged service at `endpoint` every second, and the name of one of its
+/// probe series for that endpoint.
+fn probing(c: &Converged, endpoint: &str) -> (RunProc, impl Fn(&str) -> String) {
+    let run = RunProc::start(
+        &c.world.endpoint,
+        &["-f", &c.manifest, "--probe-interval", "1s", "--probe-endpoint", &format!("efs-drop={endpoint}")],
+    );
+    let endpoint = endpoint.to_owned();
+    (run, move |name: &str| format!("sftp_operator_{name}{{endpoint=\"{endpoint}\",service=\"efs-drop\"}}"))
+}
+
 #[test]
 fn run_probes_on_its_cadence_and_prometheus_scrapes_the_outcome() {
     let Some(image) = dataplane::image() else { return };
@@ -159,12 +167,8 @@ fn run_probes_on_its_cadence_and_prometheus_scrapes_the_outcome() {
     let good_home = home();
     let task = start(image, &c.desired, &c.host_keys, good_home.path());
     let endpoint = task.publish();
-    let series = |name: &str| format!("sftp_operator_{name}{{endpoint=\"{endpoint}\",service=\"efs-drop\"}}");
+    let (run, series) = probing(&c, &endpoint);
 
-    let run = RunProc::start(
-        &c.world.endpoint,
-        &["-f", &c.manifest, "--probe-interval", "1s", "--probe-endpoint", &format!("efs-drop={endpoint}")],
-    );
     eventually("the probe passes", || run.metric(&series("probe_success")) == Some(1.0));
     assert_eq!(run.metric(&series("host_key_mismatch")), Some(0.0));
     let (_, body) = run.get("/metrics").unwrap();
@@ -182,11 +186,7 @@ fn run_probes_on_its_cadence_and_prometheus_scrapes_the_outcome() {
     let home2 = home();
     let impostor = start(image, &c.desired, &other.secret_json, home2.path());
     let endpoint = impostor.publish();
-    let series = |name: &str| format!("sftp_operator_{name}{{endpoint=\"{endpoint}\",service=\"efs-drop\"}}");
-    let run = RunProc::start(
-        &c.world.endpoint,
-        &["-f", &c.manifest, "--probe-interval", "1s", "--probe-endpoint", &format!("efs-drop={endpoint}")],
-    );
+    let (run, series) = probing(&c, &endpoint);
     eventually("the mismatch is exported", || run.metric(&series("host_key_mismatch")) == Some(1.0));
     assert_eq!(run.metric(&series("probe_success")), Some(0.0));
     let failures = "sftp_operator_probe_failures_total{reason=\"host-key-changed\",service=\"efs-drop\"}";

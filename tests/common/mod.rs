@@ -111,12 +111,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(upstream: &str) -> Proxy {
+    /// Its own runtime, a listener on a free loopback port, that port's URL and `upstream`'s
+    /// `host:port`.
+    fn listen(upstream: &str) -> (tokio::runtime::Runtime, tokio::net::TcpListener, String, String) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let ops = Arc::new(Mutex::new(Vec::new()));
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let upstream = upstream.trim_start_matches("http://").to_owned();
+        (rt, listener, url, upstream.trim_start_matches("http://").to_owned())
+    }
+
+    pub fn start(upstream: &str) -> Proxy {
+        let (rt, listener, url, upstream) = Proxy::listen(upstream);
+        let ops = Arc::new(Mutex::new(Vec::new()));
         let rec = ops.clone();
         rt.spawn(async move {
             let re = operation_regex();
@@ -169,11 +175,8 @@ impl Proxy {
     /// `rewrite` with its operation (as recorded: `DescribeServices`) before it goes back, its
     /// framing fixed. Tests play with it what moto cannot (ECS deployments that progress).
     pub fn rewriting(upstream: &str, rewrite: impl Fn(&str, &mut serde_json::Value) + Send + Sync + 'static) -> Proxy {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (rt, listener, url, upstream) = Proxy::listen(upstream);
         let ops = Arc::new(Mutex::new(Vec::new()));
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let upstream = upstream.trim_start_matches("http://").to_owned();
         let rec = ops.clone();
         let rewrite: Arc<Rewrite> = Arc::new(rewrite);
         rt.spawn(async move {
